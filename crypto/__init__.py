@@ -1,0 +1,22 @@
+"""Data keys, the key store, sealing and opening. Knows nothing of students or events."""
+
+from crypto.aead import Aead
+from crypto.errors import (
+    KeyErased,
+    KeyNotFound,
+    KeyStoreError,
+    KeyStoreUnavailable,
+    SealBroken,
+)
+from crypto.keys import DestroyedKey, SubjectKeys
+
+__all__ = [
+    "Aead",
+    "DestroyedKey",
+    "KeyErased",
+    "KeyNotFound",
+    "KeyStoreError",
+    "KeyStoreUnavailable",
+    "SealBroken",
+    "SubjectKeys",
+]

@@ -1,0 +1,214 @@
+"""Where wrapped data keys and erasure tombstones rest: a database of their own.
+
+Two tables. `data_keys` holds one wrapped key per live subject. `erased_subjects` holds a
+tombstone per erased subject, numbered in commit order, so that every process can learn of
+erasures since the last number it saw. Erasing deletes the key row and writes the tombstone in
+one transaction; creating a key checks for a tombstone in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from crypto.errors import KeyErased, KeyStoreUnavailable
+
+
+class StaleKeyring(Exception):
+    """A newer KEK version exists: reload the keyring and wrap again."""
+from crypto.sql import Cursor, Database, DatabaseUnavailable, SQLiteDatabase
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    subject_id: UUID
+    key_id: UUID
+    kek_version: int
+    wrapped: bytes
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    seq: int
+    subject_id: UUID
+    key_id: UUID | None
+    kek_version: int | None
+    erased_at: datetime
+
+
+def _ddl(backend: str) -> list[str]:
+    blob, serial = ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT")
+    if backend == "postgres":
+        blob, serial = ("BYTEA", "BIGSERIAL PRIMARY KEY")
+    return [
+        "CREATE TABLE IF NOT EXISTS data_keys ("
+        " subject_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
+        f" kek_version INTEGER NOT NULL, wrapped {blob} NOT NULL, created_at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS data_keys_by_kek ON data_keys (kek_version)",
+        "CREATE TABLE IF NOT EXISTS erased_subjects ("
+        f" seq {serial}, subject_id TEXT NOT NULL UNIQUE, key_id TEXT,"
+        " kek_version INTEGER, erased_at TEXT NOT NULL)",
+        # The newest KEK version in use: a process with an older keyring must not wrap new keys.
+        "CREATE TABLE IF NOT EXISTS kek_versions (version INTEGER PRIMARY KEY)",
+    ]
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with self._transaction() as cur:
+            for statement in _ddl(db.backend):
+                cur.execute(statement)
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Iterator[Cursor]:
+        try:
+            with self.db.transaction(write=write) as cur:
+                yield cur
+        except DatabaseUnavailable as error:
+            raise KeyStoreUnavailable(f"key store unreachable: {error}") from None
+
+    def _lock_subject(self, cur: Cursor, subject_id: UUID) -> None:
+        if self.db.backend == "postgres":
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7))", (str(subject_id),))
+
+    def load(self, subject_id: UUID) -> WrappedKey | None:
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                "SELECT key_id, kek_version, wrapped FROM data_keys WHERE subject_id = ?",
+                (str(subject_id),),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return WrappedKey(subject_id, UUID(row[0]), int(row[1]), bytes(row[2]))
+
+    def create(self, key: WrappedKey) -> WrappedKey:
+        """Store `key` unless the subject already has one (return that) or was erased (raise)."""
+        with self._transaction() as cur:
+            self._lock_subject(cur, key.subject_id)
+            cur.execute(
+                "SELECT 1 FROM erased_subjects WHERE subject_id = ?", (str(key.subject_id),)
+            )
+            if cur.fetchone() is not None:
+                raise KeyErased(key.subject_id)
+            cur.execute("SELECT max(version) FROM kek_versions")
+            newest = cur.fetchone()[0]
+            if newest is not None and key.kek_version < int(newest):
+                raise StaleKeyring(newest)
+            cur.execute(
+                "SELECT key_id, kek_version, wrapped FROM data_keys WHERE subject_id = ?",
+                (str(key.subject_id),),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return WrappedKey(key.subject_id, UUID(row[0]), int(row[1]), bytes(row[2]))
+            cur.execute(
+                "INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (str(key.subject_id), str(key.key_id), key.kek_version, key.wrapped,
+                 datetime.now(UTC).isoformat()),
+            )
+            return key
+
+    def erase(self, subject_id: UUID) -> Tombstone:
+        """Delete the subject's key and leave a tombstone. Idempotent: returns the tombstone."""
+        with self._transaction() as cur:
+            if self.db.backend == "postgres":
+                # Tombstone numbers then commit in order, so followers never skip one.
+                cur.execute("LOCK TABLE erased_subjects IN EXCLUSIVE MODE")
+            self._lock_subject(cur, subject_id)
+            existing = self._tombstone(cur, subject_id)
+            if existing is not None:
+                return existing
+            cur.execute(
+                "SELECT key_id, kek_version FROM data_keys WHERE subject_id = ?",
+                (str(subject_id),),
+            )
+            row = cur.fetchone()
+            key_id, version = (row[0], int(row[1])) if row else (None, None)
+            cur.execute("DELETE FROM data_keys WHERE subject_id = ?", (str(subject_id),))
+            cur.execute(
+                "INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
+                " VALUES (?, ?, ?, ?)",
+                (str(subject_id), key_id, version, datetime.now(UTC).isoformat()),
+            )
+            tombstone = self._tombstone(cur, subject_id)
+            assert tombstone is not None
+        if isinstance(self.db, SQLiteDatabase):
+            self.db.checkpoint()
+        return tombstone
+
+    def _tombstone(self, cur: Cursor, subject_id: UUID) -> Tombstone | None:
+        cur.execute(
+            "SELECT seq, subject_id, key_id, kek_version, erased_at FROM erased_subjects"
+            " WHERE subject_id = ?",
+            (str(subject_id),),
+        )
+        row = cur.fetchone()
+        return _tombstone(row) if row else None
+
+    def tombstone(self, subject_id: UUID) -> Tombstone | None:
+        with self._transaction(write=False) as cur:
+            return self._tombstone(cur, subject_id)
+
+    def tombstones_after(self, seq: int) -> list[Tombstone]:
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                "SELECT seq, subject_id, key_id, kek_version, erased_at FROM erased_subjects"
+                " WHERE seq > ? ORDER BY seq",
+                (seq,),
+            )
+            return [_tombstone(row) for row in cur.fetchall()]
+
+    def keys_wrapped_under(self, versions: list[int]) -> list[WrappedKey]:
+        with self._transaction(write=False) as cur:
+            marks = ",".join("?" for _ in versions)
+            cur.execute(
+                "SELECT subject_id, key_id, kek_version, wrapped FROM data_keys"
+                f" WHERE kek_version IN ({marks})",
+                versions,
+            )
+            return [
+                WrappedKey(UUID(r[0]), UUID(r[1]), int(r[2]), bytes(r[3])) for r in cur.fetchall()
+            ]
+
+    def rewrap(self, keys: list[WrappedKey]) -> int:
+        """Replace wrapped keys in one transaction; a key erased meanwhile stays erased."""
+        with self._transaction() as cur:
+            changed = 0
+            for key in keys:
+                cur.execute(
+                    "UPDATE data_keys SET kek_version = ?, wrapped = ? WHERE subject_id = ?"
+                    " AND key_id = ?",
+                    (key.kek_version, key.wrapped, str(key.subject_id), str(key.key_id)),
+                )
+                changed += cur.rowcount
+        if isinstance(self.db, SQLiteDatabase):
+            self.db.checkpoint()
+        return changed
+
+    def record_kek_version(self, version: int) -> None:
+        with self._transaction() as cur:
+            cur.execute("SELECT 1 FROM kek_versions WHERE version = ?", (version,))
+            if cur.fetchone() is None:
+                cur.execute("INSERT INTO kek_versions (version) VALUES (?)", (version,))
+
+    def count_live(self) -> int:
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT count(*) FROM data_keys")
+            return int(cur.fetchone()[0])
+
+
+def _tombstone(row: Any) -> Tombstone:
+    return Tombstone(
+        seq=int(row[0]),
+        subject_id=UUID(row[1]),
+        key_id=UUID(row[2]) if row[2] else None,
+        kek_version=int(row[3]) if row[3] is not None else None,
+        erased_at=datetime.fromisoformat(row[4]),
+    )

@@ -1,0 +1,186 @@
+"""The smallest SQL access that the key store and the read models need, on SQLite or PostgreSQL.
+
+One `Database` per store. Write SQL with `?` placeholders; PostgreSQL gets `%s`. A failure to
+reach the database is raised as `DatabaseUnavailable`, which callers turn into their own
+retryable error; every other database error propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import psycopg
+import psycopg_pool
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    # Deleted rows are overwritten with zeros, so a destroyed key leaves no bytes in the file.
+    "PRAGMA secure_delete=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or is locked past its timeout."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Database(Protocol):
+    backend: str
+
+    def transaction(self, *, write: bool = True) -> Any: ...
+    def close(self) -> None: ...
+
+
+def valid_schema_name(name: str) -> str:
+    if not _SCHEMA_NAME.match(name):
+        raise ValueError("a schema name is lower-case letters, digits and underscores")
+    return name
+
+
+class _PgCursor:
+    """Adapts `?` placeholders to psycopg's `%s`."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cursor.execute(sql.replace("?", "%s"), params)  # type: ignore[call-overload]
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+class SQLiteDatabase:
+    """One connection per thread; every write is BEGIN IMMEDIATE, so writers never interleave."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                for pragma in SQLITE_PRAGMAS:
+                    conn.execute(pragma)
+            except sqlite3.OperationalError as error:
+                raise DatabaseUnavailable(str(error)) from None
+            if self.path != ":memory:":
+                os.chmod(self.path, 0o600)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.OperationalError as error:
+            raise DatabaseUnavailable(str(error)) from None
+        cursor = conn.cursor()
+        try:
+            yield cursor
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            cursor.close()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file and truncate it (no old pages left in it)."""
+        self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+class PostgresDatabase:
+    """A psycopg pool whose connections see only `schema` (created if missing)."""
+
+    backend = "postgres"
+
+    def __init__(self, url: str, schema: str, *, max_size: int = 4, timeout: float = 5.0) -> None:
+        self.url = url
+        self.schema = valid_schema_name(schema)
+        self.timeout = timeout
+        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
+        self._max_size = max_size
+
+    def _get_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        with self._lock:
+            if self._pool is None:
+                try:
+                    with psycopg.connect(self.url, autocommit=True,
+                                         connect_timeout=int(self.timeout)) as conn:
+                        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                except psycopg.OperationalError as error:
+                    raise DatabaseUnavailable(type(error).__name__) from None
+                self._pool = psycopg_pool.ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self._max_size,
+                    kwargs={"options": f"-c search_path={self.schema}"},
+                    open=True,
+                    name=f"ledger-{self.schema}",
+                )
+            return self._pool
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
+        pool = self._get_pool()
+        try:
+            with pool.connection(timeout=self.timeout) as conn, conn.transaction():
+                with conn.cursor() as cursor:
+                    yield _PgCursor(cursor)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            raise DatabaseUnavailable(type(error).__name__) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None

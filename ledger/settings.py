@@ -1,0 +1,83 @@
+"""Every setting, read once from the environment. Defaults give a working embedded ledger.
+
+LEDGER_DATABASE_URL     sqlite:///var/ledger.sqlite3 (default) or postgresql://user@host/db
+LEDGER_SCHEMA           PostgreSQL schema of the events and read models (default: ledger)
+LEDGER_KEYSTORE_URL     default: var/keys.sqlite3 on SQLite; the same PostgreSQL database
+LEDGER_KEYSTORE_SCHEMA  PostgreSQL schema of the key store (default: <LEDGER_SCHEMA>_keys)
+LEDGER_KEK_FILE         the KEK keyring file (default: var/kek.json, mode 0600)
+LEDGER_KEK              a KEK keyring given inline ("1:<base64>,..."); overrides the file
+LEDGER_VAR_DIR          where the embedded files live (default: ./var)
+LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from crypto.sql import valid_schema_name
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    schema: str = "ledger"
+    keystore_url: str = ""
+    keystore_schema: str = ""
+    kek_file: str = ""
+    kek_inline: str | None = field(default=None, repr=False)
+    var_dir: str = "var"
+    key_sync_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        var_dir = env.get("LEDGER_VAR_DIR", "var")
+        return cls.build(
+            database_url=env.get("LEDGER_DATABASE_URL", ""),
+            schema=env.get("LEDGER_SCHEMA", "ledger"),
+            keystore_url=env.get("LEDGER_KEYSTORE_URL", ""),
+            keystore_schema=env.get("LEDGER_KEYSTORE_SCHEMA", ""),
+            kek_file=env.get("LEDGER_KEK_FILE", ""),
+            kek_inline=env.get("LEDGER_KEK") or None,
+            var_dir=var_dir,
+            key_sync_seconds=float(env.get("LEDGER_KEY_SYNC_SECONDS", "1.0")),
+        )
+
+    @classmethod
+    def build(cls, *, database_url: str = "", schema: str = "ledger", keystore_url: str = "",
+              keystore_schema: str = "", kek_file: str = "", kek_inline: str | None = None,
+              var_dir: str = "var", key_sync_seconds: float = 1.0) -> Settings:
+        """Fill in the defaults that depend on other settings."""
+        database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
+        if not keystore_url:
+            keystore_url = (
+                database_url if is_postgres(database_url)
+                else f"sqlite:///{os.path.join(var_dir, 'keys.sqlite3')}"
+            )
+        return cls(
+            database_url=database_url,
+            schema=valid_schema_name(schema),
+            keystore_url=keystore_url,
+            keystore_schema=valid_schema_name(keystore_schema or f"{schema}_keys"),
+            kek_file=kek_file or os.path.join(var_dir, "kek.json"),
+            kek_inline=kek_inline,
+            var_dir=var_dir,
+            key_sync_seconds=key_sync_seconds,
+        )
+
+    @property
+    def backend(self) -> str:
+        return "postgres" if is_postgres(self.database_url) else "sqlite"
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative/path`, `sqlite:////absolute/path` or a bare path."""
+    if url.startswith("sqlite://"):
+        return urlparse(url).path[1:] if url.startswith("sqlite:///") else url[len("sqlite://"):]
+    return url

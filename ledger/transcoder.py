@@ -1,0 +1,115 @@
+"""An orjson transcoder with the library's tagging: UUID, datetime, Decimal, enums, tuples and
+registered value types round-trip exactly, as `{"_type_": name, "_data_": ...}`.
+
+orjson writes UUIDs and datetimes natively as plain strings, which would come back as `str`,
+so values are tagged by one walk before `dumps` and untagged by one walk after `loads`. Both
+walks return plain JSON types at once, which is nearly every field of a flat event.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    Transcoder,
+    Transcoding,
+    TranscodingNotRegisteredError,
+    UUIDAsHex,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class EnumAsTopicValue(Transcoding):
+    type = Enum
+    name = "enum"
+
+    def encode(self, obj: Enum) -> list[Any]:
+        return [get_topic(type(obj)), obj.value]
+
+    def decode(self, data: list[Any]) -> Enum:
+        enum_class = resolve_topic(data[0])
+        return enum_class(data[1])  # type: ignore[no-any-return]
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class OrjsonTranscoder(Transcoder):
+    def __init__(self) -> None:
+        self.types: dict[type, Transcoding] = {}
+        self.names: dict[str, Transcoding] = {}
+        self._enum = EnumAsTopicValue()
+        self.names[self._enum.name] = self._enum
+        for transcoding in (UUIDAsHex(), DatetimeAsISO(), DateAsISO(), DecimalAsStr()):
+            self.register(transcoding)
+
+    def register(self, transcoding: Transcoding) -> None:
+        self.types[transcoding.type] = transcoding
+        self.names[transcoding.name] = transcoding
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(self._tag(obj))
+
+    def decode(self, data: bytes) -> Any:
+        return self._untag(orjson.loads(data))
+
+    def _tag(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind in _PLAIN:
+            return obj
+        if kind is dict:
+            return {k: v if type(v) in _PLAIN else self._tag(v) for k, v in obj.items()}
+        if kind is list:
+            return [self._tag(v) for v in obj]
+        if kind is tuple:
+            return {"_type_": "tuple_as_list", "_data_": [self._tag(v) for v in obj]}
+        transcoding = self.types.get(kind)
+        if transcoding is None:
+            if isinstance(obj, Enum):
+                transcoding = self._enum
+            else:
+                raise TranscodingNotRegisteredError(
+                    f"Object of type {kind} is not serializable. Please define and register "
+                    "a custom transcoding for this type."
+                )
+        return {"_type_": transcoding.name, "_data_": self._tag(transcoding.encode(obj))}
+
+    def _untag(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is dict:
+            if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
+                name = obj["_type_"]
+                data = self._untag(obj["_data_"])
+                if name == "tuple_as_list":
+                    return tuple(data)
+                transcoding = self.names.get(name)
+                if transcoding is None:
+                    raise TranscodingNotRegisteredError(
+                        f"Data serialized with name '{name}' is not deserializable. "
+                        "Please register a custom transcoding for this type."
+                    )
+                return transcoding.decode(data)
+            return {k: v if type(v) in _PLAIN else self._untag(v) for k, v in obj.items()}
+        if kind is list:
+            return [self._untag(v) for v in obj]
+        return obj
+
+
+__all__ = ["OrjsonTranscoder", "UUID", "Decimal", "datetime"]
