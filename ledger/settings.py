@@ -2,6 +2,7 @@
 
 LEDGER_DATABASE_URL     sqlite:///var/ledger.sqlite3 (default) or postgresql://user@host/db
 LEDGER_SCHEMA           PostgreSQL schema of the events and read models (default: ledger)
+LEDGER_READ_MODELS_URL  default: var/read_models.sqlite3 on SQLite; the events' PostgreSQL database
 LEDGER_KEYSTORE_URL     default: var/keys.sqlite3 on SQLite; the same PostgreSQL database
 LEDGER_KEYSTORE_SCHEMA  PostgreSQL schema of the key store (default: <LEDGER_SCHEMA>_keys)
 LEDGER_KEK_FILE         the KEK keyring file (default: var/kek.json, mode 0600)
@@ -24,6 +25,7 @@ class Settings:
     database_url: str
     schema: str = "ledger"
     keystore_url: str = ""
+    read_models_url: str = ""
     keystore_schema: str = ""
     kek_file: str = ""
     kek_inline: str | None = field(default=None, repr=False)
@@ -38,6 +40,7 @@ class Settings:
             database_url=env.get("LEDGER_DATABASE_URL", ""),
             schema=env.get("LEDGER_SCHEMA", "ledger"),
             keystore_url=env.get("LEDGER_KEYSTORE_URL", ""),
+            read_models_url=env.get("LEDGER_READ_MODELS_URL", ""),
             keystore_schema=env.get("LEDGER_KEYSTORE_SCHEMA", ""),
             kek_file=env.get("LEDGER_KEK_FILE", ""),
             kek_inline=env.get("LEDGER_KEK") or None,
@@ -47,6 +50,7 @@ class Settings:
 
     @classmethod
     def build(cls, *, database_url: str = "", schema: str = "ledger", keystore_url: str = "",
+              read_models_url: str = "",
               keystore_schema: str = "", kek_file: str = "", kek_inline: str | None = None,
               var_dir: str = "var", key_sync_seconds: float = 1.0) -> Settings:
         """Fill in the defaults that depend on other settings."""
@@ -56,8 +60,14 @@ class Settings:
                 database_url if is_postgres(database_url)
                 else f"sqlite:///{os.path.join(var_dir, 'keys.sqlite3')}"
             )
+        if not read_models_url:
+            read_models_url = (
+                database_url if is_postgres(database_url)
+                else f"sqlite:///{os.path.join(var_dir, 'read_models.sqlite3')}"
+            )
         return cls(
             database_url=database_url,
+            read_models_url=read_models_url,
             schema=valid_schema_name(schema),
             keystore_url=keystore_url,
             keystore_schema=valid_schema_name(keystore_schema or f"{schema}_keys"),

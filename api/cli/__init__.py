@@ -1,0 +1,1 @@
+"""The `ledger` command line: a second face over the same services as the HTTP API."""

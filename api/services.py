@@ -1,0 +1,59 @@
+"""Wires the ledger, its key store and its read models from `Settings`: one place for both faces."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from crypto.sql import Database
+from ledger.application import Ledger
+from ledger.persistence import open_database
+from ledger.settings import Settings
+from projections.directory import DirectoryReader, StudentDirectory
+from projections.runner import ProjectionRunner
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ledger: Ledger
+    read_models: Database
+    directory: ProjectionRunner
+    directory_reader: DirectoryReader
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Services:
+        ledger = Ledger(settings)
+        read_models = open_database(settings.read_models_url, settings.schema)
+        projection = StudentDirectory(ledger.keys)
+        return cls(
+            settings=settings,
+            ledger=ledger,
+            read_models=read_models,
+            directory=ProjectionRunner(ledger, read_models, projection),
+            directory_reader=DirectoryReader(read_models, ledger.keys, projection),
+        )
+
+    @property
+    def runners(self) -> list[ProjectionRunner]:
+        return [self.directory]
+
+    def start_projections(self) -> None:
+        for runner in self.runners:
+            thread = threading.Thread(target=runner.run_forever, args=(self._stop,),
+                                      name=f"projection-{runner.projection.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def catch_up(self) -> None:
+        for runner in self.runners:
+            runner.catch_up()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.read_models.close()
+        self.ledger.close()

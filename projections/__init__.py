@@ -1,0 +1,1 @@
+"""Read models built by following the ledger's notification log, and their runners."""

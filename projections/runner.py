@@ -1,0 +1,200 @@
+"""Follows the ledger's notification log in order and applies each event to a read model.
+
+Exactly once: a batch of events and the new tracking position commit in one read-model
+transaction, and the position only moves forward from the value read in that transaction, so a
+crash or a racing runner can neither skip nor repeat an event.
+
+Rebuilds: each projection's tables carry a generation number. `rebuild()` fills generation n+1
+from position 0 while generation n keeps serving, then switches readers over in one transaction
+once it has caught up, and drops generation n.
+
+Both backends poll (SQLite has no subscriptions); PostgreSQL's table lock on insert makes commit
+order equal id order, so paging by `> last id` never misses a late commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from crypto import KeyStoreUnavailable
+from crypto.sql import Cursor, Database, DatabaseUnavailable
+from ledger.application import Ledger
+
+log = logging.getLogger("ledger.projections")
+
+REGISTRY_DDL = [
+    "CREATE TABLE IF NOT EXISTS projection_generations ("
+    " projection TEXT PRIMARY KEY, live INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_tracking ("
+    " projection TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL,"
+    " PRIMARY KEY (projection, generation))",
+]
+
+
+class Projection(ABC):
+    """A read model. Table names are given per generation: `f"{name}_g{generation}"`."""
+
+    name: str
+
+    @abstractmethod
+    def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
+        """Create the generation's tables; `blob` is the backend's binary column type."""
+
+    @abstractmethod
+    def process(self, cur: Cursor, table: str, event: Any) -> None: ...
+
+    def drop_tables(self, cur: Cursor, table: str) -> None:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def table_name(projection: Projection, generation: int) -> str:
+    return f"{projection.name}_g{generation}"
+
+
+class ProjectionRunner:
+    def __init__(self, ledger: Ledger, db: Database, projection: Projection,
+                 batch_size: int = 500) -> None:
+        self.ledger = ledger
+        self.db = db
+        self.projection = projection
+        self.batch_size = batch_size
+        with db.transaction() as cur:
+            for statement in REGISTRY_DDL:
+                cur.execute(statement)
+            cur.execute("SELECT live FROM projection_generations WHERE projection = ?",
+                        (projection.name,))
+            if cur.fetchone() is None:
+                self._start_generation(cur, 1)
+                cur.execute("INSERT INTO projection_generations (projection, live) VALUES (?, 1)",
+                            (projection.name,))
+
+    # -- following --------------------------------------------------------------------------
+    def live_generation(self) -> int:
+        with self.db.transaction(write=False) as cur:
+            return self._live(cur)
+
+    def position(self, generation: int | None = None) -> int:
+        with self.db.transaction(write=False) as cur:
+            return self._position(cur, generation or self._live(cur))
+
+    def run_once(self, generation: int | None = None) -> int:
+        """Apply the next batch to `generation` (default: the live one). Returns events applied."""
+        with self.db.transaction() as cur:
+            if self.db.backend == "postgres":
+                cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
+                            "FOR SHARE", (self.projection.name,))
+            gen = generation or self._live(cur)
+            position = self._position(cur, gen, lock=True)
+            notifications = self.ledger.recorder.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                return 0
+            self._apply(cur, gen, notifications)
+            cur.execute(
+                "UPDATE projection_tracking SET position = ?"
+                " WHERE projection = ? AND generation = ? AND position = ?",
+                (notifications[-1].id, self.projection.name, gen, position),
+            )
+            if cur.rowcount != 1:
+                raise RuntimeError("another runner moved this projection: batch rolled back")
+            return len(notifications)
+
+    def catch_up(self, generation: int | None = None) -> int:
+        total = 0
+        while applied := self.run_once(generation):
+            total += applied
+        return total
+
+    def run_forever(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
+        """Follow the log until `stop` is set. A key store or database outage is waited out."""
+        delay = poll_seconds
+        while not stop.is_set():
+            try:
+                applied = self.catch_up()
+                delay = poll_seconds
+            except (KeyStoreUnavailable, DatabaseUnavailable) as error:
+                log.warning("projection %s waiting: %s", self.projection.name, type(error).__name__)
+                applied, delay = 0, min(delay * 2, 5.0)
+            if not applied:
+                stop.wait(delay)
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        """Read-your-writes: catch up until the live generation has reached `position`."""
+        stop = threading.Event()
+        timer = threading.Timer(timeout, stop.set)
+        timer.start()
+        try:
+            while not stop.is_set():
+                if self.position() >= position:
+                    return True
+                if not self.run_once():
+                    stop.wait(0.05)
+            return self.position() >= position
+        finally:
+            timer.cancel()
+
+    # -- rebuilding -------------------------------------------------------------------------
+    def rebuild(self) -> int:
+        """Replay the whole log into a fresh generation, switch over, drop the old one."""
+        with self.db.transaction() as cur:
+            old = self._live(cur)
+            cur.execute("SELECT max(generation) FROM projection_tracking WHERE projection = ?",
+                        (self.projection.name,))
+            new = int(cur.fetchone()[0]) + 1
+            self._start_generation(cur, new)
+        self.catch_up(new)
+        with self.db.transaction() as cur:
+            if self.db.backend == "postgres":
+                cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
+                            "FOR UPDATE", (self.projection.name,))
+            # The last events since the catch-up, then the switch, in one transaction.
+            position = self._position(cur, new, lock=True)
+            rest = self.ledger.recorder.select_notifications(
+                start=position, limit=1_000_000, inclusive_of_start=False
+            )
+            if rest:
+                self._apply(cur, new, rest)
+                cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
+                            " AND generation = ?", (rest[-1].id, self.projection.name, new))
+            cur.execute("UPDATE projection_generations SET live = ? WHERE projection = ?",
+                        (new, self.projection.name))
+            self.projection.drop_tables(cur, table_name(self.projection, old))
+            cur.execute("DELETE FROM projection_tracking WHERE projection = ? AND generation = ?",
+                        (self.projection.name, old))
+        return new
+
+    # -- internals --------------------------------------------------------------------------
+    def _apply(self, cur: Cursor, generation: int, notifications: Sequence[Any]) -> None:
+        table = table_name(self.projection, generation)
+        to_event = self.ledger.mapper.to_domain_event
+        for notification in notifications:
+            self.projection.process(cur, table, to_event(notification))
+
+    def _start_generation(self, cur: Cursor, generation: int) -> None:
+        table = table_name(self.projection, generation)
+        self.projection.drop_tables(cur, table)
+        self.projection.create_tables(cur, table, "BYTEA" if self.db.backend == "postgres"
+                                      else "BLOB")
+        cur.execute("DELETE FROM projection_tracking WHERE projection = ? AND generation = ?",
+                    (self.projection.name, generation))
+        cur.execute("INSERT INTO projection_tracking (projection, generation, position)"
+                    " VALUES (?, ?, 0)", (self.projection.name, generation))
+
+    def _live(self, cur: Cursor) -> int:
+        cur.execute("SELECT live FROM projection_generations WHERE projection = ?",
+                    (self.projection.name,))
+        return int(cur.fetchone()[0])
+
+    def _position(self, cur: Cursor, generation: int, lock: bool = False) -> int:
+        suffix = " FOR UPDATE" if lock and self.db.backend == "postgres" else ""
+        cur.execute("SELECT position FROM projection_tracking WHERE projection = ?"
+                    f" AND generation = ?{suffix}", (self.projection.name, generation))
+        row = cur.fetchone()
+        if row is None:
+            raise RuntimeError(f"projection {self.projection.name} has no generation {generation}")
+        return int(row[0])

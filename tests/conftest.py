@@ -1,0 +1,74 @@
+"""Fixtures that run every behaviour on both backends.
+
+PostgreSQL tests use `LEDGER_TEST_POSTGRES_URL` (default: the local server). Where that server
+cannot be reached they skip, unless `LEDGER_REQUIRE_POSTGRES=1` (set by `.ci/run`), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from api.services import Services
+from ledger.application import Ledger
+from ledger.settings import Settings
+
+POSTGRES_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("LEDGER_REQUIRE_POSTGRES") == "1"
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def postgres_url() -> str:
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as error:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required here and unreachable: {error}")
+        pytest.skip("PostgreSQL unreachable (set LEDGER_REQUIRE_POSTGRES=1 to fail instead)")
+    return POSTGRES_URL
+
+
+def drop_schemas(*schemas: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def make_settings(backend: str, var_dir: str, schema: str | None = None) -> Settings:
+    if backend == "sqlite":
+        return Settings.build(var_dir=var_dir, key_sync_seconds=0.2)
+    return Settings.build(database_url=postgres_url(), schema=schema or f"t_{uuid4().hex[:12]}",
+                          var_dir=var_dir, key_sync_seconds=0.2)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: object) -> Iterator[Settings]:
+    settings = make_settings(backend, str(tmp_path))
+    yield settings
+    if backend == "postgres":
+        drop_schemas(settings.schema, settings.keystore_schema)
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Iterator[Ledger]:
+    app = Ledger(settings)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    opened = Services.open(settings)
+    yield opened
+    opened.close()
