@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 
 from crypto.aead import Aead, new_key
 from crypto.errors import KeyErased, KeyNotFound, SealBroken
-from crypto.kek import Keyring, KekRetired
+from crypto.kek import KekRetired, Keyring
 from crypto.keystore import KeyStore, StaleKeyring, Tombstone, WrappedKey
 
 DEFAULT_SYNC_SECONDS = 1.0

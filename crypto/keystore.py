@@ -16,11 +16,11 @@ from typing import Any
 from uuid import UUID
 
 from crypto.errors import KeyErased, KeyStoreUnavailable
+from crypto.sql import Cursor, Database, DatabaseUnavailable, SQLiteDatabase
 
 
 class StaleKeyring(Exception):
     """A newer KEK version exists: reload the keyring and wrap again."""
-from crypto.sql import Cursor, Database, DatabaseUnavailable, SQLiteDatabase
 
 
 @dataclass(frozen=True)

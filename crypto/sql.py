@@ -34,7 +34,8 @@ class DatabaseUnavailable(Exception):
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
@@ -66,10 +67,10 @@ class _PgCursor:
         return self._cursor.rowcount
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._cursor.execute(sql.replace("?", "%s"), params)  # type: ignore[call-overload]
+        return self._cursor.execute(sql.replace("?", "%s"), params)
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
-        return self._cursor.executemany(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+        return self._cursor.executemany(sql.replace("?", "%s"), params)
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
@@ -173,9 +174,9 @@ class PostgresDatabase:
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
         pool = self._get_pool()
         try:
-            with pool.connection(timeout=self.timeout) as conn, conn.transaction():
-                with conn.cursor() as cursor:
-                    yield _PgCursor(cursor)
+            with (pool.connection(timeout=self.timeout) as conn, conn.transaction(),
+                  conn.cursor() as cursor):
+                yield _PgCursor(cursor)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
             raise DatabaseUnavailable(type(error).__name__) from None
 

@@ -7,6 +7,7 @@ then `erase_subject`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -130,7 +131,5 @@ class Ledger(Application[UUID]):
     def _forget_cached(self, subject_id: UUID) -> None:
         cache = self.repository.cache
         if cache is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 cache.get(subject_id, evict=True)
-            except KeyError:
-                pass

@@ -27,7 +27,14 @@ class ErasureRecord(Aggregate):
     def create_id(cls, subject_id: UUID, **_: object) -> UUID:
         return cls.id_for(subject_id)
 
-    @event("SubjectErased")
+    class SubjectErased(Aggregate.Created, Event):
+        subject_id: UUID
+        reason: str
+        key_id: UUID | None
+        kek_version: int | None
+        erased_at: datetime
+
+    @event(SubjectErased)
     def __init__(self, subject_id: UUID, reason: str, key_id: UUID | None,
                  kek_version: int | None, erased_at: datetime) -> None:
         self.subject_id = subject_id

@@ -10,7 +10,7 @@ from datetime import date
 
 from eventsourcing.domain import Aggregate, event
 
-AGES = tuple(str(n) for n in range(4, 21)) + ("21+",)
+AGES = (*(str(n) for n in range(4, 21)), "21+")
 MAX_DISPLAY_NAME = 100
 
 
@@ -50,13 +50,21 @@ def is_under_13(age_value: str | None) -> bool:
 class Person(Aggregate):
     """What every account has. The display name and age live only in this sealed stream."""
 
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        display_name: str
+        age: str
+        age_given_on: date
+
+    class Renamed(Aggregate.Event):
+        display_name: str
+
+    @event(Registered)
     def __init__(self, display_name: str, age: str, age_given_on: date) -> None:
         self.display_name = display_name
         self.age = age
         self.age_given_on = age_given_on
 
-    @event("Renamed")
+    @event(Renamed)
     def rename(self, display_name: str) -> None:
         self.display_name = display_name
 

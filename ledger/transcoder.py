@@ -8,11 +8,9 @@ walks return plain JSON types at once, which is nearly every field of a flat eve
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from enum import Enum
 from typing import Any
-from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import (
@@ -111,5 +109,3 @@ class OrjsonTranscoder(Transcoder):
             return [self._untag(v) for v in obj]
         return obj
 
-
-__all__ = ["OrjsonTranscoder", "UUID", "Decimal", "datetime"]

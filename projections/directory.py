@@ -21,7 +21,7 @@ from ledger.people import Person, Student, Teacher
 from ledger.sealing import ErasedEvent
 from projections.runner import Projection, table_name
 
-_KINDS = {Student: "student", Teacher: "teacher"}
+_KINDS: dict[type | None, str] = {Student: "student", Teacher: "teacher"}
 
 
 @dataclass(frozen=True)
