@@ -1,0 +1,192 @@
+"""Bearer tokens for the HTTP API: only a token's SHA-256 rests, in the read-models database.
+
+A token is `lgr_` + 32 random bytes (URL-safe base64), shown once when issued. It names a
+principal (a random id), a role from a fixed list and a label that is not personal data
+("registrar-1"). Roles map to permissions; anything not granted is denied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from uuid import UUID, uuid4
+
+from crypto.sql import Database
+
+TOKEN_PREFIX = "lgr_"  # noqa: S105 (a prefix, not a secret)
+MAX_TOKEN_LENGTH = 100
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_HASH_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"  # the privacy officer: everything, erasure included
+    REGISTRAR = "registrar"  # school staff: create, rename and read people; the directory
+    SUPPORT = "support"  # reads one person at a time, never the directory
+    SERVICE = "service"  # health and metrics: no personal data
+
+
+class Permission(StrEnum):
+    PEOPLE_CREATE = "people:create"
+    PEOPLE_READ = "people:read"
+    PEOPLE_RENAME = "people:rename"
+    PEOPLE_ERASE = "people:erase"
+    DIRECTORY_READ = "directory:read"
+    HEALTH_READ = "health:read"
+
+
+ROLES: tuple[Role, ...] = tuple(Role)
+
+PERMISSIONS: dict[str, frozenset[Permission]] = {
+    Role.OPERATOR: frozenset(Permission),
+    Role.REGISTRAR: frozenset({Permission.PEOPLE_CREATE, Permission.PEOPLE_READ,
+                               Permission.PEOPLE_RENAME, Permission.DIRECTORY_READ}),
+    Role.SUPPORT: frozenset({Permission.PEOPLE_READ}),
+    Role.SERVICE: frozenset({Permission.HEALTH_READ}),
+}
+
+
+def allows(role: str, permission: str) -> bool:
+    """Deny by default: an unknown role or an unknown permission is never allowed."""
+    return permission in PERMISSIONS.get(role, frozenset())
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: UUID
+    role: str
+    label: str
+
+    def may(self, permission: str) -> bool:
+        return allows(self.role, permission)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str = field(repr=False)  # shown once, never logged
+    principal_id: UUID
+    role: str
+    label: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What `list` shows: no secret, and only a prefix of the hash."""
+
+    principal_id: UUID
+    role: str
+    label: str
+    hash_prefix: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "active"
+
+
+class AmbiguousToken(LookupError):
+    """A hash prefix that matches more than one token."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY,"
+    " principal_id TEXT NOT NULL, role TEXT NOT NULL, label TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)",
+    "CREATE INDEX IF NOT EXISTS api_tokens_by_principal ON api_tokens (principal_id)",
+)
+_COLUMNS = "token_hash, principal_id, role, label, created_at, expires_at, revoked_at"
+
+
+class TokenStore:
+    def __init__(self, db: Database, clock: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self.clock = clock or (lambda: datetime.now(UTC))
+        with db.transaction() as cur:
+            if db.backend == "postgres":  # replicas starting together create the table once
+                cur.execute("SELECT pg_advisory_xact_lock(4243)")
+            for statement in _DDL:
+                cur.execute(statement)
+
+    def issue(self, role: str, label: str, ttl: timedelta) -> IssuedToken:
+        if role not in PERMISSIONS:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if not _LABEL.match(label):
+            raise ValueError("a label is 1-64 lower-case letters, digits, '.', '_' or '-'"
+                             " (a name for the client, never a person's name)")
+        if ttl <= timedelta(0):
+            raise ValueError("ttl must be positive")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        principal_id, now = uuid4(), self.clock()
+        expires_at = now + ttl
+        with self.db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (token_hash(token), str(principal_id), str(role), label, now.isoformat(),
+                 expires_at.isoformat()),
+            )
+        return IssuedToken(token, principal_id, str(role), label, expires_at)
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a live token; None for an unknown, expired or revoked one."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        computed = token_hash(token)
+        with self.db.transaction(write=False) as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM api_tokens WHERE token_hash = ?", (computed,))
+            row = cur.fetchone()
+        if row is None or not hmac.compare_digest(str(row[0]), computed):
+            return None
+        if row[6] is not None or datetime.fromisoformat(row[5]) <= self.clock():
+            return None
+        return Principal(UUID(row[1]), row[2], row[3])
+
+    def revoke(self, principal_or_hash_prefix: str) -> int:
+        """Revoke by principal id, or by a prefix (8+ hex digits) of the token hash.
+
+        Returns how many tokens were newly revoked; `AmbiguousToken` if a prefix matches several.
+        """
+        key = principal_or_hash_prefix.strip().lower()
+        try:
+            where, param = "principal_id = ?", str(UUID(key))
+        except ValueError:
+            if not _HASH_PREFIX.match(key):
+                raise ValueError("give a principal id or 8+ hex digits of a token hash") from None
+            where, param = "token_hash LIKE ?", key + "%"
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT token_hash FROM api_tokens WHERE {where}", (param,))
+            hashes = [str(row[0]) for row in cur.fetchall()]
+            if len(hashes) > 1 and where.startswith("token_hash"):
+                raise AmbiguousToken("the hash prefix matches several tokens; give more digits")
+            cur.execute(
+                f"UPDATE api_tokens SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
+                (self.clock().isoformat(), param),
+            )
+            return int(cur.rowcount)
+
+    def list(self) -> list[TokenInfo]:
+        with self.db.transaction(write=False) as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY created_at, principal_id")
+            rows = cur.fetchall()
+        return [
+            TokenInfo(
+                principal_id=UUID(row[1]), role=row[2], label=row[3], hash_prefix=row[0][:12],
+                created_at=datetime.fromisoformat(row[4]),
+                expires_at=datetime.fromisoformat(row[5]),
+                revoked_at=datetime.fromisoformat(row[6]) if row[6] else None,
+            )
+            for row in rows
+        ]

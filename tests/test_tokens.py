@@ -1,0 +1,196 @@
+"""API bearer tokens: only hashes rest; expiry, revocation, deny by default; the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from api.cli.main import main
+from api.tokens import (
+    PERMISSIONS,
+    ROLES,
+    AmbiguousToken,
+    Permission,
+    Role,
+    TokenStore,
+    allows,
+)
+from ledger.persistence import open_database
+from ledger.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(settings: Settings, clock: Clock) -> Iterator[TokenStore]:
+    db = open_database(settings.read_models_url, settings.schema)
+    yield TokenStore(db, clock=clock)
+    db.close()
+
+
+def test_issue_then_authenticate(store: TokenStore, clock: Clock) -> None:
+    issued = store.issue(Role.REGISTRAR, "registrar-1", timedelta(days=1))
+    assert issued.token.startswith("lgr_") and len(issued.token) > 40
+    assert issued.expires_at == clock.now + timedelta(days=1)
+    assert issued.token not in repr(issued)
+    principal = store.authenticate(issued.token)
+    assert principal is not None
+    assert (principal.id, principal.role, principal.label) == (
+        issued.principal_id, "registrar", "registrar-1")
+    assert principal.may(Permission.PEOPLE_CREATE)
+    assert not principal.may(Permission.PEOPLE_ERASE)
+
+
+@pytest.mark.parametrize("token", ["", "lgr_", "lgr_unknown", "not-a-token", "lgr_" + "a" * 500])
+def test_unknown_tokens_are_refused(store: TokenStore, token: str) -> None:
+    store.issue(Role.OPERATOR, "op", timedelta(days=1))
+    assert store.authenticate(token) is None
+
+
+def test_a_token_stops_working_when_it_expires(store: TokenStore, clock: Clock) -> None:
+    issued = store.issue(Role.SUPPORT, "support-1", timedelta(hours=1))
+    clock.now += timedelta(minutes=59)
+    assert store.authenticate(issued.token) is not None
+    clock.now += timedelta(minutes=1)
+    assert store.authenticate(issued.token) is None
+    assert store.list()[0].status(clock.now) == "expired"
+
+
+def test_revoke_by_principal_id_or_hash_prefix(store: TokenStore, clock: Clock) -> None:
+    first = store.issue(Role.OPERATOR, "op-1", timedelta(days=1))
+    second = store.issue(Role.OPERATOR, "op-2", timedelta(days=1))
+    assert store.revoke(str(first.principal_id)) == 1
+    assert store.revoke(str(first.principal_id)) == 0  # already revoked
+    assert store.authenticate(first.token) is None
+    assert store.authenticate(second.token) is not None
+    prefix = hashlib.sha256(second.token.encode()).hexdigest()[:10]
+    assert store.revoke(prefix) == 1
+    assert store.authenticate(second.token) is None
+    assert store.revoke(str(uuid4())) == 0
+    with pytest.raises(ValueError):
+        store.revoke("abc")  # too short to be a hash prefix, not a UUID
+    statuses = {t.label: t.status(clock.now) for t in store.list()}
+    assert statuses == {"op-1": "revoked", "op-2": "revoked"}
+
+
+def test_an_ambiguous_hash_prefix_revokes_nothing(store: TokenStore) -> None:
+    with store.db.transaction() as cur:  # two tokens whose hashes share 8 digits
+        for digit in "01":
+            cur.execute(
+                "INSERT INTO api_tokens (token_hash, principal_id, role, label, created_at,"
+                " expires_at) VALUES (?, ?, 'service', 'svc', ?, ?)",
+                ("deadbeef" + digit * 56, str(uuid4()), "2030-01-01T00:00:00+00:00",
+                 "2031-01-01T00:00:00+00:00"),
+            )
+    with pytest.raises(AmbiguousToken):
+        store.revoke("deadbeef")
+    assert [t.revoked_at for t in store.list()] == [None, None]
+    assert store.revoke("deadbeef1") == 1
+
+
+def test_only_the_hash_is_stored(store: TokenStore) -> None:
+    issued = store.issue(Role.OPERATOR, "op", timedelta(days=1))
+    secret = issued.token.removeprefix("lgr_")
+    with store.db.transaction(write=False) as cur:
+        cur.execute("SELECT * FROM api_tokens")
+        rows = cur.fetchall()
+    assert len(rows) == 1
+    cells = [str(cell) for cell in rows[0]]
+    assert not any(secret in cell or secret[:16] in cell for cell in cells)
+    assert hashlib.sha256(issued.token.encode()).hexdigest() in cells
+    listed = store.list()
+    assert secret not in repr(listed)
+    assert listed[0].principal_id == issued.principal_id
+
+
+@pytest.mark.parametrize(("role", "label", "ttl"), [
+    ("superuser", "x", timedelta(days=1)),
+    ("operator", "Jane Doe", timedelta(days=1)),
+    ("operator", "", timedelta(days=1)),
+    ("operator", "op", timedelta(0)),
+])
+def test_issue_refuses_bad_arguments(store: TokenStore, role: str, label: str,
+                                     ttl: timedelta) -> None:
+    with pytest.raises(ValueError):
+        store.issue(role, label, ttl)
+    assert store.list() == []
+
+
+def test_permissions_deny_by_default() -> None:
+    assert set(PERMISSIONS) == set(ROLES)
+    assert PERMISSIONS[Role.OPERATOR] == frozenset(Permission)
+    assert not allows("superuser", Permission.PEOPLE_READ)
+    assert not allows(Role.OPERATOR, "people:anything")
+    assert not allows(Role.SERVICE, Permission.PEOPLE_READ)
+    assert allows(Role.SUPPORT, Permission.PEOPLE_READ)
+    assert not allows(Role.SUPPORT, Permission.DIRECTORY_READ)
+    assert not allows(Role.REGISTRAR, Permission.PEOPLE_ERASE)
+
+
+# -- the command line --------------------------------------------------------------------------
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LEDGER_VAR_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+
+
+def test_cli_issue_list_revoke(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "issue", "--role", "registrar", "--label", "registrar-1",
+                 "--ttl-days", "7"]) == 0
+    [issued] = _lines(capsys)
+    token = str(issued["token"])
+    assert token.startswith("lgr_") and issued["role"] == "registrar"
+    assert (cli_env / "read_models.sqlite3").exists()
+
+    db = open_database(Settings.from_env().read_models_url, "ledger")
+    try:
+        principal = TokenStore(db).authenticate(token)
+    finally:
+        db.close()
+    assert principal is not None and str(principal.id) == issued["principal_id"]
+
+    assert main(["token", "list"]) == 0
+    [listed] = _lines(capsys)
+    assert listed["principal_id"] == issued["principal_id"] and listed["status"] == "active"
+    assert token not in json.dumps(listed) and token[4:20] not in json.dumps(listed)
+
+    assert main(["token", "revoke", str(issued["principal_id"])]) == 0
+    assert _lines(capsys) == [{"revoked": 1}]
+    assert main(["token", "revoke", str(issued["principal_id"])]) == 1
+    assert main(["token", "list"]) == 0
+    assert _lines(capsys)[0]["status"] == "revoked"
+
+
+def test_cli_refuses_an_unknown_role_and_a_personal_label(
+        cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["token", "issue", "--role", "superuser"])
+    assert exit_.value.code == 2
+    assert main(["token", "issue", "--role", "operator", "--label", "Jane Doe"]) == 2
+    assert main(["token", "issue", "--role", "operator", "--ttl-days", "0"]) == 2
+    capsys.readouterr()
+    assert main(["token", "list"]) == 0
+    assert _lines(capsys) == []
