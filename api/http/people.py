@@ -1,0 +1,127 @@
+"""Students, teachers and the directory. Thin: each route checks the caller, calls the ledger.
+
+Ids in paths that are malformed, unknown, or of the other kind all answer the same 404 (ACC-5).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from api.http.auth import require
+from api.http.models import (
+    DirectoryItem,
+    DirectoryPage,
+    ErasureOut,
+    Kind,
+    NewStudent,
+    NewTeacher,
+    PersonOut,
+    Rename,
+)
+from api.http.problems import not_found, responses
+from api.services import Services
+from api.tokens import Permission, Principal
+from crypto import KeyErased
+from ledger.application import ERASURE_REASONS, ErasedPerson
+from ledger.people import Person
+
+log = logging.getLogger("api.http")
+router = APIRouter(tags=["people"])
+
+_READ = responses(401, 403, 404, 410, 422, 503)  # 422: FastAPI lists it for any params
+_WRITE = responses(401, 403, 404, 409, 410, 422, 503)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+Svc = Annotated[Services, Depends(services)]
+Creator = Annotated[Principal, Depends(require(Permission.PEOPLE_CREATE))]
+Reader = Annotated[Principal, Depends(require(Permission.PEOPLE_READ))]
+Renamer = Annotated[Principal, Depends(require(Permission.PEOPLE_RENAME))]
+Eraser = Annotated[Principal, Depends(require(Permission.PEOPLE_ERASE))]
+Lister = Annotated[Principal, Depends(require(Permission.DIRECTORY_READ))]
+
+
+def _uuid(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise not_found() from None
+
+
+def _live(svc: Services, person_id: UUID, kind: str | None = None) -> Person:
+    """The person; 410 (via `KeyErased`) if erased; 404 if unknown or of another kind."""
+    person = svc.ledger.person(person_id)
+    if isinstance(person, ErasedPerson):
+        raise KeyErased(person_id)
+    if kind is not None and person.kind != kind:
+        raise not_found()
+    return person
+
+
+def _created(svc: Services, response: Response, person_id: UUID, who: Principal) -> PersonOut:
+    person = _live(svc, person_id)
+    log.info("registered %s id=%s principal=%s", person.kind, person_id, who.id)
+    response.headers["Location"] = f"/{person.kind}s/{person_id}"
+    return PersonOut.of(person)
+
+
+@router.post("/students", status_code=201, response_model=PersonOut,
+             responses=responses(401, 403, 422, 503))
+def create_student(body: NewStudent, svc: Svc, who: Creator, response: Response) -> PersonOut:
+    person_id = svc.ledger.register_student(body.display_name, body.age, body.age_given_on)
+    return _created(svc, response, person_id, who)
+
+
+@router.post("/teachers", status_code=201, response_model=PersonOut,
+             responses=responses(401, 403, 422, 503))
+def create_teacher(body: NewTeacher, svc: Svc, who: Creator, response: Response) -> PersonOut:
+    person_id = svc.ledger.register_teacher(body.display_name, body.age, body.age_given_on)
+    return _created(svc, response, person_id, who)
+
+
+@router.get("/students/{person_id}", response_model=PersonOut, responses=_READ)
+def get_student(person_id: str, svc: Svc, who: Reader) -> PersonOut:
+    return PersonOut.of(_live(svc, _uuid(person_id), "student"))
+
+
+@router.get("/teachers/{person_id}", response_model=PersonOut, responses=_READ)
+def get_teacher(person_id: str, svc: Svc, who: Reader) -> PersonOut:
+    return PersonOut.of(_live(svc, _uuid(person_id), "teacher"))
+
+
+@router.patch("/people/{person_id}", response_model=PersonOut, responses=_WRITE)
+def rename(person_id: str, body: Rename, svc: Svc, who: Renamer) -> PersonOut:
+    subject = _uuid(person_id)
+    svc.ledger.rename(subject, body.display_name)
+    log.info("renamed id=%s principal=%s", subject, who.id)
+    return PersonOut.of(_live(svc, subject))
+
+
+@router.delete("/people/{person_id}", response_model=ErasureOut, responses=_WRITE)
+def erase(person_id: str, svc: Svc, who: Eraser,
+          reason: Annotated[str, Query(description="one of: " + ", ".join(ERASURE_REASONS))],
+          ) -> ErasureOut:
+    """Erase now: the person's data key is destroyed; every record of them becomes unreadable."""
+    subject = _uuid(person_id)
+    destroyed = svc.ledger.erase_subject(subject, reason)
+    log.info("erased id=%s key_id=%s reason=%s principal=%s", subject, destroyed.key_id,
+             reason, who.id)
+    return ErasureOut.of(destroyed)
+
+
+@router.get("/people", response_model=DirectoryPage, responses=responses(401, 403, 422, 503))
+def directory(svc: Svc, who: Lister, kind: Kind | None = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100,
+              after: UUID | None = None) -> DirectoryPage:
+    """The directory (a read model, paged by id). It may lag the latest writes briefly."""
+    entries = svc.directory_reader.entries(kind=kind, limit=limit, after=after)
+    return DirectoryPage(items=[DirectoryItem.of(e) for e in entries],
+                         next_after=entries[-1].id if entries else None)

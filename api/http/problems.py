@@ -1,0 +1,247 @@
+"""Every error as `application/problem+json` (RFC 9457), with stable type URIs.
+
+A problem never carries a submitted value: validation problems name the field and the rule
+only, because request bodies hold personal data and responses end up in logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    RecordConflictError,
+)
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crypto import KeyErased, KeyStoreUnavailable
+from crypto.sql import DatabaseUnavailable
+from ledger.application import PersonNotFound
+from ledger.people import InvalidRecord
+
+log = logging.getLogger("api.http")
+
+MEDIA_TYPE = "application/problem+json"
+BASE = "https://ledger.invalid/problems/"
+VALIDATION = BASE + "validation"
+MALFORMED_BODY = BASE + "malformed-body"
+UNAUTHENTICATED = BASE + "unauthenticated"
+FORBIDDEN = BASE + "forbidden"
+NOT_FOUND = BASE + "not-found"
+SUBJECT_ERASED = BASE + "subject-erased"
+METHOD_NOT_ALLOWED = BASE + "method-not-allowed"
+CONFLICT = BASE + "conflict"
+KEY_STORE_UNAVAILABLE = BASE + "key-store-unavailable"
+SERVICE_UNAVAILABLE = BASE + "service-unavailable"
+INTERNAL = BASE + "internal"
+RETRY_AFTER_SECONDS = "2"
+
+_BIRTH_DATE_KEYS = {"birthdate": "birth_date", "dateofbirth": "date_of_birth", "dob": "dob",
+                    "birthday": "birthday", "bday": "bday"}
+BIRTH_DATE_DETAIL = ('Birth dates are never accepted or stored: give an age instead'
+                     ' (4 to 20, or "21+") and, optionally, the date it was given (MIN-3).')
+
+# Our own words for each pydantic error type: pydantic's messages may quote the input.
+_RULES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this request (see the OpenAPI schema)",
+    "string_type": "must be a string",
+    "string_unicode": "must be valid Unicode text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "uuid_type": "must be a UUID",
+    "uuid_parsing": "must be a UUID",
+    "uuid_version": "must be a UUID",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "json_invalid": "is not valid JSON",
+    "json_type": "is not valid JSON",
+}
+
+
+class Problem(BaseModel):
+    """The shape of every error response (for the OpenAPI document)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+    request_id: str | None = None
+
+
+class ProblemError(Exception):
+    """Raised by routes and dependencies; rendered by `problem_response`."""
+
+    def __init__(self, status: int, type_: str, title: str, detail: str,
+                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(type_)
+        self.status, self.type, self.title, self.detail = status, type_, title, detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+def problem_response(status: int, type_: str, title: str, detail: str,
+                     headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}),
+                        media_type=MEDIA_TYPE)
+
+
+def not_found() -> ProblemError:
+    """One body for "never existed", "other kind" and "malformed id" alike (ACC-5)."""
+    return ProblemError(404, NOT_FOUND, "Not found", "There is no such person.")
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route can answer."""
+    schema = Problem.model_json_schema()
+    return {status: {"content": {MEDIA_TYPE: {"schema": schema}},
+                     "description": "a problem (application/problem+json)"}
+            for status in statuses}
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+# -- rendering validation errors without their inputs --------------------------------------
+def _rule(error: Mapping[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    ctx: Mapping[str, Any] = error.get("ctx") or {}
+    if kind in _RULES:
+        return _RULES[kind]
+    if kind == "value_error":  # our own validators: their messages never quote the value
+        return str(ctx.get("error", "is not valid"))
+    if kind == "literal_error" or kind == "enum":
+        return f"must be one of {ctx.get('expected', 'the listed values')}"
+    if kind.startswith(("date_", "datetime_")):
+        return "must be a date (YYYY-MM-DD)"
+    bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+              "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind in ("string_too_long", "string_too_short"):
+        return f"must be {'at most' if kind.endswith('long') else 'at least'}" \
+               f" {ctx.get('max_length', ctx.get('min_length'))} characters"
+    return f"is not valid ({re.sub(r'[^a-z_]', '', kind)})"
+
+
+def _birth_date_key(key: object) -> str | None:
+    return _BIRTH_DATE_KEYS.get(re.sub(r"[^a-z]", "", str(key).lower()))
+
+
+def _field(error: Mapping[str, Any]) -> str:
+    loc: Sequence[Any] = error.get("loc", ())
+    if error.get("type") == "extra_forbidden":
+        return _birth_date_key(loc[-1]) or str(loc[0])  # never echo an unknown key
+    if len(loc) >= 2 and isinstance(loc[1], str):
+        return loc[1]  # a field or parameter name of ours
+    return str(loc[0]) if loc else "request"
+
+
+def validation_problem(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    if any(e.get("type") in ("json_invalid", "json_type") for e in errors):
+        return problem_response(400, MALFORMED_BODY, "Malformed request body",
+                                "The request body is not valid JSON.")
+    listed: list[dict[str, str]] = []
+    birth_date = False
+    for error in errors:
+        field = _field(error)
+        if error.get("type") == "extra_forbidden" and _birth_date_key(field):
+            birth_date = True
+            item = {"field": field, "rule": "a birth date is never accepted (MIN-3)"}
+        else:
+            item = {"field": field, "rule": _rule(error)}
+        if item not in listed:
+            listed.append(item)
+    detail = BIRTH_DATE_DETAIL if birth_date else "The request breaks the rules listed in errors."
+    return problem_response(422, VALIDATION, "Invalid request", detail, errors=listed)
+
+
+# -- handlers --------------------------------------------------------------------------------
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidRecord, _on_invalid_record)  # type: ignore[arg-type]
+    app.add_exception_handler(PersonNotFound, _on_not_found)
+    app.add_exception_handler(KeyErased, _on_erased)
+    app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
+    for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
+        app.add_exception_handler(unavailable, _on_unavailable)
+    for conflict in (RecordConflictError, IntegrityError):
+        app.add_exception_handler(conflict, _on_conflict)
+
+
+async def _on_problem(request: Request, error: ProblemError) -> JSONResponse:
+    return problem_response(error.status, error.type, error.title, error.detail, error.headers,
+                            **error.extra)
+
+
+async def _on_validation(request: Request, error: RequestValidationError) -> JSONResponse:
+    return validation_problem(error.errors())
+
+
+async def _on_invalid_record(request: Request, error: InvalidRecord) -> JSONResponse:
+    return problem_response(422, VALIDATION, "Invalid request",
+                            "The request breaks the rules listed in errors.",
+                            errors=[{"field": error.field, "rule": error.rule}])
+
+
+async def _on_not_found(request: Request, error: Exception) -> JSONResponse:
+    return await _on_problem(request, not_found())
+
+
+async def _on_erased(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(410, SUBJECT_ERASED, "Subject erased",
+                            "This person's records were erased and can never be read again.")
+
+
+async def _on_key_store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("key store unavailable request_id=%s", request_id(request))
+    return problem_response(503, KEY_STORE_UNAVAILABLE, "Key store unavailable",
+                            "The key store cannot be reached; nothing was changed. Retry later.",
+                            {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _on_unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("database unavailable (%s) request_id=%s", type(error).__name__,
+                request_id(request))
+    return problem_response(503, SERVICE_UNAVAILABLE, "Service unavailable",
+                            "A database cannot be reached. Retry later.",
+                            {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _on_conflict(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(409, CONFLICT, "Conflict",
+                            "The record changed while this request ran; retry it.")
+
+
+_HTTP = {
+    400: (MALFORMED_BODY, "Malformed request body", "The request body could not be read."),
+    401: (UNAUTHENTICATED, "Unauthenticated", "A valid bearer token is required."),
+    403: (FORBIDDEN, "Forbidden", "This token's role does not allow this request."),
+    404: (NOT_FOUND, "Not found", "There is no such resource."),
+    405: (METHOD_NOT_ALLOWED, "Method not allowed", "This resource does not allow the method."),
+}
+
+
+async def _on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    type_, title, detail = _HTTP.get(
+        error.status_code, ("about:blank", "HTTP error", f"HTTP status {error.status_code}."))
+    return problem_response(error.status_code, type_, title, detail, error.headers)
