@@ -1,9 +1,278 @@
-"""Placeholder: being written."""
+"""`ledger bench`: the ledger against plain `eventsourcing`, in one run, on one backend.
+
+Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
+
+- appends of 10 events per `save()` (one new aggregate, so one new subject key, per save) and of
+  1 event per `save()` on existing aggregates; only the time inside `save()` counts;
+- a full-log replay (`select_notifications` pages of 500, `mapper.to_domain_event` per event)
+  in a fresh interpreter for each side, with the ledger replay's peak RSS;
+- erasure latency of `Ledger.erase_subject`, one subject at a time.
+
+The machine is shared and noisy, so appends and replays run in rounds, plain and ledger taking
+turns to go first, and each ratio is the median of the per-round ratios (ledger / plain).
+Every run uses a fresh temp directory (SQLite) or fresh schemas (PostgreSQL), removed at the end.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+from api.cli import bench_workload as workload
+from ledger.application import Ledger
+
+DEFAULT_POSTGRES_URL = "postgresql://root@127.0.0.1:5432/test"
+MAX_SINGLES = 20_000
+MAX_REPLAY_ROUNDS = 3
+log = logging.getLogger("ledger.bench")
 
 
 def register(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser("bench", help="(not yet)")
-    parser.set_defaults(func=lambda args: 1)
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "bench",
+        help="measure the ledger against plain eventsourcing (appends, replay, erasure)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--events", type=int, default=20_000,
+                        help="events appended by each side in 10-event saves (default 20000)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of alternating plain/ledger phases (default 5)")
+    parser.add_argument("--erasures", type=int, default=None,
+                        help="subjects to erase (default: events/100, from 20 to 200)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("LEDGER_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="PostgreSQL server for --backend postgres (default: $LEDGER_TEST_POSTGRES_URL or "
+             f"{DEFAULT_POSTGRES_URL})",
+    )
+    parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Plan:
+    backend: str
+    events: int
+    rounds: int
+    singles: int
+    erasures: int
+
+    @classmethod
+    def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None) -> Plan:
+        if events < 100:
+            raise ValueError("--events must be at least 100")
+        rounds = max(1, min(rounds, events // 10))
+        singles = min(max(events // 10, rounds), MAX_SINGLES)
+        if erasures is None:
+            erasures = min(200, max(20, events // 100))
+        if erasures < 1:
+            raise ValueError("--erasures must be at least 1")
+        return cls(backend, events, rounds, singles, erasures)
+
+    def share(self, total: int, round_index: int) -> int:
+        """Round `round_index`'s part of `total`, the remainder going to the last round."""
+        part = total // self.rounds
+        return part + (total - part * self.rounds if round_index == self.rounds - 1 else 0)
+
+
+@dataclass
+class Paired:
+    """Per-round rates of both sides (events/s); the ratio is the median of per-round ratios."""
+
+    plain: list[float] = field(default_factory=list)
+    ledger: list[float] = field(default_factory=list)
+
+    def add(self, plain: float, ledger: float) -> None:
+        self.plain.append(plain)
+        self.ledger.append(ledger)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(lg / pl for pl, lg in zip(self.plain, self.ledger, strict=True))
+
+    @property
+    def plain_median(self) -> float:
+        return statistics.median(self.plain)
+
+    @property
+    def ledger_median(self) -> float:
+        return statistics.median(self.ledger)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100.0 * len(ordered)) - 1)]
+
+
+def _alternate(round_index: int, plain: Callable[[], float], ledger: Callable[[], float]
+               ) -> tuple[float, float]:
+    """Run both phases, plain first on even rounds, and return (plain, ledger) results."""
+    if round_index % 2 == 0:
+        first = plain()
+        return first, ledger()
+    second = ledger()
+    return plain(), second
+
+
+def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    stores = workload.Stores.create(plan.backend, postgres_url)
+    try:
+        plain_app = stores.open_plain()
+        ledger = stores.open_ledger()
+        try:
+            return _measure(plan, stores, plain_app, ledger, started)
+        finally:
+            plain_app.close()
+            ledger.close()
+    finally:
+        stores.remove()
+
+
+def _measure(plan: Plan, stores: workload.Stores, plain_app: workload.PlainBench,
+             ledger: Ledger, started: float) -> dict[str, Any]:
+    # Warm up both sides (tables, pools, the ledger's own key), outside every timing.
+    warm: list[workload.BenchSubject] = []
+    for app in (plain_app, ledger):
+        workload.append_streams(app, 2, 0, warm, 0)
+
+    log.info("append: %d events a side in %d rounds of 10-event saves", plan.events, plan.rounds)
+    append = Paired()
+    keep: dict[str, list[workload.BenchSubject]] = {"plain": [], "ledger": []}
+    serial = 0
+    for r in range(plan.rounds):
+        streams = plan.share(plan.events // 10, r)
+
+        def phase(app: Any, side: str, streams: int = streams, first: int = serial) -> float:
+            seconds = workload.append_streams(app, streams, first, keep[side], plan.singles)
+            return streams * 10 / seconds
+
+        append.add(*_alternate(r, lambda: phase(plain_app, "plain"),
+                               lambda: phase(ledger, "ledger")))
+        serial += streams
+
+    log.info("append: %d single-event saves a side", plan.singles)
+    single = Paired()
+    offset = 0
+    for r in range(plan.rounds):
+        count = plan.share(plan.singles, r)
+
+        def singles(app: Any, side: str, count: int = count, offset: int = offset) -> float:
+            return count / workload.append_singles(app, keep[side], count, offset)
+
+        single.add(*_alternate(r, lambda: singles(plain_app, "plain"),
+                               lambda: singles(ledger, "ledger")))
+        offset += count
+    keep.clear()
+
+    replay_rounds = min(plan.rounds, MAX_REPLAY_ROUNDS)
+    log.info("replay: %d rounds, each side in a fresh process", replay_rounds)
+    replay = Paired()
+    replays: dict[str, list[workload.ReplayResult]] = {"plain": [], "ledger": []}
+
+    def replay_side(side: str) -> float:
+        result = workload.replay_in_child(side, stores)
+        replays[side].append(result)
+        return result.events / result.seconds
+
+    for r in range(replay_rounds):
+        replay.add(*_alternate(r, lambda: replay_side("plain"), lambda: replay_side("ledger")))
+    counts = {res.events for side in replays.values() for res in side}
+    if len(counts) != 1:
+        raise RuntimeError(f"the two logs differ in length: {sorted(counts)}")
+
+    log.info("erase: %d subjects, one at a time", plan.erasures)
+    latencies = workload.erase_latencies_ms(ledger, plan.erasures)
+
+    ledger_rss = max(res.peak_rss_mb for res in replays["ledger"])
+    return {
+        "backend": plan.backend,
+        "events": plan.events,
+        "rounds": plan.rounds,
+        "append_ratio": append.ratio,
+        "append_single_ratio": single.ratio,
+        "replay_ratio": replay.ratio,
+        "erase_p50_ms": percentile(latencies, 50),
+        "erase_p99_ms": percentile(latencies, 99),
+        "replay_peak_rss_mb": ledger_rss,
+        "plain_append_eps": append.plain_median,
+        "ledger_append_eps": append.ledger_median,
+        "singles": plan.singles,
+        "plain_append_single_eps": single.plain_median,
+        "ledger_append_single_eps": single.ledger_median,
+        "replayed_events": counts.pop(),
+        "plain_replay_eps": replay.plain_median,
+        "ledger_replay_eps": replay.ledger_median,
+        "replay_baseline_rss_mb": min(res.baseline_rss_mb for res in replays["ledger"]),
+        "plain_replay_peak_rss_mb": max(res.peak_rss_mb for res in replays["plain"]),
+        "erasures": plan.erasures,
+        "erase_max_ms": max(latencies),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+TARGETS: dict[str, tuple[str, float]] = {
+    "append_ratio": (">=", 0.95),
+    "append_single_ratio": (">=", 0.95),
+    "replay_ratio": (">=", 1.0),
+    "erase_p99_ms": ("<=", 20.0),
+    "replay_peak_rss_mb": ("<=", 300.0),
+}
+
+
+def render(result: dict[str, Any]) -> str:
+    def verdict(key: str) -> str:
+        if key not in TARGETS:
+            return ""
+        op, bound = TARGETS[key]
+        ok = result[key] >= bound if op == ">=" else result[key] <= bound
+        return f"target {op} {bound:g}: {'met' if ok else 'MISSED'}"
+
+    rows = [
+        ("append, 10 events/save", "plain_append_eps", "ledger_append_eps", "append_ratio"),
+        ("append, 1 event/save", "plain_append_single_eps", "ledger_append_single_eps",
+         "append_single_ratio"),
+        ("replay (decode all)", "plain_replay_eps", "ledger_replay_eps", "replay_ratio"),
+    ]
+    lines = [
+        f"ledger bench: {result['backend']}, {result['events']:,} events a side, "
+        f"{result['rounds']} rounds, {result['seconds']:.1f} s",
+        "",
+        f"{'events/s':<24}{'plain':>12}{'ledger':>12}{'ratio':>8}  ",
+    ]
+    for label, plain, sealed, ratio in rows:
+        lines.append(f"{label:<24}{result[plain]:>12,.0f}{result[sealed]:>12,.0f}"
+                     f"{result[ratio]:>8.2f}  {verdict(ratio)}")
+    lines += [
+        "",
+        f"replay of {result['replayed_events']:,} events: ledger peak RSS "
+        f"{result['replay_peak_rss_mb']:.0f} MB (at start {result['replay_baseline_rss_mb']:.0f}"
+        f" MB; plain {result['plain_replay_peak_rss_mb']:.0f} MB)  "
+        f"{verdict('replay_peak_rss_mb')}",
+        f"erase of {result['erasures']} subjects: p50 {result['erase_p50_ms']:.1f} ms, "
+        f"p99 {result['erase_p99_ms']:.1f} ms, max {result['erase_max_ms']:.1f} ms  "
+        f"{verdict('erase_p99_ms')}",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    result = measure(plan, args.postgres_url)
+    print(json.dumps(result) if args.json else render(result))
+    return 0

@@ -1,0 +1,92 @@
+"""Smoke tests of `ledger bench`: it runs end to end and reports every figure. No timing checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+import psycopg
+import pytest
+
+from api.cli import bench
+from tests.conftest import postgres_url
+
+NUMERIC_KEYS = (
+    "events",
+    "append_ratio",
+    "append_single_ratio",
+    "replay_ratio",
+    "erase_p50_ms",
+    "erase_p99_ms",
+    "replay_peak_rss_mb",
+    "plain_append_eps",
+    "ledger_append_eps",
+    "plain_append_single_eps",
+    "ledger_append_single_eps",
+    "plain_replay_eps",
+    "ledger_replay_eps",
+    "replayed_events",
+)
+
+
+def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="ledger")
+    bench.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *argv])
+    code: int = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def check_report(out: str, backend: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(out)
+    assert result["backend"] == backend
+    assert result["events"] == 400
+    for key in NUMERIC_KEYS:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value) and value > 0, (key, value)
+    # Both logs hold the appended events, the single-event saves and the warm-up.
+    assert result["replayed_events"] >= 400
+    return result
+
+
+def test_bench_sqlite_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_bench(["--backend", "sqlite", "--events", "400", "--json"], capsys)
+    assert code == 0
+    check_report(out, "sqlite")
+
+
+def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5"], capsys)
+    assert code == 0
+    for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5"):
+        assert label in out
+
+
+def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_bench(["--events", "50", "--json"], capsys)
+    assert code == 2
+    assert out == ""
+
+
+def bench_schemas(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT schema_name FROM information_schema.schemata"
+            " WHERE schema_name LIKE 'bench\\_%'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.mark.postgres
+def test_bench_postgres_json(capsys: pytest.CaptureFixture[str]) -> None:
+    url = postgres_url()
+    before = bench_schemas(url)
+    code, out = run_bench(
+        ["--backend", "postgres", "--postgres-url", url, "--events", "400", "--json"], capsys
+    )
+    assert code == 0
+    check_report(out, "postgres")
+    assert bench_schemas(url) - before == set(), "the bench left its schemas behind"
