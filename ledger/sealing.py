@@ -83,8 +83,16 @@ class SealedMapper(Mapper[UUID]):
                 f"stored event {stored_event.originator_id} v{stored_event.originator_version}"
                 " is not sealed"
             )
+        subject = header[1:]
+        if subject != LEDGER_SUBJECT.bytes and subject != _stream_subject(stored_event):
+            # Only the stream's own subject or the ledger seals a stream (`subject_of`): any
+            # other header was altered or moved here, and must not pass for an erased event.
+            raise MapperDeserialisationError(
+                f"stored event {stored_event.originator_id} v{stored_event.originator_version}"
+                " is sealed for another stream"
+            )
         try:
-            aead = self.keys.opener_for_bytes(header[1:])
+            aead = self.keys.opener_for_bytes(subject)
         except KeyErased:
             return ErasedEvent(  # type: ignore[return-value]
                 stored_event.originator_id, stored_event.originator_version, stored_event.topic
@@ -99,6 +107,11 @@ class SealedMapper(Mapper[UUID]):
         return super().to_domain_event(StoredEvent(
             stored_event.originator_id, stored_event.originator_version, stored_event.topic, plain
         ))
+
+
+def _stream_subject(stored_event: StoredEvent) -> bytes:
+    originator_id = stored_event.originator_id
+    return originator_id.bytes if isinstance(originator_id, UUID) else UUID(originator_id).bytes
 
 
 def subject_of(event: DomainEventProtocol[UUID]) -> UUID:

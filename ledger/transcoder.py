@@ -8,6 +8,7 @@ walks return plain JSON types at once, which is nearly every field of a flat eve
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from enum import Enum
 from typing import Any
@@ -23,7 +24,9 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = (str, int, bool, type(None))
+# orjson writes NaN and infinities as `null`: a float is plain only if finite (see `_tag`).
+_PLAIN_DECODED = (*_PLAIN, float)
 
 
 class EnumAsTopicValue(Transcoding):
@@ -72,6 +75,8 @@ class OrjsonTranscoder(Transcoder):
         kind = type(obj)
         if kind in _PLAIN:
             return obj
+        if kind is float:
+            return obj if math.isfinite(obj) else {"_type_": "float_str", "_data_": repr(obj)}
         if kind is dict:
             return {k: v if type(v) in _PLAIN else self._tag(v) for k, v in obj.items()}
         if kind is list:
@@ -97,6 +102,8 @@ class OrjsonTranscoder(Transcoder):
                 data = self._untag(obj["_data_"])
                 if name == "tuple_as_list":
                     return tuple(data)
+                if name == "float_str":
+                    return float(data)
                 transcoding = self.names.get(name)
                 if transcoding is None:
                     raise TranscodingNotRegisteredError(
@@ -104,7 +111,8 @@ class OrjsonTranscoder(Transcoder):
                         "Please register a custom transcoding for this type."
                     )
                 return transcoding.decode(data)
-            return {k: v if type(v) in _PLAIN else self._untag(v) for k, v in obj.items()}
+            return {k: v if type(v) in _PLAIN_DECODED else self._untag(v)
+                    for k, v in obj.items()}
         if kind is list:
             return [self._untag(v) for v in obj]
         return obj
