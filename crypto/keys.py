@@ -127,8 +127,11 @@ class SubjectKeys:
     def sync_erasures(self) -> list[UUID]:
         """Learn of erasures made by any process since the last sync; returns their subjects."""
         with self._sync_lock:
-            self._next_sync = time.monotonic() + self.sync_seconds
+            started = time.monotonic()
             tombstones = self.store.tombstones_after(self._last_seq)
+            # Only a sync that succeeded defers the next one: while the store is unreachable,
+            # every lookup retries and fails, so no cached key outlives the bound unchecked.
+            self._next_sync = started + self.sync_seconds
             if tombstones:
                 self._last_seq = tombstones[-1].seq
         for tombstone in tombstones:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -28,7 +28,7 @@ class WrappedKey:
     subject_id: UUID
     key_id: UUID
     kek_version: int
-    wrapped: bytes
+    wrapped: bytes = field(repr=False)  # with the KEK it is the key: keep it out of logs
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,6 @@ class SQLiteDatabase:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -96,13 +94,17 @@ class SQLiteDatabase:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
+                # A directory that cannot be made is as unreachable as a file that cannot be
+                # opened: both are `DatabaseUnavailable`, not a bare OSError.
+                if self.path != ":memory:":
+                    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 for pragma in SQLITE_PRAGMAS:
                     conn.execute(pragma)
-            except sqlite3.OperationalError as error:
+                if self.path != ":memory:":
+                    os.chmod(self.path, 0o600)
+            except (sqlite3.OperationalError, OSError) as error:
                 raise DatabaseUnavailable(str(error)) from None
-            if self.path != ":memory:":
-                os.chmod(self.path, 0o600)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

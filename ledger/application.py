@@ -56,7 +56,10 @@ class Ledger(Application[UUID]):
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
         enforce_append_only(self.recorder, settings.backend)
         if settings.backend == "sqlite" and ":memory:" not in self.env["SQLITE_DBNAME"]:
-            os.chmod(self.env["SQLITE_DBNAME"], 0o600)
+            # The library made the file and its -wal/-shm with the umask's mode.
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.env["SQLITE_DBNAME"] + suffix):
+                    os.chmod(self.env["SQLITE_DBNAME"] + suffix, 0o600)
         self.keys.on_erasure(self._forget_cached)
 
     def construct_mapper(self) -> Mapper[UUID]:
