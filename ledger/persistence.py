@@ -16,6 +16,7 @@ from crypto.sql import Database, PostgresDatabase, SQLiteDatabase
 from ledger.settings import Settings, is_postgres, sqlite_path
 
 APPEND_ONLY_MESSAGE = "the ledger is append-only: events are never updated or deleted"
+REPLACE_MESSAGE = "the ledger is append-only: this event position is already taken"
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
@@ -47,6 +48,14 @@ def enforce_append_only(recorder: ApplicationRecorder, backend: str) -> None:
             f" BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
             for table in ("stored_events", "stored_snapshots")
             for verb in ("UPDATE", "DELETE")
+        ] + [
+            # REPLACE (INSERT OR REPLACE, REPLACE INTO) deletes the old row without firing
+            # DELETE triggers: refuse any insert at a position that is already taken.
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table}"
+            f" WHEN EXISTS (SELECT 1 FROM {table} WHERE originator_id = NEW.originator_id"
+            " AND originator_version = NEW.originator_version)"
+            f" BEGIN SELECT RAISE(ABORT, '{REPLACE_MESSAGE}'); END"
+            for table in ("stored_events", "stored_snapshots")
         ]
     else:
         schema = datastore.schema
