@@ -49,8 +49,9 @@ class Keyring:
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             ring = cls({1: new_key()}, path)
-            ring._save()
-            return ring
+            if ring._save(create=True):
+                return ring
+            # Another process created the file first: everyone must use that one.
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
         versions = {
@@ -126,7 +127,8 @@ class Keyring:
                 "the KEK is given by the environment (LEDGER_KEK): rotate it where it is kept"
             )
 
-    def _save(self) -> None:
+    def _save(self, *, create: bool = False) -> bool:
+        """Write the keyring; with `create`, only if no file exists yet (False if one did)."""
         assert self._path is not None
         body = {
             "kek": {
@@ -143,11 +145,17 @@ class Keyring:
                 json.dump(body, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
+            if not create:
+                os.replace(tmp, self._path)
+                return True
+            try:
+                os.link(tmp, self._path)  # atomic, and fails if the file exists
+            except FileExistsError:
+                return False
+            return True
+        finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            raise
 
     def __repr__(self) -> str:
         return f"Keyring(versions={self.live_versions}, <keys hidden>)"

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from crypto.errors import KeyErased, KeyStoreUnavailable
-from crypto.sql import Cursor, Database, DatabaseUnavailable, SQLiteDatabase
+from crypto.sql import Cursor, Database, DatabaseUnavailable, PostgresDatabase, SQLiteDatabase
 
 
 class StaleKeyring(Exception):
@@ -139,8 +139,7 @@ class KeyStore:
             )
             tombstone = self._tombstone(cur, subject_id)
             assert tombstone is not None
-        if isinstance(self.db, SQLiteDatabase):
-            self.db.checkpoint()
+        self._scrub("data_keys")
         return tombstone
 
     def _tombstone(self, cur: Cursor, subject_id: UUID) -> Tombstone | None:
@@ -188,9 +187,15 @@ class KeyStore:
                     (key.kek_version, key.wrapped, str(key.subject_id), str(key.key_id)),
                 )
                 changed += cur.rowcount
+        self._scrub("data_keys")
+        return changed
+
+    def _scrub(self, table: str) -> None:
+        """Leave no old copy of a deleted or replaced wrapped key in the database's files."""
         if isinstance(self.db, SQLiteDatabase):
             self.db.checkpoint()
-        return changed
+        elif isinstance(self.db, PostgresDatabase):
+            self.db.vacuum(table)
 
     def record_kek_version(self, version: int) -> None:
         with self._transaction() as cur:

@@ -182,6 +182,21 @@ class PostgresDatabase:
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
             raise DatabaseUnavailable(type(error).__name__) from None
 
+    def vacuum(self, table: str) -> None:
+        """Prune dead rows so that deleted values leave the table's data file now, not later.
+
+        Index clean-up is skipped: indexes hold ids only, and skipping keeps this fast."""
+        pool = self._get_pool()
+        try:
+            with pool.connection(timeout=self.timeout) as conn:
+                conn.autocommit = True
+                try:
+                    conn.execute(f"VACUUM (INDEX_CLEANUP OFF, TRUNCATE OFF) {table}")
+                finally:
+                    conn.autocommit = False
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            raise DatabaseUnavailable(type(error).__name__) from None
+
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:

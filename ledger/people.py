@@ -30,7 +30,7 @@ def display_name(value: str) -> str:
         raise InvalidRecord("display_name", "must not be blank")
     if len(name) > MAX_DISPLAY_NAME:
         raise InvalidRecord("display_name", f"must be at most {MAX_DISPLAY_NAME} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
         raise InvalidRecord("display_name", "must not contain control characters")
     return name
 

@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         if first_start and settings.backend == "sqlite" and not args.no_seed:
             introduce(services, f"http://{args.host}:{args.port}")
         services.start_projections()
-        uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info")
+        # uvicorn's access log prints raw paths; the app logs route patterns and ids instead.
+        uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info",
+                    access_log=False)
         return 0
     finally:
         services.close()
