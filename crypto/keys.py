@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from crypto.aead import Aead, new_key
@@ -24,7 +25,13 @@ from crypto.kek import KekRetired, Keyring
 from crypto.keystore import KeyStore, StaleKeyring, Tombstone, WrappedKey
 
 DEFAULT_SYNC_SECONDS = 1.0
-DEFAULT_CACHE_SIZE = 100_000
+# Opened data keys, 32 bytes each (about 150 bytes with the dict's overhead).
+DEFAULT_KEY_CACHE = 200_000
+# AES-GCM objects cost about 2.6 KB each but are cheap to rebuild from a cached key (~1 us).
+DEFAULT_CIPHER_CACHE = 4_096
+# New subjects take ids whose keys were made ahead, this many in one key-store transaction,
+# so that registering a person costs no key-store round trip of its own.
+DEFAULT_RESERVE_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -51,13 +58,20 @@ class SubjectKeys:
         keyring: Keyring,
         *,
         sync_seconds: float = DEFAULT_SYNC_SECONDS,
-        cache_size: int = DEFAULT_CACHE_SIZE,
+        key_cache: int = DEFAULT_KEY_CACHE,
+        cipher_cache: int = DEFAULT_CIPHER_CACHE,
+        reserve_batch: int = DEFAULT_RESERVE_BATCH,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.sync_seconds = sync_seconds
-        self._cache_size = cache_size
-        self._cache: dict[bytes, Aead] = {}
+        self.reserve_batch = reserve_batch
+        self._keys: dict[bytes, bytes] = {}
+        self._key_cache = key_cache
+        self._ciphers: dict[bytes, Aead] = {}
+        self._cipher_cache = cipher_cache
+        self._reserved: list[UUID] = []
+        self._reserve_lock = threading.Lock()
         self._erased: set[bytes] = set()
         self._listeners: list[Callable[[UUID], None]] = []
         store.record_kek_version(keyring.current_version)
@@ -65,33 +79,31 @@ class SubjectKeys:
         self._next_sync = time.monotonic() + sync_seconds
         self._sync_lock = threading.Lock()
 
-    # -- the two ways in --------------------------------------------------------------------
+    # -- the ways in -----------------------------------------------------------------------
+    def new_subject(self) -> UUID:
+        """A fresh subject id whose data key already exists (made in batches, ahead of use)."""
+        with self._reserve_lock:
+            if not self._reserved:
+                self._reserved = self._reserve(self.reserve_batch)
+            return self._reserved.pop()
+
     def sealer(self, subject_id: UUID) -> Aead:
         """The subject's AEAD for new data; creates the key on first use. KeyErased if erased."""
-        aead = self._cached(subject_id.bytes)
+        subject = subject_id.bytes
+        aead = self._cipher(subject)
         if aead is not None:
             return aead
         stored = self.store.load(subject_id)
         if stored is None:
-            stored = self._create(subject_id)
-        return self._remember(subject_id, stored)
-
-    def _create(self, subject_id: UUID) -> WrappedKey:
-        key_id, data_key = uuid4(), new_key()
-        for _ in range(2):
-            version, wrapped = self.keyring.wrap(data_key, subject_id, key_id)
-            try:
-                return self.store.create(WrappedKey(subject_id, key_id, version, wrapped))
-            except StaleKeyring:
-                self.keyring.reload()
-        raise StaleKeyring("the KEK keyring file is older than the key store")
+            stored = self._create([subject_id], fresh=False)[0]
+        return self._remember(stored)
 
     def opener(self, subject_id: UUID) -> Aead:
         """The subject's AEAD for existing data. KeyErased, KeyNotFound or KeyStoreUnavailable."""
         return self.opener_for_bytes(subject_id.bytes)
 
     def opener_for_bytes(self, subject: bytes) -> Aead:
-        aead = self._cached(subject)
+        aead = self._cipher(subject)
         if aead is not None:
             return aead
         subject_id = UUID(bytes=subject)
@@ -101,7 +113,35 @@ class SubjectKeys:
                 self._erased.add(subject)
                 raise KeyErased(subject_id)
             raise KeyNotFound(subject_id)
-        return self._remember(subject_id, stored)
+        return self._remember(stored)
+
+    def prefetch(self, subjects: Iterable[bytes]) -> None:
+        """Load, in one round trip, the keys of `subjects` not yet in memory (a page of a replay).
+
+        Erased subjects are remembered as erased; unknown ones are left for `opener` to report.
+        """
+        self.sync_erasures_if_due()
+        missing = {s for s in subjects if s not in self._keys and s not in self._erased}
+        if not missing:
+            return
+        found = set()
+        for stored in self.store.load_many([UUID(bytes=s) for s in missing]):
+            found.add(stored.subject_id.bytes)
+            try:
+                self._keys_put(stored.subject_id.bytes, self._unwrap(stored))
+            except KeyErased:
+                self._erased.add(stored.subject_id.bytes)
+        absent = [UUID(bytes=s) for s in missing - found]
+        for tombstone in self.store.tombstones_for(absent) if absent else []:
+            self._erased.add(tombstone.subject_id.bytes)
+
+    def forget_cached_keys(self) -> None:
+        """Drop every opened key from this process's memory; they are loaded again on use."""
+        self._ciphers.clear()
+        self._keys.clear()
+
+    def is_cached(self, subject_id: UUID) -> bool:
+        return subject_id.bytes in self._keys
 
     # -- erasure ----------------------------------------------------------------------------
     def erase(self, subject_id: UUID) -> DestroyedKey:
@@ -159,34 +199,78 @@ class SubjectKeys:
         return KekRotation(old_versions, new_version, count)
 
     def close(self) -> None:
-        self._cache.clear()
+        self.forget_cached_keys()
         self.store.db.close()
 
-    # -- cache ------------------------------------------------------------------------------
-    def _cached(self, subject: bytes) -> Aead | None:
+    # -- making keys ------------------------------------------------------------------------
+    def _reserve(self, count: int) -> list[UUID]:
+        made = self._create([uuid4() for _ in range(count)], fresh=True)
+        return [stored.subject_id for stored in made]
+
+    def _create(self, subject_ids: list[UUID], *, fresh: bool) -> list[WrappedKey]:
+        """Make and store keys for `subject_ids`, and keep them in memory. `fresh` ids are new
+        random ids nobody else knows, stored in one transaction without per-subject checks."""
+        data_keys = {subject_id: (uuid4(), new_key()) for subject_id in subject_ids}
+        for _ in range(2):
+            wrapped = []
+            for subject_id, (key_id, data_key) in data_keys.items():
+                version, sealed = self.keyring.wrap(data_key, subject_id, key_id)
+                wrapped.append(WrappedKey(subject_id, key_id, version, sealed))
+            try:
+                stored = (self.store.create_fresh(wrapped) if fresh
+                          else [self.store.create(wrapped[0])])
+                break
+            except StaleKeyring:
+                self.keyring.reload()
+        else:
+            raise StaleKeyring("the KEK keyring file is older than the key store")
+        for key in stored:
+            made = data_keys[key.subject_id]
+            if key.key_id == made[0]:  # ours, not one another process made first
+                self._keys_put(key.subject_id.bytes, made[1])
+        return stored
+
+    # -- memory -----------------------------------------------------------------------------
+    def _cipher(self, subject: bytes) -> Aead | None:
+        """The cached AEAD for `subject`, built from a cached key if need be; None if neither."""
         self.sync_erasures_if_due()
+        aead = self._ciphers.get(subject)
+        if aead is not None:
+            return aead
         if subject in self._erased:
             raise KeyErased(UUID(bytes=subject))
-        return self._cache.get(subject)
+        data_key = self._keys.get(subject)
+        if data_key is None:
+            return None
+        aead = Aead(data_key)
+        _put(self._ciphers, subject, aead, self._cipher_cache)
+        return aead
 
-    def _remember(self, subject_id: UUID, stored: WrappedKey) -> Aead:
+    def _remember(self, stored: WrappedKey) -> Aead:
+        subject = stored.subject_id.bytes
+        self._keys_put(subject, self._unwrap(stored))
+        aead = self._cipher(subject)
+        assert aead is not None
+        return aead
+
+    def _keys_put(self, subject: bytes, data_key: bytes) -> None:
+        _put(self._keys, subject, data_key, self._key_cache)
+
+    def _unwrap(self, stored: WrappedKey) -> bytes:
         try:
-            data_key = self.keyring.unwrap(stored.wrapped, subject_id, stored.key_id,
-                                           stored.kek_version)
+            return self.keyring.unwrap(stored.wrapped, stored.subject_id, stored.key_id,
+                                       stored.kek_version)
         except KekRetired:
             # Rotation re-wraps every live key; one left under a destroyed KEK was erased
             # before the rotation and has come back from an old copy of the key store.
-            raise KeyErased(subject_id) from None
+            raise KeyErased(stored.subject_id) from None
         except SealBroken:
-            raise SealBroken(f"data key of subject {subject_id} failed to unwrap") from None
-        aead = Aead(data_key)
-        if len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[subject_id.bytes] = aead
-        return aead
+            raise SealBroken(
+                f"data key of subject {stored.subject_id} failed to unwrap") from None
 
     def _forget(self, subject_id: UUID) -> None:
-        self._cache.pop(subject_id.bytes, None)
+        self._ciphers.pop(subject_id.bytes, None)
+        self._keys.pop(subject_id.bytes, None)
         self._erased.add(subject_id.bytes)
         for listener in self._listeners:
             listener(subject_id)
@@ -196,6 +280,13 @@ class SubjectKeys:
         for t in tombstones:
             self._erased.add(t.subject_id.bytes)
         return tombstones[-1].seq if tombstones else 0
+
+
+def _put(cache: dict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
+    """Insert, dropping the oldest entry when full (first in, first out: cheap, and fair)."""
+    if len(cache) >= limit and key not in cache:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def _destroyed(t: Tombstone) -> DestroyedKey:

@@ -72,6 +72,12 @@ class KeyStore:
         except DatabaseUnavailable as error:
             raise KeyStoreUnavailable(f"key store unreachable: {error}") from None
 
+    def _refuse_stale_kek(self, cur: Cursor, version: int) -> None:
+        cur.execute("SELECT max(version) FROM kek_versions")
+        newest = cur.fetchone()[0]
+        if newest is not None and version < int(newest):
+            raise StaleKeyring(newest)
+
     def _lock_subject(self, cur: Cursor, subject_id: UUID) -> None:
         if self.db.backend == "postgres":
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7))", (str(subject_id),))
@@ -96,10 +102,7 @@ class KeyStore:
             )
             if cur.fetchone() is not None:
                 raise KeyErased(key.subject_id)
-            cur.execute("SELECT max(version) FROM kek_versions")
-            newest = cur.fetchone()[0]
-            if newest is not None and key.kek_version < int(newest):
-                raise StaleKeyring(newest)
+            self._refuse_stale_kek(cur, key.kek_version)
             cur.execute(
                 "SELECT key_id, kek_version, wrapped FROM data_keys WHERE subject_id = ?",
                 (str(key.subject_id),),
@@ -114,6 +117,41 @@ class KeyStore:
                  datetime.now(UTC).isoformat()),
             )
             return key
+
+    def create_fresh(self, keys: list[WrappedKey]) -> list[WrappedKey]:
+        """Store keys for new random subject ids that nobody else knows yet, in one transaction.
+
+        Such an id can have no tombstone and no rival key, so no per-subject check is needed."""
+        with self._transaction() as cur:
+            self._refuse_stale_kek(cur, min(key.kek_version for key in keys))
+            created_at = datetime.now(UTC).isoformat()
+            cur.executemany(
+                "INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(str(k.subject_id), str(k.key_id), k.kek_version, k.wrapped, created_at)
+                 for k in keys],
+            )
+        return keys
+
+    def load_many(self, subject_ids: list[UUID]) -> list[WrappedKey]:
+        rows = self._select_in(
+            "SELECT subject_id, key_id, kek_version, wrapped FROM data_keys", subject_ids)
+        return [WrappedKey(UUID(r[0]), UUID(r[1]), int(r[2]), bytes(r[3])) for r in rows]
+
+    def tombstones_for(self, subject_ids: list[UUID]) -> list[Tombstone]:
+        rows = self._select_in(
+            "SELECT seq, subject_id, key_id, kek_version, erased_at FROM erased_subjects",
+            subject_ids)
+        return [_tombstone(row) for row in rows]
+
+    def _select_in(self, select: str, subject_ids: list[UUID], chunk: int = 500) -> list[Any]:
+        rows: list[Any] = []
+        with self._transaction(write=False) as cur:
+            for i in range(0, len(subject_ids), chunk):
+                ids = [str(s) for s in subject_ids[i:i + chunk]]
+                cur.execute(f"{select} WHERE subject_id IN ({','.join('?' * len(ids))})", ids)
+                rows += cur.fetchall()
+        return rows
 
     def erase(self, subject_id: UUID) -> Tombstone:
         """Delete the subject's key and leave a tombstone. Idempotent: returns the tombstone."""

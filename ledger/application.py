@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, Notification
 
 from crypto import DestroyedKey, KeyErased, SubjectKeys
 from ledger import people
 from ledger.erasure import ErasureRecord
 from ledger.people import Person, Student, Teacher
 from ledger.persistence import enforce_append_only, eventsourcing_env, open_subject_keys
-from ledger.sealing import SealedMapper
+from ledger.sealing import HEADER_BYTES, SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
@@ -78,7 +79,8 @@ class Ledger(Application[UUID]):
         return self._register(Teacher, display_name, age, age_given_on)
 
     def _register(self, kind: type[Person], name: str, age: str, given_on: date | None) -> UUID:
-        person = people.register(kind, name, age, given_on or datetime.now(UTC).date())
+        given_on = given_on or datetime.now(UTC).date()
+        person = people.register(kind, self.keys.new_subject(), name, age, given_on)
         self.save(person)
         return person.id
 
@@ -88,6 +90,12 @@ class Ledger(Application[UUID]):
         self.save(person)
 
     # -- reads ----------------------------------------------------------------------------
+    def decode(self, notifications: Sequence[Notification]) -> list[Any]:
+        """Open a page of the log: the page's keys are fetched in one round trip first."""
+        self.keys.prefetch(n.state[1:HEADER_BYTES] for n in notifications)
+        to_event = self.mapper.to_domain_event
+        return [to_event(n) for n in notifications]
+
     def person(self, person_id: UUID) -> Person | ErasedPerson:
         """The person, or `ErasedPerson` if erased. `PersonNotFound` if there never was one."""
         self.keys.sync_erasures_if_due()

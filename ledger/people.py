@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import date
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -59,7 +60,7 @@ class Person(Aggregate):
         display_name: str
 
     @event(Registered)
-    def __init__(self, display_name: str, age: str, age_given_on: date) -> None:
+    def __init__(self, id: UUID, display_name: str, age: str, age_given_on: date) -> None:  # noqa: A002
         self.display_name = display_name
         self.age = age
         self.age_given_on = age_given_on
@@ -81,7 +82,9 @@ class Teacher(Person):
     pass
 
 
-def register(kind: type[Person], name: str, age_value: str, given_on: date) -> Person:
+def register(kind: type[Person], person_id: UUID, name: str, age_value: str, given_on: date
+             ) -> Person:
+    """A new person at `person_id`: the ledger gives ids whose data keys already exist."""
     if kind is Teacher and age_value != "21+":
         raise InvalidRecord("age", 'a teacher is "21+"')
-    return kind(display_name(name), age(age_value), given_on)
+    return kind(person_id, display_name(name), age(age_value), given_on)

@@ -9,7 +9,7 @@ walks return plain JSON types at once, which is nearly every field of a flat eve
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -24,9 +24,9 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-_PLAIN = (str, int, bool, type(None))
+_PLAIN = frozenset((str, int, bool, type(None)))
 # orjson writes NaN and infinities as `null`: a float is plain only if finite (see `_tag`).
-_PLAIN_DECODED = (*_PLAIN, float)
+_PLAIN_DECODED = _PLAIN | {float}
 
 
 class EnumAsTopicValue(Transcoding):
@@ -52,6 +52,13 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
+_CONTAINERS = frozenset((dict, list))
+
+
+def _is_tagged(obj: dict[str, Any]) -> bool:
+    return len(obj) == 2 and "_type_" in obj and "_data_" in obj
+
+
 class OrjsonTranscoder(Transcoder):
     def __init__(self) -> None:
         self.types: dict[type, Transcoding] = {}
@@ -69,7 +76,14 @@ class OrjsonTranscoder(Transcoder):
         return orjson.dumps(self._tag(obj))
 
     def decode(self, data: bytes) -> Any:
-        return self._untag(orjson.loads(data))
+        obj = orjson.loads(data)
+        if type(obj) is dict and not _is_tagged(obj):
+            # An event's state: untag its values in place (most are plain and skipped).
+            for name, value in obj.items():
+                if type(value) in _CONTAINERS:
+                    obj[name] = self._untag(value)
+            return obj
+        return self._untag(obj)
 
     def _tag(self, obj: Any) -> Any:
         kind = type(obj)
@@ -97,9 +111,11 @@ class OrjsonTranscoder(Transcoder):
     def _untag(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is dict:
-            if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
+            if _is_tagged(obj):
                 name = obj["_type_"]
                 data = self._untag(obj["_data_"])
+                if name == "datetime_iso":  # every event has one: skip the method call
+                    return datetime.fromisoformat(data)
                 if name == "tuple_as_list":
                     return tuple(data)
                 if name == "float_str":

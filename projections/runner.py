@@ -171,9 +171,8 @@ class ProjectionRunner:
     # -- internals --------------------------------------------------------------------------
     def _apply(self, cur: Cursor, generation: int, notifications: Sequence[Any]) -> None:
         table = table_name(self.projection, generation)
-        to_event = self.ledger.mapper.to_domain_event
-        for notification in notifications:
-            self.projection.process(cur, table, to_event(notification))
+        for event in self.ledger.decode(notifications):
+            self.projection.process(cur, table, event)
 
     def _start_generation(self, cur: Cursor, generation: int) -> None:
         table = table_name(self.projection, generation)

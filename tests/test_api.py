@@ -343,7 +343,7 @@ def _broken(*args: Any, **kwargs: Any) -> Any:
 def test_key_store_unreachable_is_503_never_erased(api: Api,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     student = api.student()
-    api.services.ledger.keys._cache.clear()  # the next read must reach the store
+    api.services.ledger.keys.forget_cached_keys()  # the next read must reach the store
     monkeypatch.setattr(api.services.ledger.keys.store.db, "transaction", _broken)
     before = api.position()
     for method, url, body in (("GET", f"/students/{student}", None),

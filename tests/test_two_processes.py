@@ -42,7 +42,7 @@ def row_exists():
 before = ledger.person(subject)
 assert isinstance(before, Person), before
 assert services.directory_reader.entry(subject) is not None and row_exists()
-assert subject.bytes in ledger.keys._cache  # the key is cached in this process
+assert ledger.keys.is_cached(subject)  # the key is cached in this process
 print("ready", flush=True)
 
 result = {"reads_before": 0}
