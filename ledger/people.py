@@ -60,7 +60,7 @@ class Person(Aggregate):
         display_name: str
 
     @event(Registered)
-    def __init__(self, id: UUID, display_name: str, age: str, age_given_on: date) -> None:  # noqa: A002
+    def __init__(self, id: UUID, display_name: str, age: str, age_given_on: date) -> None:
         self.display_name = display_name
         self.age = age
         self.age_given_on = age_given_on

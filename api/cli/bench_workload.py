@@ -44,7 +44,7 @@ class BenchSubject(Aggregate):
     """The benchmark's aggregate: a learner's progress, 10 events per stream in the workload."""
 
     @event("Started")
-    def __init__(self, id: UUID, display_name: str, level_id: str, attempts: int,  # noqa: A002
+    def __init__(self, id: UUID, display_name: str, level_id: str, attempts: int,
                  note: str) -> None:
         self.display_name = display_name
         self.level_id = level_id
