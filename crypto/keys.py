@@ -135,6 +135,18 @@ class SubjectKeys:
         for tombstone in self.store.tombstones_for(absent) if absent else []:
             self._erased.add(tombstone.subject_id.bytes)
 
+    def openers(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
+        """The AEADs of `subjects` (a page of a replay), fetched in one round trip; `None` for
+        an erased subject. KeyNotFound or KeyStoreUnavailable as for `opener`."""
+        self.prefetch(subjects)
+        found: dict[bytes, Aead | None] = {}
+        for subject in subjects:
+            try:
+                found[subject] = self.opener_for_bytes(subject)
+            except KeyErased:
+                found[subject] = None
+        return found
+
     def forget_cached_keys(self) -> None:
         """Drop every opened key from this process's memory; they are loaded again on use."""
         self._ciphers.clear()

@@ -145,13 +145,17 @@ class KeyStore:
         return [_tombstone(row) for row in rows]
 
     def _select_in(self, select: str, subject_ids: list[UUID], chunk: int = 500) -> list[Any]:
-        rows: list[Any] = []
+        ids = [str(s) for s in subject_ids]
         with self._transaction(write=False) as cur:
-            for i in range(0, len(subject_ids), chunk):
-                ids = [str(s) for s in subject_ids[i:i + chunk]]
-                cur.execute(f"{select} WHERE subject_id IN ({','.join('?' * len(ids))})", ids)
+            if self.db.backend == "postgres":  # one statement text, so the server prepares it
+                cur.execute(f"{select} WHERE subject_id = ANY(?)", (ids,))
+                return cur.fetchall()
+            rows: list[Any] = []
+            for i in range(0, len(ids), chunk):
+                part = ids[i:i + chunk]
+                cur.execute(f"{select} WHERE subject_id IN ({','.join('?' * len(part))})", part)
                 rows += cur.fetchall()
-        return rows
+            return rows
 
     def erase(self, subject_id: UUID) -> Tombstone:
         """Delete the subject's key and leave a tombstone. Idempotent: returns the tombstone."""

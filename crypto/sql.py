@@ -166,7 +166,8 @@ class PostgresDatabase:
                     self.url,
                     min_size=1,
                     max_size=self._max_size,
-                    kwargs={"options": f"-c search_path={self.schema}"},
+                    # Autocommit: a read is one round trip; writes open a transaction block.
+                    kwargs={"options": f"-c search_path={self.schema}", "autocommit": True},
                     open=True,
                     name=f"ledger-{self.schema}",
                 )
@@ -176,9 +177,12 @@ class PostgresDatabase:
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
         pool = self._get_pool()
         try:
-            with (pool.connection(timeout=self.timeout) as conn, conn.transaction(),
-                  conn.cursor() as cursor):
-                yield _PgCursor(cursor)
+            with pool.connection(timeout=self.timeout) as conn, conn.cursor() as cursor:
+                if write:
+                    with conn.transaction():
+                        yield _PgCursor(cursor)
+                else:
+                    yield _PgCursor(cursor)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
             raise DatabaseUnavailable(type(error).__name__) from None
 
@@ -189,11 +193,7 @@ class PostgresDatabase:
         pool = self._get_pool()
         try:
             with pool.connection(timeout=self.timeout) as conn:
-                conn.autocommit = True
-                try:
-                    conn.execute(f"VACUUM (INDEX_CLEANUP OFF, TRUNCATE OFF) {table}")
-                finally:
-                    conn.autocommit = False
+                conn.execute(f"VACUUM (INDEX_CLEANUP OFF, TRUNCATE OFF) {table}")
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
             raise DatabaseUnavailable(type(error).__name__) from None
 

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.persistence import Mapper
 
 from crypto import DestroyedKey, KeyErased, SubjectKeys
 from ledger import people
 from ledger.erasure import ErasureRecord
+from ledger.log import LogPage, LogReader
 from ledger.people import Person, Student, Teacher
 from ledger.persistence import enforce_append_only, eventsourcing_env, open_subject_keys
-from ledger.sealing import HEADER_BYTES, SealedMapper
+from ledger.sealing import SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
@@ -62,6 +62,8 @@ class Ledger(Application[UUID]):
                 if os.path.exists(self.env["SQLITE_DBNAME"] + suffix):
                     os.chmod(self.env["SQLITE_DBNAME"] + suffix, 0o600)
         self.keys.on_erasure(self._forget_cached)
+        assert isinstance(self.mapper, SealedMapper)
+        self._log = LogReader(self.recorder, self.mapper, self.keys, settings.backend)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return SealedMapper.bound_to(self.keys)(transcoder=self.construct_transcoder())
@@ -90,11 +92,9 @@ class Ledger(Application[UUID]):
         self.save(person)
 
     # -- reads ----------------------------------------------------------------------------
-    def decode(self, notifications: Sequence[Notification]) -> list[Any]:
-        """Open a page of the log: the page's keys are fetched in one round trip first."""
-        self.keys.prefetch(n.state[1:HEADER_BYTES] for n in notifications)
-        to_event = self.mapper.to_domain_event
-        return [to_event(n) for n in notifications]
+    def read_log(self, after: int, limit: int) -> LogPage:
+        """The events after notification id `after`, opened, for projections and rebuilds."""
+        return self._log.page(after, limit)
 
     def person(self, person_id: UUID) -> Person | ErasedPerson:
         """The person, or `ErasedPerson` if erased. `PersonNotFound` if there never was one."""

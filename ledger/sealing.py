@@ -26,13 +26,14 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-from crypto import KeyErased, SubjectKeys
+from crypto import Aead, KeyErased, SubjectKeys
 
 FORMAT_V1 = b"\x01"
 HEADER_BYTES = 17
 
 # Streams that belong to no person (the ledger's own records) are sealed under this subject.
 LEDGER_SUBJECT = UUID("00000000-0000-4000-8000-000000000001")
+_LEDGER_BYTES = LEDGER_SUBJECT.bytes
 
 
 class ErasedEvent:
@@ -66,8 +67,8 @@ def _associated_data(header: bytes, stream: bytes, version: int, topic: str) -> 
     if topic_bytes is None:
         topic_bytes = _TOPICS.setdefault(topic, topic.encode())
     if 0 <= version < len(_VERSIONS):
-        return header + stream + _VERSIONS[version] + topic_bytes
-    return header + stream + version.to_bytes(8, "big", signed=True) + topic_bytes
+        return b"".join((header, stream, _VERSIONS[version], topic_bytes))
+    return b"".join((header, stream, version.to_bytes(8, "big", signed=True), topic_bytes))
 
 
 class SealedMapper(Mapper[UUID]):
@@ -106,23 +107,39 @@ class SealedMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         originator_id = stored_event.originator_id
-        version = stored_event.originator_version
-        topic = stored_event.topic
-        state = stored_event.state
+        id_type: Any = type(originator_id)
+        cls = resolve_topic(stored_event.topic)
+        stream, state = _stream_bytes(originator_id), stored_event.state
+        return self.open_stored(find_id_convertor(cls, id_type)(originator_id), stream,
+                                stored_event.originator_version, stored_event.topic, state,
+                                self._opener(state, stream))
+
+    def _opener(self, state: bytes, stream: bytes) -> Aead | None:
+        """The key named in the state's header; None if erased, or if the header is not one
+        that may seal this stream (`open_stored` then says so)."""
+        if not may_seal(state, stream):
+            return None
+        try:
+            return self.keys.opener_for_bytes(state[1:HEADER_BYTES])
+        except KeyErased:
+            return None
+
+    def open_stored(self, originator_id: Any, stream: bytes, version: int, topic: str,
+                    state: bytes, aead: Aead | None) -> DomainEventProtocol[UUID]:
+        """The domain event of a stored row, opened with `aead`, the key of the subject named
+        in the row's header; `None` if that subject was erased: then an `ErasedEvent`.
+
+        `stream` is the 16 bytes of the stream id; readers of whole pages pass cached values."""
         header = state[:HEADER_BYTES]
         if header[:1] != FORMAT_V1 or len(state) < HEADER_BYTES:
             raise MapperDeserialisationError(
                 f"stored event {originator_id} v{version} is not sealed")
-        subject = header[1:]
-        stream = _stream_bytes(originator_id)
-        if subject != stream and subject != LEDGER_SUBJECT.bytes:
+        if not may_seal(state, stream):
             # Only the stream's own subject or the ledger seals a stream (`subject_of`): any
             # other header was altered or moved here, and must not pass for an erased event.
             raise MapperDeserialisationError(
                 f"stored event {originator_id} v{version} is sealed for another stream")
-        try:
-            aead = self.keys.opener_for_bytes(subject)
-        except KeyErased:
+        if aead is None:
             return ErasedEvent(originator_id, version, topic)  # type: ignore[return-value]
         try:
             plain = aead.open(state[HEADER_BYTES:],
@@ -131,18 +148,33 @@ class SealedMapper(Mapper[UUID]):
         except Exception as error:
             raise MapperDeserialisationError(
                 f"stored event {originator_id} v{version} failed to open: {error}") from None
-        cls = resolve_topic(topic)
-        id_type: Any = type(originator_id)
-        event_state["originator_id"] = find_id_convertor(cls, id_type)(originator_id)
+        cls, class_version = self._event_class(topic)
+        event_state["originator_id"] = originator_id
         event_state["originator_version"] = version
-        class_version = getattr(cls, "class_version", 1)
-        from_version = event_state.pop("class_version", 1)
-        while from_version < class_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
-            from_version += 1
-        domain_event = object.__new__(cls)
+        if class_version > 1:
+            from_version = event_state.pop("class_version", 1)
+            while from_version < class_version:
+                getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
+                from_version += 1
+        domain_event: Any = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", event_state)
         return domain_event  # type: ignore[no-any-return]
+
+    def _event_class(self, topic: str) -> tuple[type, int]:
+        known = _EVENT_CLASSES.get(topic)
+        if known is None:
+            cls = resolve_topic(topic)
+            known = _EVENT_CLASSES.setdefault(topic, (cls, getattr(cls, "class_version", 1)))
+        return known
+
+
+_EVENT_CLASSES: dict[str, tuple[type, int]] = {}
+
+
+def may_seal(state: bytes, stream: bytes) -> bool:
+    """Whether the subject named in a sealed state's header may seal the stream `stream`."""
+    subject = state[1:HEADER_BYTES]
+    return subject == stream or subject == _LEDGER_BYTES
 
 
 def subject_of(event: DomainEventProtocol[UUID]) -> UUID:

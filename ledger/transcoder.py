@@ -52,9 +52,6 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
-_CONTAINERS = frozenset((dict, list))
-
-
 def _is_tagged(obj: dict[str, Any]) -> bool:
     return len(obj) == 2 and "_type_" in obj and "_data_" in obj
 
@@ -80,7 +77,13 @@ class OrjsonTranscoder(Transcoder):
         if type(obj) is dict and not _is_tagged(obj):
             # An event's state: untag its values in place (most are plain and skipped).
             for name, value in obj.items():
-                if type(value) in _CONTAINERS:
+                kind = type(value)
+                if kind is dict:
+                    if value.get("_type_") == "datetime_iso" and len(value) == 2:
+                        obj[name] = datetime.fromisoformat(value["_data_"])  # every event's
+                    else:
+                        obj[name] = self._untag(value)
+                elif kind is list:
                     obj[name] = self._untag(value)
             return obj
         return self._untag(obj)

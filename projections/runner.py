@@ -89,20 +89,18 @@ class ProjectionRunner:
                             "FOR SHARE", (self.projection.name,))
             gen = generation or self._live(cur)
             position = self._position(cur, gen, lock=True)
-            notifications = self.ledger.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
-            if not notifications:
+            page = self.ledger.read_log(position, self.batch_size)
+            if not page.events:
                 return 0
-            self._apply(cur, gen, notifications)
+            self._apply(cur, gen, page.events)
             cur.execute(
                 "UPDATE projection_tracking SET position = ?"
                 " WHERE projection = ? AND generation = ? AND position = ?",
-                (notifications[-1].id, self.projection.name, gen, position),
+                (page.last_id, self.projection.name, gen, position),
             )
             if cur.rowcount != 1:
                 raise RuntimeError("another runner moved this projection: batch rolled back")
-            return len(notifications)
+            return len(page.events)
 
     def catch_up(self, generation: int | None = None) -> int:
         total = 0
@@ -154,13 +152,11 @@ class ProjectionRunner:
                             "FOR UPDATE", (self.projection.name,))
             # The last events since the catch-up, then the switch, in one transaction.
             position = self._position(cur, new, lock=True)
-            rest = self.ledger.recorder.select_notifications(
-                start=position, limit=1_000_000, inclusive_of_start=False
-            )
-            if rest:
-                self._apply(cur, new, rest)
-                cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
-                            " AND generation = ?", (rest[-1].id, self.projection.name, new))
+            while (page := self.ledger.read_log(position, self.batch_size)).events:
+                self._apply(cur, new, page.events)
+                position = page.last_id
+            cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
+                        " AND generation = ?", (position, self.projection.name, new))
             cur.execute("UPDATE projection_generations SET live = ? WHERE projection = ?",
                         (new, self.projection.name))
             self.projection.drop_tables(cur, table_name(self.projection, old))
@@ -169,9 +165,9 @@ class ProjectionRunner:
         return new
 
     # -- internals --------------------------------------------------------------------------
-    def _apply(self, cur: Cursor, generation: int, notifications: Sequence[Any]) -> None:
+    def _apply(self, cur: Cursor, generation: int, events: Sequence[Any]) -> None:
         table = table_name(self.projection, generation)
-        for event in self.ledger.decode(notifications):
+        for event in events:
             self.projection.process(cur, table, event)
 
     def _start_generation(self, cur: Cursor, generation: int) -> None:

@@ -185,15 +185,18 @@ def replay(app: Application[UUID], page_size: int = PAGE_SIZE) -> tuple[int, flo
     recorder, mapper = app.recorder, app.mapper
     count, start, inclusive = 0, None, True
     started = time.perf_counter()
+    if isinstance(app, Ledger):  # the ledger's own replay path, as projections use it
+        position = 0
+        while (log_page := app.read_log(position, page_size)).events:
+            count += len(log_page.events)
+            position = log_page.last_id
+        return count, time.perf_counter() - started
     while True:
         page = recorder.select_notifications(start, page_size, inclusive_of_start=inclusive)
         if not page:
             break
-        if isinstance(app, Ledger):
-            app.decode(page)  # what a projection does: one key round trip per page
-        else:
-            for notification in page:
-                mapper.to_domain_event(notification)
+        for notification in page:
+            mapper.to_domain_event(notification)
         count += len(page)
         start, inclusive = page[-1].id, False
     return count, time.perf_counter() - started
