@@ -29,9 +29,11 @@ DEFAULT_SYNC_SECONDS = 1.0
 DEFAULT_KEY_CACHE = 200_000
 # AES-GCM objects cost about 2.6 KB each but are cheap to rebuild from a cached key (~1 us).
 DEFAULT_CIPHER_CACHE = 4_096
-# New subjects take ids whose keys were made ahead, this many in one key-store transaction,
-# so that registering a person costs no key-store round trip of its own.
-DEFAULT_RESERVE_BATCH = 64
+# New subjects take ids whose keys were made ahead in one key-store transaction, so that
+# registering a person costs no key-store round trip of its own. The batch doubles with each
+# refill, from a few (a short-lived command wastes little) to many (a bulk import pays little).
+FIRST_RESERVE_BATCH = 16
+MAX_RESERVE_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,11 @@ class SubjectKeys:
         sync_seconds: float = DEFAULT_SYNC_SECONDS,
         key_cache: int = DEFAULT_KEY_CACHE,
         cipher_cache: int = DEFAULT_CIPHER_CACHE,
-        reserve_batch: int = DEFAULT_RESERVE_BATCH,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.sync_seconds = sync_seconds
-        self.reserve_batch = reserve_batch
+        self._reserve_batch = FIRST_RESERVE_BATCH
         self._keys: dict[bytes, bytes] = {}
         self._key_cache = key_cache
         self._ciphers: dict[bytes, Aead] = {}
@@ -84,7 +85,8 @@ class SubjectKeys:
         """A fresh subject id whose data key already exists (made in batches, ahead of use)."""
         with self._reserve_lock:
             if not self._reserved:
-                self._reserved = self._reserve(self.reserve_batch)
+                self._reserved = self._reserve(self._reserve_batch)
+                self._reserve_batch = min(self._reserve_batch * 2, MAX_RESERVE_BATCH)
             return self._reserved.pop()
 
     def sealer(self, subject_id: UUID) -> Aead:
@@ -137,7 +139,7 @@ class SubjectKeys:
 
     def openers(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
         """The AEADs of `subjects` (a page of a replay), fetched in one round trip; `None` for
-        an erased subject. KeyNotFound or KeyStoreUnavailable as for `opener`."""
+        an erased subject; no entry for one with neither key nor tombstone."""
         self.prefetch(subjects)
         found: dict[bytes, Aead | None] = {}
         for subject in subjects:
@@ -145,6 +147,8 @@ class SubjectKeys:
                 found[subject] = self.opener_for_bytes(subject)
             except KeyErased:
                 found[subject] = None
+            except KeyNotFound:
+                pass
         return found
 
     def forget_cached_keys(self) -> None:

@@ -23,7 +23,7 @@ from ledger.erasure import ErasureRecord
 from ledger.log import LogPage, LogReader
 from ledger.people import Person, Student, Teacher
 from ledger.persistence import enforce_append_only, eventsourcing_env, open_subject_keys
-from ledger.sealing import SealedMapper
+from ledger.sealing import LEDGER_SUBJECT, SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
@@ -62,6 +62,7 @@ class Ledger(Application[UUID]):
                 if os.path.exists(self.env["SQLITE_DBNAME"] + suffix):
                     os.chmod(self.env["SQLITE_DBNAME"] + suffix, 0o600)
         self.keys.on_erasure(self._forget_cached)
+        self.keys.sealer(LEDGER_SUBJECT)  # the ledger's own key exists from the start
         assert isinstance(self.mapper, SealedMapper)
         self._log = LogReader(self.recorder, self.mapper, self.keys, settings.backend)
 

@@ -14,7 +14,7 @@ from uuid import UUID
 from psycopg.rows import tuple_row
 
 from crypto import SubjectKeys
-from ledger.sealing import HEADER_BYTES, SealedMapper, may_seal
+from ledger.sealing import SealedMapper, keyless, sealing_subject
 
 STREAM_ID_CACHE = 65_536
 
@@ -41,16 +41,16 @@ class LogReader:
             return LogPage([], after)
         stream_of = self._stream
         streams = [stream_of(row[1]) for row in rows]
-        openers = self.keys.openers({
-            row[4][1:HEADER_BYTES] for row, (_, stream) in zip(rows, streams, strict=True)
-            if may_seal(row[4], stream)
-        })
+        subjects = [sealing_subject(row[4], stream) for row, (_, stream) in zip(rows, streams,
+                                                                                   strict=True)]
+        openers = self.keys.openers({subject for subject in subjects if subject is not None})
         open_stored = self.mapper.open_stored
-        events = [
-            open_stored(originator_id, stream, row[2], row[3], row[4],
-                        openers.get(row[4][1:HEADER_BYTES]))
-            for row, (originator_id, stream) in zip(rows, streams, strict=True)
-        ]
+        events = []
+        for row, (originator_id, stream), subject in zip(rows, streams, subjects, strict=True):
+            if subject is not None and subject not in openers:
+                raise keyless(stream)
+            aead = openers[subject] if subject is not None else None
+            events.append(open_stored(originator_id, stream, row[2], row[3], row[4], aead))
         return LogPage(events, int(rows[-1][0]))
 
     def _rows(self, after: int, limit: int) -> list[Any]:

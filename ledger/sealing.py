@@ -1,10 +1,9 @@
 """The mapper that seals every stored event and snapshot under its data subject's key (CRY-1).
 
-A sealed state is `b"\\x01" || subject id (16 bytes) || nonce || ciphertext || tag`. The subject
-id rides in the clear (it is a random id, and the stream id already is) so that a reader needs no
-lookup to find the key. The associated data (`_associated_data`) binds the sealed bytes to their
-subject, stream, version and topic: a state copied to another row, version or stream fails to
-open.
+A sealed state is `header (1 byte) || nonce (12) || ciphertext || tag (16)`. The header says
+whose key sealed it: the stream's own subject (a person's stream) or the ledger's (its own
+records). The associated data (`_associated_data`) binds the sealed bytes to their header,
+stream, version and topic: a state copied to another row, version or stream fails to open.
 
 A state whose key was erased becomes an `ErasedEvent` placeholder rather than an exception, so
 that repositories see no aggregate and projections drop the subject's rows instead of stopping.
@@ -26,10 +25,14 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-from crypto import Aead, KeyErased, SubjectKeys
+from crypto import Aead, KeyErased, KeyNotFound, SubjectKeys
 
-FORMAT_V1 = b"\x01"
-HEADER_BYTES = 17
+# The first byte of a sealed state says whose key sealed it. The subject is never spelt out:
+# it is the stream's own subject, or the ledger. So a state moved to another stream is opened
+# with that stream's key and stream id, and fails to authenticate.
+SEALED_FOR_STREAM = b"\x01"
+SEALED_FOR_LEDGER = b"\x02"
+HEADER_BYTES = 1
 
 # Streams that belong to no person (the ledger's own records) are sealed under this subject.
 LEDGER_SUBJECT = UUID("00000000-0000-4000-8000-000000000001")
@@ -99,10 +102,13 @@ class SealedMapper(Mapper[UUID]):
         class_version = getattr(cls, "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        subject = subject_of(domain_event)
-        header = FORMAT_V1 + subject.bytes
-        aad = _associated_data(header, _stream_bytes(originator_id), version, topic)
-        sealed = header + self.keys.sealer(subject).seal(self.transcoder.encode(state), aad)
+        stream = _stream_bytes(originator_id)
+        if getattr(domain_event, "sealed_for_ledger", False):
+            header, aead = SEALED_FOR_LEDGER, self.keys.sealer(LEDGER_SUBJECT)
+        else:
+            header, aead = SEALED_FOR_STREAM, self.keys.sealer(UUID(bytes=stream))
+        aad = _associated_data(header, stream, version, topic)
+        sealed = header + aead.seal(self.transcoder.encode(state), aad)
         return StoredEvent(originator_id, version, topic, sealed)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
@@ -115,14 +121,17 @@ class SealedMapper(Mapper[UUID]):
                                 self._opener(state, stream))
 
     def _opener(self, state: bytes, stream: bytes) -> Aead | None:
-        """The key named in the state's header; None if erased, or if the header is not one
-        that may seal this stream (`open_stored` then says so)."""
-        if not may_seal(state, stream):
+        """The key the state's header names; None if erased or if the header is unknown
+        (`open_stored` then says which)."""
+        subject = sealing_subject(state, stream)
+        if subject is None:
             return None
         try:
-            return self.keys.opener_for_bytes(state[1:HEADER_BYTES])
+            return self.keys.opener_for_bytes(subject)
         except KeyErased:
             return None
+        except KeyNotFound:
+            raise keyless(stream) from None
 
     def open_stored(self, originator_id: Any, stream: bytes, version: int, topic: str,
                     state: bytes, aead: Aead | None) -> DomainEventProtocol[UUID]:
@@ -131,14 +140,9 @@ class SealedMapper(Mapper[UUID]):
 
         `stream` is the 16 bytes of the stream id; readers of whole pages pass cached values."""
         header = state[:HEADER_BYTES]
-        if header[:1] != FORMAT_V1 or len(state) < HEADER_BYTES:
+        if header != SEALED_FOR_STREAM and header != SEALED_FOR_LEDGER:
             raise MapperDeserialisationError(
                 f"stored event {originator_id} v{version} is not sealed")
-        if not may_seal(state, stream):
-            # Only the stream's own subject or the ledger seals a stream (`subject_of`): any
-            # other header was altered or moved here, and must not pass for an erased event.
-            raise MapperDeserialisationError(
-                f"stored event {originator_id} v{version} is sealed for another stream")
         if aead is None:
             return ErasedEvent(originator_id, version, topic)  # type: ignore[return-value]
         try:
@@ -171,15 +175,18 @@ class SealedMapper(Mapper[UUID]):
 _EVENT_CLASSES: dict[str, tuple[type, int]] = {}
 
 
-def may_seal(state: bytes, stream: bytes) -> bool:
-    """Whether the subject named in a sealed state's header may seal the stream `stream`."""
-    subject = state[1:HEADER_BYTES]
-    return subject == stream or subject == _LEDGER_BYTES
+def keyless(stream: bytes) -> MapperDeserialisationError:
+    """A row whose subject has neither a key nor a tombstone: forged, or the wrong key store."""
+    return MapperDeserialisationError(
+        f"stream {UUID(bytes=stream)} has no data key and no erasure: forged, or the key store"
+        " does not belong to this event store")
 
 
-def subject_of(event: DomainEventProtocol[UUID]) -> UUID:
-    """Whose key seals this event: the stream's own subject, or the ledger's for its records."""
-    if getattr(event, "sealed_for_ledger", False):
-        return LEDGER_SUBJECT
-    originator_id = event.originator_id
-    return originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+def sealing_subject(state: bytes, stream: bytes) -> bytes | None:
+    """The 16-byte id of the subject whose key sealed `state`, stored in stream `stream`."""
+    header = state[:HEADER_BYTES]
+    if header == SEALED_FOR_STREAM:
+        return stream
+    if header == SEALED_FOR_LEDGER:
+        return _LEDGER_BYTES
+    return None
