@@ -46,7 +46,7 @@ def test_read_log_refuses_a_state_moved_into_another_stream(ledger: Ledger) -> N
         forged = header + ana_state[1:]
         ledger.recorder.insert_events([StoredEvent(ben, position, "ledger.people:Person.Renamed",
                                                    forged)])
-        with pytest.raises(MapperDeserialisationError, match="failed to open|not sealed"):
+        with pytest.raises(MapperDeserialisationError, match=r"failed to open|not sealed"):
             ledger.read_log(position, 10)
 
 
