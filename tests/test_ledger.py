@@ -284,3 +284,19 @@ def test_a_persons_dates_and_ids_come_back_typed_from_the_store(ledger: Ledger) 
     assert type(person.age_given_on) is date and person.age_given_on == date(2024, 2, 29)
     assert person.created_on.tzinfo is not None
     reopened.close()
+
+
+def test_the_ledgers_own_key_and_records_cannot_be_erased(ledger: Ledger) -> None:
+    from ledger.application import PersonNotFound
+    from ledger.erasure import ErasureRecord
+    from ledger.sealing import LEDGER_SUBJECT
+
+    ana = ledger.register_student("Ana", "12")
+    ledger.erase_subject(ana, "user_request")
+    before = ledger.recorder.max_notification_id()
+    for not_a_person in (LEDGER_SUBJECT, ErasureRecord.id_for(ana)):
+        with pytest.raises(PersonNotFound):
+            ledger.erase_subject(not_a_person, "support_request")
+    assert ledger.recorder.max_notification_id() == before
+    assert not ledger.keys.is_erased(LEDGER_SUBJECT)
+    assert ledger.repository.get(ErasureRecord.id_for(ana)).subject_id == ana
