@@ -12,8 +12,11 @@ EVENTS = int(os.environ.get("LEDGER_REPLAY_MEMORY_EVENTS", "1000000"))
 STREAMS_PER_SAVE = 100  # 1,000 events a transaction: the store fills in a minute, not an hour
 
 
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_million_events_replay_in_bounded_memory(backend: str) -> None:
     from tests.conftest import postgres_url
 
