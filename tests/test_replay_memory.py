@@ -7,19 +7,15 @@ import os
 import pytest
 
 from api.cli import bench_workload as bw
+from tests.conftest import BACKENDS, postgres_url
 
 EVENTS = int(os.environ.get("LEDGER_REPLAY_MEMORY_EVENTS", "1000000"))
 STREAMS_PER_SAVE = 100  # 1,000 events a transaction: the store fills in a minute, not an hour
 
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_million_events_replay_in_bounded_memory(backend: str) -> None:
-    from tests.conftest import postgres_url
-
     url = postgres_url() if backend == "postgres" else ""
     stores = bw.Stores.create(backend, url)
     try:
