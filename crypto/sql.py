@@ -177,7 +177,9 @@ class PostgresDatabase:
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
         pool = self._get_pool()
         try:
-            with pool.connection(timeout=self.timeout) as conn, conn.cursor() as cursor:
+            # Binary results: bytea (wrapped keys, sealed fields) arrives as is, not hex-encoded.
+            with (pool.connection(timeout=self.timeout) as conn,
+                  conn.cursor(binary=True) as cursor):
                 if write:
                     with conn.transaction():
                         yield _PgCursor(cursor)

@@ -62,7 +62,8 @@ class LogReader:
                     f" FROM {self.recorder.events_table_name} WHERE rowid > ?"
                     " ORDER BY rowid LIMIT ?", (after, limit))
                 return list(cursor.fetchall())
-        with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+        with (datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row, binary=True) as cursor):  # bytea unencoded
             cursor.execute(  # uuid_send: the id's 16 bytes, cheaper to hash than a UUID
                 "SELECT notification_id, uuid_send(originator_id), originator_version, topic,"
                 " state"
