@@ -106,7 +106,8 @@ class SealedMapper(Mapper[UUID]):
         if getattr(domain_event, "sealed_for_ledger", False):
             header, aead = SEALED_FOR_LEDGER, self.keys.sealer(LEDGER_SUBJECT)
         else:
-            header, aead = SEALED_FOR_STREAM, self.keys.sealer(UUID(bytes=stream))
+            subject = originator_id if type(originator_id) is UUID else UUID(bytes=stream)
+            header, aead = SEALED_FOR_STREAM, self.keys.sealer(subject)
         aad = _associated_data(header, stream, version, topic)
         sealed = header + aead.seal(self.transcoder.encode(state), aad)
         return StoredEvent(originator_id, version, topic, sealed)
