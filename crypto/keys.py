@@ -250,11 +250,11 @@ class SubjectKeys:
     def _cipher(self, subject: bytes) -> Aead | None:
         """The cached AEAD for `subject`, built from a cached key if need be; None if neither."""
         self.sync_erasures_if_due()
+        if subject in self._erased:  # first: a key loaded while it was being erased is void
+            raise KeyErased(UUID(bytes=subject))
         aead = self._ciphers.get(subject)
         if aead is not None:
             return aead
-        if subject in self._erased:
-            raise KeyErased(UUID(bytes=subject))
         data_key = self._keys.get(subject)
         if data_key is None:
             return None
@@ -270,6 +270,8 @@ class SubjectKeys:
         return aead
 
     def _keys_put(self, subject: bytes, data_key: bytes) -> None:
+        if subject in self._erased:  # read from the store just before its erasure committed
+            raise KeyErased(UUID(bytes=subject))
         _put(self._keys, subject, data_key, self._key_cache)
 
     def _unwrap(self, stored: WrappedKey) -> bytes:

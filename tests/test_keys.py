@@ -425,3 +425,17 @@ def test_no_key_bytes_in_reprs_or_errors(keys: SubjectKeys) -> None:
         for text in texts:
             assert not any(form in text for form in forms), text
 
+
+
+def test_a_key_read_just_before_its_erasure_is_never_cached_again(keys: SubjectKeys) -> None:
+    """A reader that loaded the wrapped key before the erasure committed, and caches it after,
+    must not bring it back into this process's memory."""
+    subject = keys.new_subject()
+    stale = _wrapped_row(keys, subject)  # what a concurrent reader fetched
+    keys.forget_cached_keys()
+    keys.erase(subject)
+    with pytest.raises(KeyErased):
+        keys._remember(stale)  # the reader now tries to cache what it read
+    assert not keys.is_cached(subject)
+    with pytest.raises(KeyErased):
+        keys.opener(subject)
