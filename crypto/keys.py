@@ -27,8 +27,9 @@ from crypto.keystore import KeyStore, StaleKeyring, Tombstone, WrappedKey
 DEFAULT_SYNC_SECONDS = 1.0
 # Opened data keys, 32 bytes each (about 150 bytes with the dict's overhead).
 DEFAULT_KEY_CACHE = 200_000
-# AES-GCM objects cost about 2.6 KB each but are cheap to rebuild from a cached key (~1 us).
-DEFAULT_CIPHER_CACHE = 4_096
+# AES-GCM objects cost about 2.6 KB each, and the garbage collector walks them (raw keys are
+# bytes, which it skips); they are cheap to rebuild from a cached key (~1 us).
+DEFAULT_CIPHER_CACHE = 1_024
 # New subjects take ids whose keys were made ahead in one key-store transaction, so that
 # registering a person costs no key-store round trip of its own. The batch doubles with each
 # refill, from a few (a short-lived command wastes little) to many (a bulk import pays little).
