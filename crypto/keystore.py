@@ -57,6 +57,14 @@ def _ddl(backend: str) -> list[str]:
     ]
 
 
+_INSERT_KEY = ("INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at)"
+               " VALUES (?, ?, ?, ?, ?)")
+
+
+def _key_row(key: WrappedKey, created_at: str) -> tuple[str, str, int, bytes, str]:
+    return (str(key.subject_id), str(key.key_id), key.kek_version, key.wrapped, created_at)
+
+
 class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -82,40 +90,27 @@ class KeyStore:
         if self.db.backend == "postgres":
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7))", (str(subject_id),))
 
+    def _select_key(self, cur: Cursor, subject_id: UUID) -> WrappedKey | None:
+        cur.execute("SELECT key_id, kek_version, wrapped FROM data_keys WHERE subject_id = ?",
+                    (str(subject_id),))
+        row = cur.fetchone()
+        return WrappedKey(subject_id, UUID(row[0]), int(row[1]), bytes(row[2])) if row else None
+
     def load(self, subject_id: UUID) -> WrappedKey | None:
         with self._transaction(write=False) as cur:
-            cur.execute(
-                "SELECT key_id, kek_version, wrapped FROM data_keys WHERE subject_id = ?",
-                (str(subject_id),),
-            )
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return WrappedKey(subject_id, UUID(row[0]), int(row[1]), bytes(row[2]))
+            return self._select_key(cur, subject_id)
 
     def create(self, key: WrappedKey) -> WrappedKey:
         """Store `key` unless the subject already has one (return that) or was erased (raise)."""
         with self._transaction() as cur:
             self._lock_subject(cur, key.subject_id)
-            cur.execute(
-                "SELECT 1 FROM erased_subjects WHERE subject_id = ?", (str(key.subject_id),)
-            )
-            if cur.fetchone() is not None:
+            if self._tombstone(cur, key.subject_id) is not None:
                 raise KeyErased(key.subject_id)
             self._refuse_stale_kek(cur, key.kek_version)
-            cur.execute(
-                "SELECT key_id, kek_version, wrapped FROM data_keys WHERE subject_id = ?",
-                (str(key.subject_id),),
-            )
-            row = cur.fetchone()
-            if row is not None:
-                return WrappedKey(key.subject_id, UUID(row[0]), int(row[1]), bytes(row[2]))
-            cur.execute(
-                "INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (str(key.subject_id), str(key.key_id), key.kek_version, key.wrapped,
-                 datetime.now(UTC).isoformat()),
-            )
+            existing = self._select_key(cur, key.subject_id)
+            if existing is not None:
+                return existing
+            cur.execute(_INSERT_KEY, _key_row(key, datetime.now(UTC).isoformat()))
             return key
 
     def create_fresh(self, keys: list[WrappedKey]) -> list[WrappedKey]:
@@ -125,12 +120,7 @@ class KeyStore:
         with self._transaction() as cur:
             self._refuse_stale_kek(cur, min(key.kek_version for key in keys))
             created_at = datetime.now(UTC).isoformat()
-            cur.executemany(
-                "INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(str(k.subject_id), str(k.key_id), k.kek_version, k.wrapped, created_at)
-                 for k in keys],
-            )
+            cur.executemany(_INSERT_KEY, [_key_row(key, created_at) for key in keys])
         return keys
 
     def load_many(self, subject_ids: list[UUID]) -> list[WrappedKey]:
