@@ -83,7 +83,7 @@ class Ledger(Application[UUID]):
 
     def _register(self, kind: type[Person], name: str, age: str, given_on: date | None) -> UUID:
         given_on = given_on or datetime.now(UTC).date()
-        person = people.register(kind, self.keys.new_subject(), name, age, given_on)
+        person = people.register(kind, name, age, given_on, self.keys.new_subject)
         self.save(person)
         return person.id
 

@@ -6,6 +6,7 @@ Validation errors name the field and the rule, never the value: messages end up 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from datetime import date
 from uuid import UUID
 
@@ -82,9 +83,11 @@ class Teacher(Person):
     pass
 
 
-def register(kind: type[Person], person_id: UUID, name: str, age_value: str, given_on: date
-             ) -> Person:
-    """A new person at `person_id`: the ledger gives ids whose data keys already exist."""
+def register(kind: type[Person], name: str, age_value: str, given_on: date,
+             new_id: Callable[[], UUID]) -> Person:
+    """A new person, validated first; then `new_id()` gives their id (the ledger's ids come
+    with a data key already made, so bad input must not spend one)."""
     if kind is Teacher and age_value != "21+":
         raise InvalidRecord("age", 'a teacher is "21+"')
-    return kind(person_id, display_name(name), age(age_value), given_on)
+    valid_name, valid_age = display_name(name), age(age_value)
+    return kind(new_id(), valid_name, valid_age, given_on)

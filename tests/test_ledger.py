@@ -300,3 +300,20 @@ def test_the_ledgers_own_key_and_records_cannot_be_erased(ledger: Ledger) -> Non
     assert ledger.recorder.max_notification_id() == before
     assert not ledger.keys.is_erased(LEDGER_SUBJECT)
     assert ledger.repository.get(ErasureRecord.id_for(ana)).subject_id == ana
+
+
+def test_refused_registrations_write_nothing_and_spend_no_key(ledger: Ledger) -> None:
+    from ledger.people import InvalidRecord
+
+    ledger.register_student("Ana", "12")  # the first batch of ids made ahead is in the store
+    keys_before = ledger.keys.store.count_live()
+    reserved_before = len(ledger.keys._reserved)
+    events_before = ledger.recorder.max_notification_id()
+    for name, age in (("", "12"), ("Ben", "3"), ("Ben", "1999-01-01"), ("x" * 101, "12")):
+        with pytest.raises(InvalidRecord):
+            ledger.register_student(name, age)
+    with pytest.raises(InvalidRecord):
+        ledger.register_teacher("Cy", "20")
+    assert ledger.recorder.max_notification_id() == events_before
+    assert ledger.keys.store.count_live() == keys_before
+    assert len(ledger.keys._reserved) == reserved_before

@@ -245,8 +245,8 @@ def erase_latencies_ms(ledger: Ledger, count: int) -> list[float]:
     today = datetime.now(UTC).date()
     ids: list[UUID] = []
     for i in range(count):
-        person = people.register(people.Student, ledger.keys.new_subject(), f"Erasable {i:05d}",
-                                 "15", today)
+        person = people.register(people.Student, f"Erasable {i:05d}", "15", today,
+                                 ledger.keys.new_subject)
         for step in range(9):
             person.rename(f"Erasable {i:05d} {step}")
         ledger.save(person)
