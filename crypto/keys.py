@@ -118,7 +118,7 @@ class SubjectKeys:
             raise KeyNotFound(subject_id)
         return self._remember(stored)
 
-    def prefetch(self, subjects: Iterable[bytes]) -> None:
+    def _prefetch(self, subjects: Iterable[bytes]) -> None:
         """Load, in one round trip, the keys of `subjects` not yet in memory (a page of a replay).
 
         Erased subjects are remembered as erased; unknown ones are left for `opener` to report.
@@ -141,7 +141,7 @@ class SubjectKeys:
     def openers(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
         """The AEADs of `subjects` (a page of a replay), fetched in one round trip; `None` for
         an erased subject; no entry for one with neither key nor tombstone."""
-        self.prefetch(subjects)
+        self._prefetch(subjects)
         found: dict[bytes, Aead | None] = {}
         for subject in subjects:
             try:

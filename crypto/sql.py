@@ -56,6 +56,15 @@ def valid_schema_name(name: str) -> str:
     return name
 
 
+def ensure_schema(url: str, schema: str, timeout: float = 5.0) -> None:
+    """Create a PostgreSQL schema if it is missing (neither psycopg's pool nor the library do)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {valid_schema_name(schema)}")
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(type(error).__name__) from None
+
+
 class _PgCursor:
     """Adapts `?` placeholders to psycopg's `%s`."""
 
@@ -156,12 +165,7 @@ class PostgresDatabase:
     def _get_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         with self._lock:
             if self._pool is None:
-                try:
-                    with psycopg.connect(self.url, autocommit=True,
-                                         connect_timeout=int(self.timeout)) as conn:
-                        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-                except psycopg.OperationalError as error:
-                    raise DatabaseUnavailable(type(error).__name__) from None
+                ensure_schema(self.url, self.schema, self.timeout)
                 self._pool = psycopg_pool.ConnectionPool(
                     self.url,
                     min_size=1,

@@ -12,7 +12,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from crypto import SubjectKeys
 from crypto.kek import Keyring
 from crypto.keystore import KeyStore
-from crypto.sql import Database, PostgresDatabase, SQLiteDatabase
+from crypto.sql import Database, PostgresDatabase, SQLiteDatabase, ensure_schema
 from ledger.settings import Settings, is_postgres, sqlite_path
 
 APPEND_ONLY_MESSAGE = "the ledger is append-only: events are never updated or deleted"
@@ -27,7 +27,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
     url = urlparse(settings.database_url)
     # The library needs its schema to exist; creating it is ours.
-    PostgresDatabase(settings.database_url, settings.schema)._get_pool().close()
+    ensure_schema(settings.database_url, settings.schema)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",

@@ -121,21 +121,6 @@ class ProjectionRunner:
             if not applied:
                 stop.wait(delay)
 
-    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
-        """Read-your-writes: catch up until the live generation has reached `position`."""
-        stop = threading.Event()
-        timer = threading.Timer(timeout, stop.set)
-        timer.start()
-        try:
-            while not stop.is_set():
-                if self.position() >= position:
-                    return True
-                if not self.run_once():
-                    stop.wait(0.05)
-            return self.position() >= position
-        finally:
-            timer.cancel()
-
     # -- rebuilding -------------------------------------------------------------------------
     def rebuild(self) -> int:
         """Replay the whole log into a fresh generation, switch over, drop the old one."""
