@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from crypto.sql import Database
 from ledger.application import Ledger
-from ledger.persistence import open_database
 from ledger.settings import Settings
 from projections.directory import DirectoryReader, StudentDirectory
 from projections.runner import ProjectionRunner
@@ -26,7 +25,7 @@ class Services:
     @classmethod
     def open(cls, settings: Settings) -> Services:
         ledger = Ledger(settings)
-        read_models = open_database(settings.read_models_url, settings.schema)
+        read_models = ledger.read_models
         projection = StudentDirectory(ledger.keys)
         return cls(
             settings=settings,
@@ -55,5 +54,4 @@ class Services:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        self.read_models.close()
-        self.ledger.close()
+        self.ledger.close()  # and the read models, which it opened

@@ -101,6 +101,18 @@ class SubjectKeys:
             stored = self._create([subject_id], fresh=False)[0]
         return self._remember(stored)
 
+    def server_secret(self, subject_id: UUID) -> bytes:
+        """The 32 bytes of a key kept for a server-side secret (a blind-index secret), made on
+        first use. Only for reserved subjects: a person's key never leaves this object."""
+        self.sealer(subject_id)
+        data_key = self._keys.get(subject_id.bytes)
+        if data_key is None:  # made by another process and already evicted here: load it
+            stored = self.store.load(subject_id)
+            if stored is None:
+                raise KeyErased(subject_id)
+            data_key = self._unwrap(stored)
+        return data_key
+
     def opener(self, subject_id: UUID) -> Aead:
         """The subject's AEAD for existing data. KeyErased, KeyNotFound or KeyStoreUnavailable."""
         return self.opener_for_bytes(subject_id.bytes)

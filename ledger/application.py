@@ -9,26 +9,48 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
 from crypto import DestroyedKey, KeyErased, SubjectKeys
-from ledger import people
+from crypto.sql import Database
+from ledger import people, usernames
 from ledger.erasure import ErasureRecord
+from ledger.identity import CLAIMED, TAKEN, USERNAME, IdentityIndex
 from ledger.log import LogPage, LogReader
 from ledger.people import Person, Student, Teacher
-from ledger.persistence import enforce_append_only, eventsourcing_env, open_subject_keys
+from ledger.persistence import (
+    enforce_append_only,
+    eventsourcing_env,
+    open_database,
+    open_subject_keys,
+)
 from ledger.sealing import LEDGER_SUBJECT, SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
 ERASURE_REASONS = ("user_request", "school_request", "support_request", "parent_request",
                    "expired_window", "inactivity", "missing_parental_consent")
+
+
+class AlreadyInUse(ValueError):
+    """A unique value (an email, a third-party account) that belongs to someone else."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: already in use by another account")
+        self.field = field
+
+
+class Claim(Protocol):
+    def __call__(self, purpose: str, value: str, subject_id: UUID,
+                 required: bool = True) -> bool: ...
 
 
 class PersonNotFound(LookupError):
@@ -51,9 +73,14 @@ class Ledger(Application[UUID]):
     snapshotting_intervals = {Student: 50, Teacher: 50}  # noqa: RUF012 (the library's shape)
 
     def __init__(self, settings: Settings, keys: SubjectKeys | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, read_models: Database | None = None
+                 ) -> None:
         self.settings = settings
         self.keys = keys or open_subject_keys(settings)
+        # Blind indexes rest with the read models: rows that go at erasure, never in the log.
+        self.read_models = read_models or open_database(settings.read_models_url,
+                                                        settings.schema)
+        self.identity = IdentityIndex(self.read_models, self.keys)
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
         enforce_append_only(self.recorder, settings.backend)
         if settings.backend == "sqlite" and ":memory:" not in self.env["SQLITE_DBNAME"]:
@@ -73,22 +100,63 @@ class Ledger(Application[UUID]):
         return OrjsonTranscoder()
 
     # -- commands -------------------------------------------------------------------------
-    def register_student(self, display_name: str, age: str, age_given_on: date | None = None
-                         ) -> UUID:
-        return self._register(Student, display_name, age, age_given_on)
+    def register_student(self, display_name: str, age: str | None,
+                         age_given_on: date | None = None, *,
+                         login_type: str = "roster_managed") -> UUID:
+        """A student registered by school staff (or a roster); see `Accounts` for sign-up."""
+        return self.register(Student, display_name, age, age_given_on,
+                             login_type=login_type).id
 
     def register_teacher(self, display_name: str, age: str = "21+",
                          age_given_on: date | None = None) -> UUID:
-        return self._register(Teacher, display_name, age, age_given_on)
+        return self.register(Teacher, display_name, age, age_given_on).id
 
-    def _register(self, kind: type[Person], name: str, age: str, given_on: date | None) -> UUID:
+    def register(self, kind: type[Person], name: str, age: str | None,
+                 given_on: date | None = None, *, login_type: str = "personal",
+                 gender: str | None = None,
+                 then: Callable[[Person, Claim], Sequence[Aggregate]] | None = None) -> Person:
+        """Validate, take an id, claim a unique username (MIN-7), let `then` add to the new
+        person (and name other aggregates to save with it), and save it all at once."""
         given_on = given_on or datetime.now(UTC).date()
-        person = people.register(kind, name, age, given_on, self.keys.new_subject)
-        self.save(person)
-        return person.id
+        with self.claiming() as claim:
+            person = people.register(kind, name, age, given_on, self.keys.new_subject,
+                                     username=lambda pid, valid: self._claim_username(
+                                         pid, valid, claim),
+                                     login_type=login_type, gender=gender)
+            others = then(person, claim) if then else ()
+            self.save(person, *others)
+        return person
+
+    def _claim_username(self, person_id: UUID, name: str, claim: Claim) -> str:
+        for candidate in usernames.candidates(name):
+            if claim(USERNAME, candidate, person_id, required=False):
+                return candidate
+        raise AlreadyInUse("username")  # 60 clashes in a row: the name space is exhausted
+
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[Claim]:
+        """Claims of unique values made while saving: all released again if the save fails."""
+        made: list[tuple[str, str, UUID]] = []
+
+        def claim(purpose: str, value: str, subject_id: UUID, required: bool = True) -> bool:
+            outcome = self.identity.claim(purpose, value, subject_id)
+            if outcome == TAKEN:
+                if required:
+                    raise AlreadyInUse(purpose)
+                return False
+            if outcome == CLAIMED:
+                made.append((purpose, value, subject_id))
+            return True
+
+        try:
+            yield claim
+        except BaseException:
+            for purpose, value, subject_id in made:
+                self.identity.release(purpose, value, subject_id)
+            raise
 
     def rename(self, person_id: UUID, display_name: str) -> None:
-        person = self._live(person_id)
+        person = self.live(person_id)
         person.rename(people.display_name(display_name))
         self.save(person)
 
@@ -111,11 +179,26 @@ class Ledger(Application[UUID]):
             raise PersonNotFound(person_id)
         return aggregate
 
-    def _live(self, person_id: UUID) -> Person:
+    def live(self, person_id: UUID, kind: type[Person] = Person) -> Any:
+        """The person, if not erased (`KeyErased`) and of `kind` (else `PersonNotFound`)."""
         person = self.person(person_id)
         if isinstance(person, ErasedPerson):
             raise KeyErased(person_id)
+        if not isinstance(person, kind):
+            raise PersonNotFound(person_id)
         return person
+
+    def aggregate(self, aggregate_id: UUID, kind: type[Aggregate]) -> Any:
+        """An aggregate of `kind`, or None if there is none (or it is of another kind)."""
+        try:
+            found: Any = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, kind) else None
+
+    def history(self, aggregate_id: UUID) -> list[Any]:
+        """Every event of a stream, opened (an erased subject's come back as placeholders)."""
+        return list(self.events.get(aggregate_id))
 
     # -- erasure --------------------------------------------------------------------------
     def erase_subject(self, subject_id: UUID, reason: str) -> DestroyedKey:
@@ -128,6 +211,7 @@ class Ledger(Application[UUID]):
         if self.keys.erasure_of(subject_id) is None:
             self.person(subject_id)  # PersonNotFound for an id that never existed
         destroyed = self.keys.erase(subject_id)
+        self.identity.forget(subject_id)
         record_id = ErasureRecord.id_for(subject_id)
         try:
             self.repository.get(record_id)
@@ -138,6 +222,7 @@ class Ledger(Application[UUID]):
 
     def close(self) -> None:
         super().close()
+        self.read_models.close()
         self.keys.close()
 
     def _forget_cached(self, subject_id: UUID) -> None:

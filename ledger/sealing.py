@@ -1,8 +1,10 @@
 """The mapper that seals every stored event and snapshot under its data subject's key (CRY-1).
 
-A sealed state is `header (1 byte) || nonce (12) || ciphertext || tag (16)`. The header says
-whose key sealed it: the stream's own subject (a person's stream) or the ledger's (its own
-records). The associated data (`_associated_data`) binds the sealed bytes to their header,
+A sealed state is `header || nonce (12) || ciphertext || tag (16)`. The header says whose key
+sealed it: the stream's own subject (a person's stream, 1 byte), the ledger's (its own records,
+1 byte), or the stream's owner (0x03 then the owner's 16-byte id: a teacher's section, whose
+stream is not a person but whose content is the teacher's, so that erasing the teacher erases
+it too). The associated data (`_associated_data`) binds the sealed bytes to their header,
 stream, version and topic: a state copied to another row, version or stream fails to open.
 
 A state whose key was erased becomes an `ErasedEvent` placeholder rather than an exception, so
@@ -32,7 +34,8 @@ from crypto import Aead, KeyErased, KeyNotFound, SubjectKeys
 # with that stream's key and stream id, and fails to authenticate.
 SEALED_FOR_STREAM = b"\x01"
 SEALED_FOR_LEDGER = b"\x02"
-HEADER_BYTES = 1
+SEALED_FOR_OWNER = b"\x03"
+_OWNER_HEADER_BYTES = 17
 
 # Streams that belong to no person (the ledger's own records) are sealed under this subject.
 LEDGER_SUBJECT = UUID("00000000-0000-4000-8000-000000000001")
@@ -105,6 +108,9 @@ class SealedMapper(Mapper[UUID]):
         stream = _stream_bytes(originator_id)
         if getattr(domain_event, "sealed_for_ledger", False):
             header, aead = SEALED_FOR_LEDGER, self.keys.sealer(LEDGER_SUBJECT)
+        elif getattr(domain_event, "sealed_for_owner", False):
+            owner: UUID = domain_event.owner_id  # type: ignore[attr-defined]
+            header, aead = SEALED_FOR_OWNER + owner.bytes, self.keys.sealer(owner)
         else:
             subject = originator_id if type(originator_id) is UUID else UUID(bytes=stream)
             header, aead = SEALED_FOR_STREAM, self.keys.sealer(subject)
@@ -140,14 +146,15 @@ class SealedMapper(Mapper[UUID]):
         in the row's header; `None` if that subject was erased: then an `ErasedEvent`.
 
         `stream` is the 16 bytes of the stream id; readers of whole pages pass cached values."""
-        header = state[:HEADER_BYTES]
-        if header != SEALED_FOR_STREAM and header != SEALED_FOR_LEDGER:
+        header_bytes = _header_length(state)
+        if header_bytes == 0:
             raise MapperDeserialisationError(
                 f"stored event {originator_id} v{version} is not sealed")
+        header = state[:header_bytes]
         if aead is None:
             return ErasedEvent(originator_id, version, topic)  # type: ignore[return-value]
         try:
-            plain = aead.open(state[HEADER_BYTES:],
+            plain = aead.open(state[header_bytes:],
                               _associated_data(header, stream, version, topic))
             event_state: dict[str, Any] = self.transcoder.decode(plain)
         except Exception as error:
@@ -185,9 +192,21 @@ def keyless(stream: bytes) -> MapperDeserialisationError:
 
 def sealing_subject(state: bytes, stream: bytes) -> bytes | None:
     """The 16-byte id of the subject whose key sealed `state`, stored in stream `stream`."""
-    header = state[:HEADER_BYTES]
-    if header == SEALED_FOR_STREAM:
+    first = state[:1]
+    if first == SEALED_FOR_STREAM:
         return stream
-    if header == SEALED_FOR_LEDGER:
+    if first == SEALED_FOR_LEDGER:
         return _LEDGER_BYTES
+    if first == SEALED_FOR_OWNER and len(state) >= _OWNER_HEADER_BYTES:
+        return state[1:_OWNER_HEADER_BYTES]
     return None
+
+
+def _header_length(state: bytes) -> int:
+    """How many leading bytes of `state` are its header; 0 if it has no known header."""
+    first = state[:1]
+    if first in (SEALED_FOR_STREAM, SEALED_FOR_LEDGER):
+        return 1
+    if first == SEALED_FOR_OWNER and len(state) >= _OWNER_HEADER_BYTES:
+        return _OWNER_HEADER_BYTES
+    return 0

@@ -62,7 +62,7 @@ class StudentDirectory(Projection):
                 return
             pid = str(event.originator_id)
             sealed = self._seal(event.originator_id, display_name=event.display_name,
-                                age=event.age)
+                                age=event.age or "")
             if sealed is None:
                 return
             cur.execute(

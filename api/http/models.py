@@ -63,8 +63,8 @@ class PersonOut(BaseModel):
     id: UUID
     kind: Kind
     display_name: str
-    age: str
-    age_given_on: date
+    age: str | None = Field(description="none given counts as under 13 (MIN-3)")
+    age_given_on: date | None
 
     @classmethod
     def of(cls, person: Person) -> PersonOut:
