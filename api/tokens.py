@@ -30,6 +30,13 @@ class Role(StrEnum):
     REGISTRAR = "registrar"  # school staff: create, rename and read people; the directory
     SUPPORT = "support"  # reads one person at a time, never the directory
     SERVICE = "service"  # health and metrics: no personal data
+    # People, each scoped by `Principal.subject_id` or `Principal.scope` (see api/access.py):
+    STUDENT = "student"  # subject_id: themself
+    TEACHER = "teacher"  # subject_id: themself; sees students of their own sections
+    SCHOOL_ADMIN = "school_admin"  # scope: "school:<school id>"
+    DISTRICT_ADMIN = "district_admin"  # scope: "district:<district id>"
+    PARENT = "parent"  # scope: "parent:<hex blind-index token of the parent's email>"
+    RESEARCHER = "researcher"  # de-identified aggregates only (ACC-3)
 
 
 class Permission(StrEnum):
@@ -49,6 +56,12 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                                Permission.PEOPLE_RENAME, Permission.DIRECTORY_READ}),
     Role.SUPPORT: frozenset({Permission.PEOPLE_READ}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
+    Role.STUDENT: frozenset(),
+    Role.TEACHER: frozenset(),
+    Role.SCHOOL_ADMIN: frozenset(),
+    Role.DISTRICT_ADMIN: frozenset(),
+    Role.PARENT: frozenset(),
+    Role.RESEARCHER: frozenset(),
 }
 
 
@@ -62,6 +75,8 @@ class Principal:
     id: UUID
     role: str
     label: str
+    subject_id: UUID | None = None  # the person signed in (student, teacher)
+    scope: str | None = None  # what an administrator or parent is confined to
 
     def may(self, permission: str) -> bool:
         return allows(self.role, permission)
@@ -105,10 +120,12 @@ def token_hash(token: str) -> str:
 _DDL = (
     "CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY,"
     " principal_id TEXT NOT NULL, role TEXT NOT NULL, label TEXT NOT NULL,"
-    " created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)",
+    " created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT,"
+    " subject_id TEXT, scope TEXT)",
     "CREATE INDEX IF NOT EXISTS api_tokens_by_principal ON api_tokens (principal_id)",
 )
-_COLUMNS = "token_hash, principal_id, role, label, created_at, expires_at, revoked_at"
+_COLUMNS = ("token_hash, principal_id, role, label, created_at, expires_at, revoked_at,"
+            " subject_id, scope")
 
 
 class TokenStore:
@@ -120,8 +137,14 @@ class TokenStore:
                 cur.execute("SELECT pg_advisory_xact_lock(4243)")
             for statement in _DDL:
                 cur.execute(statement)
+            cur.execute("SELECT * FROM api_tokens WHERE 1 = 0")
+            present = {str(column[0]) for column in cur.description or ()}
+            for column in ("subject_id", "scope"):  # tables made before people signed in
+                if column not in present:
+                    cur.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} TEXT")
 
-    def issue(self, role: str, label: str, ttl: timedelta) -> IssuedToken:
+    def issue(self, role: str, label: str, ttl: timedelta, *, subject_id: UUID | None = None,
+              scope: str | None = None) -> IssuedToken:
         if role not in PERMISSIONS:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if not _LABEL.match(label):
@@ -134,9 +157,9 @@ class TokenStore:
         expires_at = now + ttl
         with self.db.transaction() as cur:
             cur.execute(
-                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
                 (token_hash(token), str(principal_id), str(role), label, now.isoformat(),
-                 expires_at.isoformat()),
+                 expires_at.isoformat(), str(subject_id) if subject_id else None, scope),
             )
         return IssuedToken(token, principal_id, str(role), label, expires_at)
 
@@ -152,7 +175,8 @@ class TokenStore:
             return None
         if row[6] is not None or datetime.fromisoformat(row[5]) <= self.clock():
             return None
-        return Principal(UUID(row[1]), row[2], row[3])
+        return Principal(UUID(row[1]), row[2], row[3], UUID(row[7]) if row[7] else None,
+                         row[8])
 
     def revoke(self, principal_or_hash_prefix: str) -> int:
         """Revoke by principal id, or by a prefix (8+ hex digits) of the token hash.
