@@ -6,8 +6,11 @@ import threading
 from dataclasses import dataclass, field
 
 from crypto.sql import Database
+from ledger.accounts import Accounts
 from ledger.application import Ledger
+from ledger.enrolment import Sections
 from ledger.settings import Settings
+from ledger.signin import SignIn
 from projections.directory import DirectoryReader, StudentDirectory
 from projections.runner import ProjectionRunner
 
@@ -19,6 +22,9 @@ class Services:
     read_models: Database
     directory: ProjectionRunner
     directory_reader: DirectoryReader
+    accounts: Accounts
+    sections: Sections
+    sign_in: SignIn
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -33,6 +39,9 @@ class Services:
             read_models=read_models,
             directory=ProjectionRunner(ledger, read_models, projection),
             directory_reader=DirectoryReader(read_models, ledger.keys, projection),
+            accounts=Accounts(ledger),
+            sections=Sections(ledger),
+            sign_in=SignIn(ledger),
         )
 
     @property
