@@ -70,6 +70,8 @@ class ErasedPerson:
 class Ledger(Application[UUID]):
     name = "Ledger"
     is_snapshotting_enabled = True
+    # Not sections: a snapshot carries no owner header, so it would be sealed under a key of
+    # the section's own id instead of its teacher's (sections stay short anyway).
     snapshotting_intervals = {Student: 50, Teacher: 50}  # noqa: RUF012 (the library's shape)
 
     def __init__(self, settings: Settings, keys: SubjectKeys | None = None,
