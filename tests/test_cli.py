@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from api.cli.main import main
+from api.cli.seed import SEED_PASSWORD, seed_school, usernames
 from api.services import Services
 from ledger.application import ErasedPerson
+from ledger.people import Student, Teacher
+from ledger.policy import CURRENT_POLICY_VERSION
 from ledger.settings import Settings
 
 
@@ -28,6 +31,37 @@ def test_demo_narrates_an_erasure(capsys: pytest.CaptureFixture[str]) -> None:
     assert "ErasedPerson(" in out and "ErasedEvent(" in out
     assert "Ada is readable" in out and "Alan is readable" in out
     assert "has 2 rows" in out
+
+
+def test_demo_shows_the_account_and_age_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out.split("-- Accounts, sections and the age rules --")[1]
+    assert "username 'msrivera'" in out
+    assert "refused: record an attestation of parental consent (AGE-1) first" in out  # AGE-1
+    # MIN-7: usernames generated from the names, a clash gets a suffix, accents folded.
+    assert "username 'mia'" in out and "username 'mia1'" in out and "username 'leo'" in out
+    assert out.count("secret words '") == 3  # MIN-6: generated for a word section
+    assert "a wrong secret: SignInFailed('sign-in failed')" in out
+    assert "the event keeps method='secret_word', region='US-WA' and its time" in out  # MIN-5
+    assert "refused: race: is recorded only for students 13 or older (AGE-2)" in out
+    assert "{'asian': 30, 'hispanic': 30, 'white': 40}" in out  # the section's estimate
+    # MIN-1: the address is nowhere on disk, and still signs him in.
+    assert "a keyed hash, " in out
+    assert "(events, read models, keys)? False" in out
+    assert "found through the hash): True" in out
+    assert "(AGE-6)" in out
+    # AGE-5: the attestation and the opt-in and back, each with before and after.
+    changes = [line.split()[1:] for line in out.splitlines() if line.endswith(("True", "False"))
+               and "->" in line]
+    assert changes == [[f"parental_consent:{CURRENT_POLICY_VERSION}", "None", "->", "True"],
+                       ["email_opt_in", "None", "->", "True"],
+                       ["email_opt_in", "True", "->", "False"]]
+    # The teacher's erasure takes the section (sealed under her key) and its sign-in with it.
+    assert "reading the section: SectionNotFound" in out
+    assert "6 of them ErasedEvent placeholders" in out
+    assert "secret-word sign-in is gone with it" in out
+    assert out.count(": Student") == 3
+    assert "?!" not in out  # no rule let through what it should refuse
 
 
 def test_rotate_kek_keeps_live_people_and_retires_the_old_version(
@@ -72,3 +106,32 @@ def test_project_and_rebuild(var_dir: Path, capsys: pytest.CaptureFixture[str]) 
     assert json.loads(capsys.readouterr().out) == {
         "read_model": "student_directory", "generation": 2, "position": 1}
     assert main(["rebuild", "no_such_model"]) == 2
+
+
+def test_seed_school_has_sections_consent_and_sign_ups(tmp_path: Path) -> None:
+    services = Services.open(Settings.build(var_dir=str(tmp_path)))
+    try:
+        school = seed_school(services.ledger, students=20)
+        ledger, sections = services.ledger, services.sections
+        assert len(school["teachers"]) == 2 and len(school["students"]) == 20
+        rivera, okafor = school["teachers"]
+        young, older = (sections.section(s) for s in school["sections"])
+        assert (young.owner_id, young.login_type) == (rivera, "word")
+        assert (older.owner_id, older.login_type) == (okafor, "email")
+        assert sorted(young.students + older.students) == sorted(school["students"])
+        assert ledger.live(rivera, Teacher).has_attested(CURRENT_POLICY_VERSION)  # AGE-1
+        assert not ledger.live(okafor, Teacher).has_attested(CURRENT_POLICY_VERSION)
+        for student_id in young.students:  # teacher-created, with secret words (MIN-6)
+            student = ledger.live(student_id, Student)
+            assert student.under_13 and student.login_type == "teacher_managed"
+            assert student.secret_kind == "word" and student.secret
+        older_students = [ledger.live(s, Student) for s in older.students]
+        signed_up = [s for s in older_students if s.login_type == "personal"]
+        assert len(signed_up) == 3 and all(s.email_hash for s in signed_up)  # MIN-1
+        assert all(not s.under_13 for s in signed_up)
+        teacher_login = usernames(ledger, [rivera])[0]
+        assert services.sign_in.with_password(teacher_login, SEED_PASSWORD).id == rivera
+        services.catch_up()
+        assert len(services.directory_reader.entries(limit=1000)) == 22
+    finally:
+        services.close()
