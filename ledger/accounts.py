@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from crypto import passwords
+from crypto.blind_index import normalise_email
 from ledger import people
 from ledger.application import Claim, Ledger
 from ledger.identity import PROVIDER, STUDENT_EMAIL, TEACHER_EMAIL
@@ -126,7 +127,9 @@ class Accounts:
                 old = person.email
                 person.set_email(address)
             self.ledger.save(person)
-        if old is not None and isinstance(person, Teacher) and old != address:
+        if old is not None and isinstance(person, Teacher) \
+                and normalise_email(old) != normalise_email(address):
+            # Not when only the case changed: the old address's row is the new one's.
             self.ledger.identity.release(purpose, old, person.id)
         if old is not None and isinstance(person, Student) and old != person.email_hash:
             self.ledger.identity.release_token(purpose, bytes.fromhex(old), person.id)
@@ -144,10 +147,14 @@ class Accounts:
 
     def connect_provider(self, person_id: UUID, provider: str, provider_subject: str) -> None:
         person: Person = self.ledger.live(person_id)
+        before = person.consent(f"sign_in:{provider}")
         with self.ledger.claiming() as claim:
             claim(PROVIDER, f"{provider}:{provider_subject}", person.id)
             if person.connect_provider(provider, provider_subject):
                 self.ledger.save(person)
+        if isinstance(before, str) and before != provider_subject:
+            # Reconnected with another account of the provider: the old one is no longer theirs.
+            self.ledger.identity.release(PROVIDER, f"{provider}:{before}", person.id)
 
     def disconnect_provider(self, person_id: UUID, provider: str) -> None:
         person: Person = self.ledger.live(person_id)
