@@ -1,10 +1,16 @@
-"""Wires the ledger, its key store and its read models from `Settings`: one place for both faces."""
+"""Wires the ledger, its key store and its read models from `Settings`: one place for both faces.
+
+Read models follow the log in background threads (`start_projections`); a command whose
+effect the same caller reads next (a section created, a student enrolled) is followed by
+`settle()`, so that the writer reads their own writes.
+"""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 
+from api.access import Access
 from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
@@ -12,7 +18,8 @@ from ledger.enrolment import Sections
 from ledger.settings import Settings
 from ledger.signin import SignIn
 from projections.directory import DirectoryReader, StudentDirectory
-from projections.runner import ProjectionRunner
+from projections.roster import Roster, RosterReader
+from projections.runner import ProjectionRunner, table_name
 
 
 @dataclass
@@ -22,6 +29,9 @@ class Services:
     read_models: Database
     directory: ProjectionRunner
     directory_reader: DirectoryReader
+    roster: ProjectionRunner
+    roster_reader: RosterReader
+    access: Access
     accounts: Accounts
     sections: Sections
     sign_in: SignIn
@@ -32,13 +42,20 @@ class Services:
     def open(cls, settings: Settings) -> Services:
         ledger = Ledger(settings)
         read_models = ledger.read_models
-        projection = StudentDirectory(ledger.keys)
+        directory = StudentDirectory(ledger.keys)
+        directory_runner = ProjectionRunner(ledger, read_models, directory)
+        _rebuild_if_outdated(directory_runner, directory)
+        roster = Roster(ledger.keys)
+        roster_reader = RosterReader(read_models, ledger.keys, roster)
         return cls(
             settings=settings,
             ledger=ledger,
             read_models=read_models,
-            directory=ProjectionRunner(ledger, read_models, projection),
-            directory_reader=DirectoryReader(read_models, ledger.keys, projection),
+            directory=directory_runner,
+            directory_reader=DirectoryReader(read_models, ledger.keys, directory),
+            roster=ProjectionRunner(ledger, read_models, roster),
+            roster_reader=roster_reader,
+            access=Access(roster_reader, ledger.identity),
             accounts=Accounts(ledger),
             sections=Sections(ledger),
             sign_in=SignIn(ledger),
@@ -46,7 +63,7 @@ class Services:
 
     @property
     def runners(self) -> list[ProjectionRunner]:
-        return [self.directory]
+        return [self.directory, self.roster]
 
     def start_projections(self) -> None:
         for runner in self.runners:
@@ -59,8 +76,25 @@ class Services:
         for runner in self.runners:
             runner.catch_up()
 
+    def settle(self) -> None:
+        """Bring the roster and the directory up to the log's end now, in this thread.
+
+        Safe beside the background runners: each batch locks its tracking row, so an event is
+        applied once whichever runner gets to it."""
+        self.roster.catch_up()
+        self.directory.catch_up()
+
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
         self.ledger.close()  # and the read models, which it opened
+
+
+def _rebuild_if_outdated(runner: ProjectionRunner, directory: StudentDirectory) -> None:
+    """A directory made by an older version lacks columns: replay it into the current shape."""
+    generation = runner.live_generation()
+    with runner.db.transaction(write=False) as cur:
+        current = directory.is_current(cur, table_name(directory, generation))
+    if not current:
+        runner.rebuild()

@@ -1,8 +1,14 @@
 """The student directory: who is registered, as students or teachers, for staff listings.
 
-Identifying fields rest sealed under the person's own key, bound to the row (DESIGN: no
-plaintext at rest). The row goes when the person is erased: live, on the `SubjectErased`
-record; on a rebuild, because an erased person's events arrive as `ErasedEvent` placeholders.
+Identifying fields (display name, age, username, a young section's secret words or picture)
+rest sealed under the person's own key, bound to the row (DESIGN: no plaintext at rest); codes
+from fixed lists (kind, login type, secret kind) and the registration time rest plain. The row
+goes when the person is erased: live, on the `SubjectErased` record; on a rebuild, because an
+erased person's events arrive as `ErasedEvent` placeholders.
+
+A directory table made before a column existed is rebuilt rather than altered: `is_current`
+tells the services to replay the log into a fresh generation (rebuilds are how read models
+change shape).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from uuid import UUID
 
 from eventsourcing.utils import resolve_topic
 
-from crypto import KeyErased, SubjectKeys
+from crypto import Aead, KeyErased, SubjectKeys
 from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
 from ledger.people import Person, Student, Teacher
@@ -22,6 +28,8 @@ from ledger.sealing import ErasedEvent
 from projections.runner import Projection, table_name
 
 _KINDS: dict[type | None, str] = {Student: "student", Teacher: "teacher"}
+_COLUMNS = ("person_id, kind, sealed_name, sealed_age, registered_at, sealed_username,"
+            " login_type, secret_kind, sealed_secret")
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,12 @@ class DirectoryEntry:
     id: UUID
     kind: str
     display_name: str
-    age: str
+    age: str | None  # none given counts as under 13 (MIN-3)
     registered_at: datetime
+    username: str
+    login_type: str
+    secret_kind: str | None  # "word" or "picture" for students of young sections
+    secret: str | None
 
 
 def _aad(person_id: str, column: str) -> bytes:
@@ -46,10 +58,17 @@ class StudentDirectory(Projection):
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
         cur.execute(
             f"CREATE TABLE {table} (person_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-            f" sealed_name {blob} NOT NULL, sealed_age {blob} NOT NULL,"
-            " registered_at TEXT NOT NULL)"
+            f" sealed_name {blob} NOT NULL, sealed_age {blob},"
+            f" registered_at TEXT NOT NULL, sealed_username {blob} NOT NULL,"
+            f" login_type TEXT NOT NULL, secret_kind TEXT, sealed_secret {blob})"
         )
         cur.execute(f"CREATE INDEX {table}_by_kind ON {table} (kind, registered_at, person_id)")
+
+    def is_current(self, cur: Cursor, table: str) -> bool:
+        """Whether `table` has every column this version writes (else: rebuild it)."""
+        cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        present = {str(column[0]) for column in cur.description or ()}
+        return {c.strip() for c in _COLUMNS.split(",")} <= present
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         if isinstance(event, ErasedEvent):
@@ -57,34 +76,58 @@ class StudentDirectory(Projection):
         elif isinstance(event, ErasureRecord.SubjectErased):
             cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(event.subject_id),))
         elif isinstance(event, Person.Registered):
-            kind = _KINDS.get(_aggregate_class(event))
-            if kind is None:
-                return
-            pid = str(event.originator_id)
-            sealed = self._seal(event.originator_id, display_name=event.display_name,
-                                age=event.age or "")
-            if sealed is None:
-                return
-            cur.execute(
-                f"INSERT INTO {table} (person_id, kind, sealed_name, sealed_age, registered_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (pid, kind, sealed["display_name"], sealed["age"], event.timestamp.isoformat()),
-            )
+            self._registered(cur, table, event)
         elif isinstance(event, Person.Renamed):
-            sealed = self._seal(event.originator_id, display_name=event.display_name)
+            self._update(cur, table, event.originator_id, display_name=event.display_name)
+        elif isinstance(event, Person.AgeGiven):
+            self._update(cur, table, event.originator_id, age=event.age)
+        elif isinstance(event, Student.SecretSet):
+            sealed = self._seal(event.originator_id, secret=event.secret)
             if sealed is not None:
-                cur.execute(f"UPDATE {table} SET sealed_name = ? WHERE person_id = ?",
-                            (sealed["display_name"], str(event.originator_id)))
+                cur.execute(f"UPDATE {table} SET secret_kind = ?, sealed_secret = ?"
+                            " WHERE person_id = ?",
+                            (event.secret_kind, sealed["secret"], str(event.originator_id)))
 
-    def _seal(self, person_id: UUID, **fields: str) -> dict[str, bytes] | None:
+    def _registered(self, cur: Cursor, table: str, event: Person.Registered) -> None:
+        kind = _KINDS.get(_aggregate_class(event))
+        if kind is None:
+            return
+        # Registrations from before usernames and login types existed carry neither.
+        sealed = self._seal(event.originator_id, display_name=event.display_name,
+                            age=event.age, username=getattr(event, "username", ""))
+        if sealed is None:
+            return
+        cur.execute(
+            f"INSERT INTO {table} (person_id, kind, sealed_name, sealed_age, registered_at,"
+            " sealed_username, login_type) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(event.originator_id), kind, sealed["display_name"], sealed["age"],
+             event.timestamp.isoformat(), sealed["username"],
+             getattr(event, "login_type", "personal")),
+        )
+
+    def _update(self, cur: Cursor, table: str, person_id: UUID, **fields: str | None) -> None:
+        sealed = self._seal(person_id, **fields)
+        if sealed is None:
+            return
+        for column, value in sealed.items():
+            cur.execute(f"UPDATE {table} SET sealed_{_COLUMN_OF[column]} = ?"
+                        " WHERE person_id = ?", (value, str(person_id)))
+
+    def _seal(self, person_id: UUID, **fields: str | None) -> dict[str, bytes | None] | None:
+        """Each value sealed for its column (None stays None); None if the person is erased."""
         try:
             aead = self.keys.sealer(person_id)
         except KeyErased:
             return None  # erased since the event was written: nothing to show, ever
         return {
-            column: aead.seal(value.encode(), _aad(str(person_id), column))
+            column: None if value is None
+            else aead.seal(value.encode(), _aad(str(person_id), column))
             for column, value in fields.items()
         }
+
+
+# The sealed column that holds each field.
+_COLUMN_OF = {"display_name": "name", "age": "age", "username": "username", "secret": "secret"}
 
 
 def _aggregate_class(event: Person.Registered) -> type | None:
@@ -113,7 +156,7 @@ class DirectoryReader:
                 where.append("kind = ?")
                 params.append(kind)
             cur.execute(
-                f"SELECT person_id, kind, sealed_name, sealed_age, registered_at FROM {table}"
+                f"SELECT {_COLUMNS} FROM {table}"
                 f" WHERE {' AND '.join(where)} ORDER BY person_id LIMIT ?",
                 (*params, limit),
             )
@@ -123,10 +166,8 @@ class DirectoryReader:
     def entry(self, person_id: UUID) -> DirectoryEntry | None:
         with self.db.transaction(write=False) as cur:
             table = self._table(cur)
-            cur.execute(
-                f"SELECT person_id, kind, sealed_name, sealed_age, registered_at FROM {table}"
-                " WHERE person_id = ?", (str(person_id),),
-            )
+            cur.execute(f"SELECT {_COLUMNS} FROM {table} WHERE person_id = ?",
+                        (str(person_id),))
             row = cur.fetchone()
         return self._open(row) if row else None
 
@@ -139,7 +180,15 @@ class DirectoryReader:
         return DirectoryEntry(
             id=person_id,
             kind=row[1],
-            display_name=aead.open(bytes(row[2]), _aad(row[0], "display_name")).decode(),
-            age=aead.open(bytes(row[3]), _aad(row[0], "age")).decode(),
+            display_name=_opened(aead, row[2], row[0], "display_name") or "",
+            age=_opened(aead, row[3], row[0], "age"),
             registered_at=datetime.fromisoformat(row[4]),
+            username=_opened(aead, row[5], row[0], "username") or "",
+            login_type=row[6],
+            secret_kind=row[7],
+            secret=_opened(aead, row[8], row[0], "secret"),
         )
+
+
+def _opened(aead: Aead, sealed: Any, person_id: str, column: str) -> str | None:
+    return None if sealed is None else aead.open(bytes(sealed), _aad(person_id, column)).decode()

@@ -1,0 +1,145 @@
+"""Who may see what (ACC-1, ACC-2, ACC-5): everything not granted here is denied.
+
+Two steps, so that the rules read as a table. First `Access.relation` finds how the caller
+stands to a student, from the roster and the parent links: the student themself, a linked
+parent, the teacher of one of their sections, an administrator over the school or district of
+one of their teachers, or nothing. Then `visible_fields(role, relation)`, a pure lookup, says
+which fields of the student's record that role in that relation may see. An empty set means
+"not at all", which the HTTP layer answers exactly like a record that does not exist (ACC-5).
+
+Support staff see a record only with a stated purpose (ACC-4); the HTTP layer records it.
+Researchers and services see no one (ACC-3: aggregates only, elsewhere).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from api.tokens import Principal, Role
+from ledger.identity import IdentityIndex
+from projections.roster import DISTRICT_SCOPE, SCHOOL_SCOPE, RosterReader, parse_scope
+
+PARENT_SCOPE = "parent"
+
+
+class Relation(StrEnum):
+    SELF = "self"
+    PARENT = "parent"  # linked to the parent's email (MIN-2)
+    TEACHER = "teacher"  # enrolled now in one of the caller's own sections
+    IN_SCOPE = "in_scope"  # in a section of a teacher at the administrator's school or district
+    NONE = "none"
+
+
+# The fields of a student record, as the HTTP layer names them.
+STAFF_FIELDS = frozenset({"id", "kind", "display_name", "username", "login_type",
+                          "secret_kind"})
+# A teacher hands out the secret words or picture of their young sections (MIN-6).
+TEACHER_FIELDS = STAFF_FIELDS | {"secret"}
+REGISTRAR_FIELDS = STAFF_FIELDS | {"age", "age_given_on"}
+# ACC-1: never shown per student to teachers or administrators.
+PRIVATE_FIELDS = frozenset({"email_on_file", "parent_email", "race", "gender"})
+EVERY_FIELD = TEACHER_FIELDS | REGISTRAR_FIELDS | PRIVATE_FIELDS | {"consents"}
+NO_FIELDS: frozenset[str] = frozenset()
+
+# Roles that see a student whatever their relation (the record is theirs to keep or to help).
+_BY_ROLE: dict[str, frozenset[str]] = {
+    Role.OPERATOR: EVERY_FIELD,
+    Role.SUPPORT: EVERY_FIELD,
+    Role.REGISTRAR: REGISTRAR_FIELDS,
+}
+# Roles that see a student only through a relation to them.
+_BY_RELATION: dict[tuple[str, Relation], frozenset[str]] = {
+    (Role.STUDENT, Relation.SELF): EVERY_FIELD,
+    (Role.PARENT, Relation.PARENT): EVERY_FIELD,
+    (Role.TEACHER, Relation.TEACHER): TEACHER_FIELDS,
+    (Role.SCHOOL_ADMIN, Relation.IN_SCOPE): STAFF_FIELDS,
+    (Role.DISTRICT_ADMIN, Relation.IN_SCOPE): STAFF_FIELDS,
+}
+# What an administrator's scope must name.
+_ADMIN_SCOPES: dict[str, str] = {Role.SCHOOL_ADMIN: SCHOOL_SCOPE,
+                                 Role.DISTRICT_ADMIN: DISTRICT_SCOPE}
+
+
+def visible_fields(role: str, relation: Relation) -> frozenset[str]:
+    """The fields of a student record that `role`, standing in `relation` to them, may see."""
+    by_role = _BY_ROLE.get(role)
+    if by_role is not None:
+        return by_role
+    return _BY_RELATION.get((role, relation), NO_FIELDS)
+
+
+class Access:
+    def __init__(self, roster: RosterReader, identity: IdentityIndex) -> None:
+        self.roster = roster
+        self.identity = identity
+
+    # -- students -----------------------------------------------------------------------------
+    def relation(self, principal: Principal, student_id: UUID) -> Relation:
+        """How the caller stands to the student; only the relations their role can have."""
+        role = principal.role
+        if role == Role.STUDENT and principal.subject_id == student_id:
+            return Relation.SELF
+        if role == Role.TEACHER and principal.subject_id is not None and \
+                principal.subject_id in self.roster.teachers_of_student(student_id):
+            return Relation.TEACHER
+        if role in _ADMIN_SCOPES and any(self._in_admin_scope(principal, teacher_id)
+                                         for teacher_id in self.roster.teachers_of_student(
+                                             student_id)):
+            return Relation.IN_SCOPE
+        if role == Role.PARENT and student_id in self._children(principal):
+            return Relation.PARENT
+        return Relation.NONE
+
+    def student_fields(self, principal: Principal, student_id: UUID) -> frozenset[str]:
+        """The fields of the student's record this caller may see; empty: not the record."""
+        if principal.role in _BY_ROLE:  # no roster look-up for roles that need none
+            return _BY_ROLE[principal.role]
+        return visible_fields(principal.role, self.relation(principal, student_id))
+
+    def may_see_student(self, principal: Principal, student_id: UUID) -> bool:
+        return bool(self.student_fields(principal, student_id))
+
+    # -- teachers and sections ----------------------------------------------------------------
+    def may_see_teacher(self, principal: Principal, teacher_id: UUID) -> bool:
+        role = principal.role
+        if role in (Role.OPERATOR, Role.REGISTRAR, Role.SUPPORT):
+            return True
+        if role == Role.TEACHER:
+            return principal.subject_id == teacher_id
+        if role in _ADMIN_SCOPES:
+            return self._in_admin_scope(principal, teacher_id)
+        return False
+
+    def may_manage_section(self, principal: Principal, section_id: UUID) -> bool:
+        """The teacher who owns the section; the operator."""
+        if principal.role == Role.OPERATOR:
+            return True
+        if principal.role != Role.TEACHER or principal.subject_id is None:
+            return False
+        section = self.roster.section(section_id)
+        return section is not None and section.teacher_id == principal.subject_id
+
+    # -- scopes -------------------------------------------------------------------------------
+    def _in_admin_scope(self, principal: Principal, teacher_id: UUID) -> bool:
+        """Whether the teacher is at the administrator's school, or in their district. A scope
+        of the wrong kind for the role (a school administrator's "district:...") is none."""
+        parsed = parse_scope(principal.scope)
+        if parsed is None or parsed[0] != _ADMIN_SCOPES.get(principal.role):
+            return False
+        place = self.roster.school_of_teacher(teacher_id)
+        if place is None:
+            return False
+        school_id, district_id = place
+        return (school_id if parsed[0] == SCHOOL_SCOPE else district_id) == parsed[1]
+
+    def _children(self, principal: Principal) -> set[UUID]:
+        """The students linked to a parent's scope, "parent:<hex token>"; none if malformed."""
+        kind, _, hex_token = (principal.scope or "").partition(":")
+        if kind != PARENT_SCOPE or not hex_token:
+            return set()
+        try:
+            token = bytes.fromhex(hex_token)
+        except ValueError:
+            return set()
+        return self.identity.children_of(token)
