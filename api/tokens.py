@@ -41,27 +41,41 @@ class Role(StrEnum):
 
 class Permission(StrEnum):
     PEOPLE_CREATE = "people:create"
-    PEOPLE_READ = "people:read"
+    PEOPLE_READ = "people:read"  # one record at a time; api/access.py says whose
     PEOPLE_RENAME = "people:rename"
     PEOPLE_ERASE = "people:erase"
     DIRECTORY_READ = "directory:read"
     HEALTH_READ = "health:read"
+    # A person signed in, acting on their own record (`Principal.subject_id`):
+    ME_READ = "me:read"
+    ME_WRITE = "me:write"
+    ME_STUDENT = "me:student"  # parent email, study contact, joining and leaving sections
+    ME_TEACHER = "me:teacher"  # attestation (AGE-1), school, email opt-in
+    SECTIONS_MANAGE = "sections:manage"  # a teacher's own sections only
+    SCHOOLS_READ = "schools:read"  # a school's name, district and type: no personal data
+    SCHOOLS_CREATE = "schools:create"
+    SCHOOL_ROSTER_READ = "schools:roster"  # within the administrator's scope only (ACC-2)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
 
+_SIGNED_IN = frozenset({Permission.ME_READ, Permission.ME_WRITE, Permission.PEOPLE_READ,
+                        Permission.SCHOOLS_READ})
 PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.OPERATOR: frozenset(Permission),
     Role.REGISTRAR: frozenset({Permission.PEOPLE_CREATE, Permission.PEOPLE_READ,
-                               Permission.PEOPLE_RENAME, Permission.DIRECTORY_READ}),
-    Role.SUPPORT: frozenset({Permission.PEOPLE_READ}),
+                               Permission.PEOPLE_RENAME, Permission.DIRECTORY_READ,
+                               Permission.SCHOOLS_READ, Permission.SCHOOLS_CREATE}),
+    Role.SUPPORT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
-    Role.STUDENT: frozenset(),
-    Role.TEACHER: frozenset(),
-    Role.SCHOOL_ADMIN: frozenset(),
-    Role.DISTRICT_ADMIN: frozenset(),
-    Role.PARENT: frozenset(),
-    Role.RESEARCHER: frozenset(),
+    Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT},
+    Role.TEACHER: _SIGNED_IN | {Permission.ME_TEACHER, Permission.SECTIONS_MANAGE},
+    Role.SCHOOL_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
+                                  Permission.SCHOOL_ROSTER_READ}),
+    Role.DISTRICT_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
+                                    Permission.SCHOOL_ROSTER_READ}),
+    Role.PARENT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ}),
+    Role.RESEARCHER: frozenset({Permission.SCHOOLS_READ}),  # aggregates come later (ACC-3)
 }
 
 

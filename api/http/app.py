@@ -1,13 +1,15 @@
 """`create_app(services)`: the HTTP face of the ledger.
 
-The caller owns `services` (and starts its projections); the app only uses them.
+The caller owns `services` (and starts its projections); the app only uses them. Routers, in
+the order a newcomer meets them: health; signing up, in and out (sessions); one's own record
+(me); a teacher's sections; schools and their rosters; reading people (people).
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.http import health, people, problems
+from api.http import health, me, people, problems, schools, sections, sessions
 from api.http.context import RequestContext
 from api.services import Services
 from api.tokens import TokenStore
@@ -23,7 +25,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
-    app.include_router(health.router)
-    app.include_router(people.router)
+    for module in (health, sessions, me, sections, schools, people):
+        app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

@@ -1,7 +1,10 @@
-"""Request and response bodies. Requests refuse unknown fields (a birth date among them, MIN-3).
+"""Request and response bodies. Requests refuse unknown fields: a birth date among them is
+refused citing MIN-3, a street address or phone number citing MIN-4 (api/http/problems.py).
 
-Only shapes here: the rules on names and ages are the ledger's (`ledger.people`), whose
-`InvalidRecord` becomes a 422 problem naming the field and the rule.
+Only shapes here: the rules on names, ages, emails and consents are the ledger's
+(`ledger.people`, `ledger.accounts`, `ledger.sections`), whose `InvalidRecord` becomes a 422
+problem naming the field and the rule. Which fields of a record a caller sees is
+`api.access.Access.student_fields`; `RecordOut.of` only renders those.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from crypto import DestroyedKey
-from ledger.people import Person
+from crypto import DestroyedKey, passwords
+from ledger.people import Person, Student, Teacher
+from ledger.schools import School
 from projections.directory import DirectoryEntry
+from projections.roster import SectionView
 
 
 def _unicode_text(value: str) -> str:
@@ -32,7 +37,15 @@ def _age_as_text(value: Any) -> Any:
     return value
 
 
+def _password_length(value: str) -> str:
+    if len(value.encode("utf-8")) > passwords.MAX_PASSWORD_BYTES:
+        raise ValueError(f"must be at most {passwords.MAX_PASSWORD_BYTES} bytes")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_unicode_text)]
+ShortText = Annotated[str, AfterValidator(_unicode_text), Field(max_length=320)]
+Password = Annotated[str, AfterValidator(_unicode_text), AfterValidator(_password_length)]
 Age = Annotated[str, BeforeValidator(_age_as_text), AfterValidator(_unicode_text),
                 Field(description='a whole number from 4 to 20, or "21+"; never a birth date',
                       examples=["12", "21+"])]
@@ -91,7 +104,7 @@ class DirectoryItem(BaseModel):
     id: UUID
     kind: Kind
     display_name: str
-    age: str
+    age: str | None
     registered_at: datetime
 
     @classmethod
@@ -105,3 +118,256 @@ class DirectoryPage(BaseModel):
     items: list[DirectoryItem]
     next_after: UUID | None = Field(
         description="pass as `after` for the next page; null when this page is empty")
+
+
+# -- sessions and sign-up ------------------------------------------------------------------
+class SignInBody(_Request):
+    login: ShortText = Field(description="a username or an email address")
+    password: Password
+
+
+class SectionSignInBody(_Request):
+    """A young section's sign-in (MIN-6): the section's code, a username, the secret words or
+    picture the teacher handed out."""
+
+    join_code: ShortText
+    username: ShortText
+    secret: ShortText
+
+
+class SessionOut(BaseModel):
+    token: str = Field(description="a bearer token, shown once; only its hash is kept")
+    expires_at: datetime
+    person_id: UUID
+    kind: Kind
+
+
+class StudentSignUp(_Request):
+    display_name: Text
+    age: Age
+    email: ShortText = Field(description="kept only as a keyed hash, never returned (MIN-1)")
+    password: Password
+    parent_email: ShortText | None = Field(None, description="required under 13")
+    gender: str | None = None
+
+
+class TeacherSignUp(_Request):
+    display_name: Text
+    email: ShortText = Field(description="kept sealed, used to write to you (MIN-2)")
+    password: Password
+    school_id: UUID | None = None
+    email_opt_in: bool = False
+    gender: str | None = None
+
+
+class AccountOut(BaseModel):
+    id: UUID
+    kind: Kind
+    username: str = Field(description="generated from the display name (MIN-7)")
+
+
+# -- one's own record ----------------------------------------------------------------------
+class ProfileChange(_Request):
+    """Only the fields sent change; `null` clears gender or race."""
+
+    display_name: Text | None = None
+    gender: str | None = None
+    race: str | None = Field(None, description="students 13 or older only (AGE-2)")
+    age: Age | None = None
+    age_given_on: date | None = None
+
+
+class PasswordChange(_Request):
+    password: Password
+
+
+class EmailChange(_Request):
+    email: ShortText
+
+
+class ParentEmail(_Request):
+    parent_email: ShortText
+
+
+class ProviderLink(_Request):
+    provider_subject: ShortText
+
+
+class OptIn(_Request):
+    opted_in: bool
+
+
+class StudyContact(_Request):
+    contact: ShortText = Field(description="an email address; 18 or older only (AGE-6)")
+
+
+class Attestation(_Request):
+    policy_version: ShortText
+
+
+class SchoolChoice(_Request):
+    school_id: UUID | None
+
+
+class Consent(BaseModel):
+    """AGE-5: one change of a consent, with its state before and after."""
+
+    consent: str
+    before: Any
+    after: Any
+    at: datetime
+
+
+class RecordOut(BaseModel):
+    """A person's record; only the fields the caller may see are present."""
+
+    id: UUID | None = None
+    kind: Kind | None = None
+    display_name: str | None = None
+    username: str | None = None
+    login_type: str | None = None
+    age: str | None = None
+    age_given_on: date | None = None
+    gender: str | None = None
+    race: str | None = None
+    email_on_file: bool | None = Field(None, description="a student's email is never shown"
+                                                         " (MIN-1)")
+    email: str | None = Field(None, description="a teacher's own, to themself only")
+    parent_email: str | None = None
+    secret_kind: str | None = None
+    secret: str | None = None
+    school_id: UUID | None = None
+    consents: dict[str, Any] | None = None
+    last_sign_in: dict[str, str | None] | None = Field(
+        None, description="method and coarse region only (MIN-5)")
+
+    @classmethod
+    def of(cls, person: Person, fields: frozenset[str] | None = None) -> RecordOut:
+        """`person`'s record cut to `fields` (every field of theirs when None)."""
+        values: dict[str, Any] = {
+            "id": person.id, "kind": person.kind, "display_name": person.display_name,
+            "username": person.username, "login_type": person.login_type,
+            "age": person.age, "age_given_on": person.age_given_on, "gender": person.gender,
+            "consents": dict(person.consents),
+        }
+        if isinstance(person.last_signed_in, (list, tuple)):
+            method, region = person.last_signed_in
+            values["last_sign_in"] = {"method": method, "region": region}
+        if isinstance(person, Student):
+            values.update(race=person.race, email_on_file=person.email_hash is not None,
+                          parent_email=person.consent("parent_email"),
+                          secret_kind=person.secret_kind, secret=person.secret)
+        if isinstance(person, Teacher):
+            values.update(email=person.email, school_id=person.school_id)
+        if fields is not None:
+            values = {k: v for k, v in values.items() if k in fields}
+        return cls(**values)
+
+    @classmethod
+    def of_entry(cls, entry: DirectoryEntry, fields: frozenset[str]) -> RecordOut:
+        """A roster row from the directory (a read model: no stream replayed per student)."""
+        values: dict[str, Any] = {
+            "id": entry.id, "kind": entry.kind, "display_name": entry.display_name,
+            "username": entry.username, "login_type": entry.login_type, "age": entry.age,
+            "secret_kind": entry.secret_kind, "secret": entry.secret}
+        return cls(**{k: v for k, v in values.items() if k in fields})
+
+
+# -- sections ------------------------------------------------------------------------------
+class NewSection(_Request):
+    name: Text
+    course: ShortText
+    grade: ShortText
+    login_type: ShortText = Field(description="email, word or picture")
+
+
+class SectionChange(_Request):
+    name: Text | None = None
+    course: ShortText | None = None
+    grade: ShortText | None = None
+
+
+class NewSectionStudent(_Request):
+    display_name: Text
+    age: Age | None = Field(None, description="none given counts as under 13 (MIN-3)")
+    age_given_on: date | None = None
+    gender: str | None = None
+
+
+class RaceEstimate(_Request):
+    """AGE-2: a class of under-13s, as whole percents per race code; never per student."""
+
+    distribution: dict[str, int]
+
+
+class JoinSection(_Request):
+    join_code: ShortText
+
+
+class SectionOut(BaseModel):
+    id: UUID
+    teacher_id: UUID
+    name: str
+    course: str
+    grade: str
+    login_type: str | None = None
+    join_code: str | None = Field(None, description="for the section's teacher only")
+    student_count: int | None = None
+
+    @classmethod
+    def of(cls, view: SectionView, teacher: bool) -> SectionOut:
+        return cls(id=view.id, teacher_id=view.teacher_id, name=view.name, course=view.course,
+                   grade=view.grade, login_type=view.login_type if teacher else None,
+                   join_code=view.join_code if teacher else None,
+                   student_count=view.student_count if teacher else None)
+
+
+class Joined(BaseModel):
+    section_id: UUID
+
+
+class SecretOut(BaseModel):
+    """MIN-6: a new generated secret, for the teacher to hand to the student."""
+
+    student_id: UUID
+    secret_kind: str | None
+    secret: str
+
+
+# -- schools -------------------------------------------------------------------------------
+class NewSchool(_Request):
+    name: Text
+    district: Text
+    school_type: ShortText
+
+
+class SchoolOut(BaseModel):
+    id: UUID
+    name: str
+    district: str
+    district_id: UUID
+    school_type: str
+
+    @classmethod
+    def of(cls, school: School) -> SchoolOut:
+        return cls(id=school.id, name=school.name, district=school.district,
+                   district_id=school.district_id, school_type=school.school_type)
+
+
+class RosterMember(BaseModel):
+    id: UUID
+    display_name: str
+
+
+class RosterSection(BaseModel):
+    id: UUID
+    teacher_id: UUID
+    name: str
+    course: str
+    grade: str
+    students: list[RosterMember]
+
+
+class SchoolRoster(BaseModel):
+    school_id: UUID
+    sections: list[RosterSection]

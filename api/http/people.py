@@ -1,6 +1,9 @@
 """Students, teachers and the directory. Thin: each route checks the caller, calls the ledger.
 
-Ids in paths that are malformed, unknown, or of the other kind all answer the same 404 (ACC-5).
+Reading one person: the role must allow `people:read`, support staff must state a purpose
+(ACC-4), and `Access` must let this caller see this person; a student is rendered with only the
+fields `Access.student_fields` allows. Ids in paths that are malformed, unknown, of the other
+kind, or of someone the caller may not see all answer the same 404 (ACC-5).
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ import logging
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from api.http.auth import require
+from api.http.auth import PurposeHeader, require, stated_purpose
+from api.http.deps import Svc, path_id
 from api.http.models import (
     DirectoryItem,
     DirectoryPage,
@@ -20,6 +24,7 @@ from api.http.models import (
     NewStudent,
     NewTeacher,
     PersonOut,
+    RecordOut,
     Rename,
 )
 from api.http.problems import not_found, responses
@@ -36,24 +41,11 @@ _READ = responses(401, 403, 404, 410, 422, 503)  # 422: FastAPI lists it for any
 _WRITE = responses(401, 403, 404, 409, 410, 422, 503)
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-Svc = Annotated[Services, Depends(services)]
 Creator = Annotated[Principal, Depends(require(Permission.PEOPLE_CREATE))]
 Reader = Annotated[Principal, Depends(require(Permission.PEOPLE_READ))]
 Renamer = Annotated[Principal, Depends(require(Permission.PEOPLE_RENAME))]
 Eraser = Annotated[Principal, Depends(require(Permission.PEOPLE_ERASE))]
 Lister = Annotated[Principal, Depends(require(Permission.DIRECTORY_READ))]
-
-
-def _uuid(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise not_found() from None
 
 
 def _live(svc: Services, person_id: UUID, kind: str | None = None) -> Person:
@@ -87,19 +79,35 @@ def create_teacher(body: NewTeacher, svc: Svc, who: Creator, response: Response)
     return _created(svc, response, person_id, who)
 
 
-@router.get("/students/{person_id}", response_model=PersonOut, responses=_READ)
-def get_student(person_id: str, svc: Svc, who: Reader) -> PersonOut:
-    return PersonOut.of(_live(svc, _uuid(person_id), "student"))
+@router.get("/students/{person_id}", response_model=RecordOut,
+            response_model_exclude_unset=True, responses=_READ)
+def get_student(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = None
+                ) -> RecordOut:
+    """The fields of the student's record this caller may see (api/access.py)."""
+    stated_purpose(who, purpose)
+    subject = path_id(person_id)
+    fields = svc.access.student_fields(who, subject)
+    if not fields:
+        raise not_found()
+    student = _live(svc, subject, "student")
+    log.info("student read id=%s role=%s purpose=%s principal=%s", subject, who.role,
+             purpose if purpose and who.role == "support" else "-", who.id)
+    return RecordOut.of(student, fields)
 
 
 @router.get("/teachers/{person_id}", response_model=PersonOut, responses=_READ)
-def get_teacher(person_id: str, svc: Svc, who: Reader) -> PersonOut:
-    return PersonOut.of(_live(svc, _uuid(person_id), "teacher"))
+def get_teacher(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = None
+                ) -> PersonOut:
+    stated_purpose(who, purpose)
+    subject = path_id(person_id)
+    if not svc.access.may_see_teacher(who, subject):
+        raise not_found()
+    return PersonOut.of(_live(svc, subject, "teacher"))
 
 
 @router.patch("/people/{person_id}", response_model=PersonOut, responses=_WRITE)
 def rename(person_id: str, body: Rename, svc: Svc, who: Renamer) -> PersonOut:
-    subject = _uuid(person_id)
+    subject = path_id(person_id)
     svc.ledger.rename(subject, body.display_name)
     log.info("renamed id=%s principal=%s", subject, who.id)
     return PersonOut.of(_live(svc, subject))
@@ -110,7 +118,7 @@ def erase(person_id: str, svc: Svc, who: Eraser,
           reason: Annotated[str, Query(description="one of: " + ", ".join(ERASURE_REASONS))],
           ) -> ErasureOut:
     """Erase now: the person's data key is destroyed; every record of them becomes unreadable."""
-    subject = _uuid(person_id)
+    subject = path_id(person_id)
     destroyed = svc.ledger.erase_subject(subject, reason)
     log.info("erased id=%s key_id=%s reason=%s principal=%s", subject, destroyed.key_id,
              reason, who.id)

@@ -25,8 +25,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crypto import KeyErased, KeyStoreUnavailable
 from crypto.sql import DatabaseUnavailable
-from ledger.application import PersonNotFound
+from ledger.accounts import SchoolNotFound
+from ledger.application import AlreadyInUse, PersonNotFound
+from ledger.enrolment import ConsentRequired, SectionNotFound
 from ledger.people import InvalidRecord
+from ledger.signin import SignInFailed
+from ledger.throttle import SignInThrottled
 
 log = logging.getLogger("api.http")
 
@@ -43,12 +47,30 @@ CONFLICT = BASE + "conflict"
 KEY_STORE_UNAVAILABLE = BASE + "key-store-unavailable"
 SERVICE_UNAVAILABLE = BASE + "service-unavailable"
 INTERNAL = BASE + "internal"
+SIGN_IN_FAILED = BASE + "sign-in-failed"
+TOO_MANY_ATTEMPTS = BASE + "too-many-attempts"
+ALREADY_IN_USE = BASE + "already-in-use"
+CONSENT_REQUIRED = BASE + "consent-required"
+PURPOSE_REQUIRED = BASE + "purpose-required"
 RETRY_AFTER_SECONDS = "2"
 
 _BIRTH_DATE_KEYS = {"birthdate": "birth_date", "dateofbirth": "date_of_birth", "dob": "dob",
                     "birthday": "birthday", "bday": "bday"}
 BIRTH_DATE_DETAIL = ('Birth dates are never accepted or stored: give an age instead'
                      ' (4 to 20, or "21+") and, optionally, the date it was given (MIN-3).')
+# MIN-4: a street address or phone number is never accepted. Keys are compared with case,
+# digits, '_' and '-' removed; the canonical name (never the key as sent) goes in the problem.
+_CONTACT_KEYS = {
+    "address": "address", "homeaddress": "address", "streetaddress": "address",
+    "postaladdress": "address", "mailingaddress": "address", "addressline": "address",
+    "street": "street", "zip": "postal_code", "zipcode": "postal_code",
+    "postcode": "postal_code", "postalcode": "postal_code",
+    "phone": "phone", "phonenumber": "phone", "homephone": "phone", "cellphone": "phone",
+    "mobilephone": "phone", "mobile": "phone", "mobilenumber": "phone", "cell": "phone",
+    "telephone": "phone", "tel": "phone", "telephonenumber": "phone",
+}
+CONTACT_DETAIL = ("A street address or a phone number is never accepted (MIN-4); a teacher may"
+                  " give a school instead.")
 
 # Our own words for each pydantic error type: pydantic's messages may quote the input.
 _RULES = {
@@ -101,9 +123,11 @@ def problem_response(status: int, type_: str, title: str, detail: str,
                         media_type=MEDIA_TYPE)
 
 
-def not_found() -> ProblemError:
-    """One body for "never existed", "other kind" and "malformed id" alike (ACC-5)."""
-    return ProblemError(404, NOT_FOUND, "Not found", "There is no such person.")
+def not_found(what: str = "person") -> ProblemError:
+    """One body per kind of record for "never existed", "not yours to see", "other kind" and
+    "malformed id" alike (ACC-5): the body says what was looked for, never why it was not
+    found."""
+    return ProblemError(404, NOT_FOUND, "Not found", f"There is no such {what}.")
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -145,10 +169,14 @@ def _birth_date_key(key: object) -> str | None:
     return _BIRTH_DATE_KEYS.get(re.sub(r"[^a-z]", "", str(key).lower()))
 
 
+def _contact_key(key: object) -> str | None:
+    return _CONTACT_KEYS.get(re.sub(r"[^a-z]", "", str(key).lower()))
+
+
 def _field(error: Mapping[str, Any]) -> str:
     loc: Sequence[Any] = error.get("loc", ())
-    if error.get("type") == "extra_forbidden":
-        return _birth_date_key(loc[-1]) or str(loc[0])  # never echo an unknown key
+    if error.get("type") == "extra_forbidden":  # never echo an unknown key
+        return _birth_date_key(loc[-1]) or _contact_key(loc[-1]) or str(loc[0])
     if len(loc) >= 2 and isinstance(loc[1], str):
         return loc[1]  # a field or parameter name of ours
     return str(loc[0]) if loc else "request"
@@ -159,17 +187,22 @@ def validation_problem(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
         return problem_response(400, MALFORMED_BODY, "Malformed request body",
                                 "The request body is not valid JSON.")
     listed: list[dict[str, str]] = []
-    birth_date = False
+    details: list[str] = []
     for error in errors:
         field = _field(error)
-        if error.get("type") == "extra_forbidden" and _birth_date_key(field):
-            birth_date = True
+        extra = error.get("type") == "extra_forbidden"
+        if extra and _birth_date_key(field):
+            details.append(BIRTH_DATE_DETAIL)
             item = {"field": field, "rule": "a birth date is never accepted (MIN-3)"}
+        elif extra and _contact_key(field):
+            details.append(CONTACT_DETAIL)
+            item = {"field": field, "rule": "a street address or phone number is never accepted"
+                                            " (MIN-4)"}
         else:
             item = {"field": field, "rule": _rule(error)}
         if item not in listed:
             listed.append(item)
-    detail = BIRTH_DATE_DETAIL if birth_date else "The request breaks the rules listed in errors."
+    detail = " ".join(dict.fromkeys(details)) or "The request breaks the rules listed in errors."
     return problem_response(422, VALIDATION, "Invalid request", detail, errors=listed)
 
 
@@ -180,6 +213,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRecord, _on_invalid_record)  # type: ignore[arg-type]
     app.add_exception_handler(PersonNotFound, _on_not_found)
+    app.add_exception_handler(SectionNotFound, _on_section_not_found)
+    app.add_exception_handler(SchoolNotFound, _on_school_not_found)
+    app.add_exception_handler(AlreadyInUse, _on_already_in_use)  # type: ignore[arg-type]
+    app.add_exception_handler(ConsentRequired, _on_consent_required)
+    app.add_exception_handler(SignInFailed, _on_sign_in_failed)
+    app.add_exception_handler(SignInThrottled, _on_throttled)  # type: ignore[arg-type]
     app.add_exception_handler(KeyErased, _on_erased)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
     for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
@@ -205,6 +244,52 @@ async def _on_invalid_record(request: Request, error: InvalidRecord) -> JSONResp
 
 async def _on_not_found(request: Request, error: Exception) -> JSONResponse:
     return await _on_problem(request, not_found())
+
+
+async def _on_section_not_found(request: Request, error: Exception) -> JSONResponse:
+    """Another teacher's section, a section the student is not in, an unknown join code and
+    an id that never was: one body (ACC-5)."""
+    return await _on_problem(request, not_found("section"))
+
+
+async def _on_school_not_found(request: Request, error: Exception) -> JSONResponse:
+    """A school named in a request body (`school_id`): the body is wrong, not the URL."""
+    return problem_response(422, VALIDATION, "Invalid request",
+                            "The request breaks the rules listed in errors.",
+                            errors=[{"field": "school_id", "rule": "is not a registered school"}])
+
+
+# The identity index's purposes, as the request fields that carry them.
+_FIELDS_OF_PURPOSE = {"student_email": "email", "teacher_email": "email",
+                      "provider": "provider_subject"}
+
+
+async def _on_already_in_use(request: Request, error: AlreadyInUse) -> JSONResponse:
+    """Names the field only: never the value, nor whose account holds it."""
+    field = _FIELDS_OF_PURPOSE.get(error.field, error.field)
+    return problem_response(409, ALREADY_IN_USE, "Already in use",
+                            f"The {field} given is already in use by another account.",
+                            errors=[{"field": field, "rule": "is already in use"}])
+
+
+async def _on_consent_required(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(
+        403, CONSENT_REQUIRED, "Parental consent attestation required",
+        "Accounts for students under 13 (or of no stated age) need your attestation that the"
+        " school holds parental consent (AGE-1): record it with POST /me/attestations, then"
+        " retry.")
+
+
+async def _on_sign_in_failed(request: Request, error: Exception) -> JSONResponse:
+    """One body whatever went wrong: unknown account, wrong password or secret, erased."""
+    return problem_response(401, SIGN_IN_FAILED, "Sign-in failed",
+                            "The sign-in details do not match an account.")
+
+
+async def _on_throttled(request: Request, error: SignInThrottled) -> JSONResponse:
+    return problem_response(429, TOO_MANY_ATTEMPTS, "Too many attempts",
+                            "Too many failed sign-ins for this account; wait before trying"
+                            " again.", {"Retry-After": str(error.retry_after_seconds)})
 
 
 async def _on_erased(request: Request, error: Exception) -> JSONResponse:

@@ -1,0 +1,31 @@
+"""What every router shares: the services, and ids in paths.
+
+An id in a path that is malformed answers the same 404 as one that does not exist, or one the
+caller may not see (ACC-5), so the route parameter is a string and `path_id` parses it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Request
+
+from api.http.problems import not_found
+from api.services import Services
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def path_id(text: str, what: str = "person") -> UUID:
+    """The UUID in a path segment, or the 404 of a `what` that does not exist."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise not_found(what) from None

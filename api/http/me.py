@@ -1,0 +1,226 @@
+"""The person signed in, acting on their own record: `/me` and below.
+
+Every route here takes the session's person (`signed_in`), never an id from the request, so no
+one reaches another's record through these. The rules (AGE-2 race, AGE-5 consents, AGE-6 study
+contact, MIN-1 email as a hash) are the ledger's: a refused change is a 422 problem naming the
+field and the rule, and nothing of it is kept. Routes that only a student or only a teacher has
+take `Permission.ME_STUDENT` or `ME_TEACHER`; the other kind gets 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from api.http.auth import Session, signed_in
+from api.http.deps import Svc, path_id
+from api.http.models import (
+    Attestation,
+    Consent,
+    EmailChange,
+    Joined,
+    JoinSection,
+    OptIn,
+    ParentEmail,
+    PasswordChange,
+    ProfileChange,
+    ProviderLink,
+    RecordOut,
+    SchoolChoice,
+    SectionOut,
+    StudyContact,
+)
+from api.http.problems import VALIDATION, ProblemError, responses
+from api.services import Services
+from api.tokens import Permission, Role
+from ledger.people import Person, Teacher
+
+log = logging.getLogger("api.http")
+router = APIRouter(tags=["me"])
+
+Reader = Annotated[Session, Depends(signed_in(Permission.ME_READ))]
+Writer = Annotated[Session, Depends(signed_in(Permission.ME_WRITE))]
+StudentSelf = Annotated[Session, Depends(signed_in(Permission.ME_STUDENT))]
+TeacherSelf = Annotated[Session, Depends(signed_in(Permission.ME_TEACHER))]
+
+_READ = responses(401, 403, 410, 503)
+_WRITE = responses(401, 403, 409, 410, 422, 503)
+
+
+def _record(svc: Services, me: Session) -> RecordOut:
+    person: Person = svc.ledger.live(me.person_id)
+    return RecordOut.of(person)
+
+
+def _done(what: str, me: Session) -> Response:
+    log.info("%s id=%s principal=%s", what, me.person_id, me.principal.id)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=RecordOut, response_model_exclude_unset=True,
+            responses=_READ)
+def my_record(svc: Svc, me: Reader) -> RecordOut:
+    """Every field of one's own record, except a student's email: only whether one is on file
+    (MIN-1: only its keyed hash is kept, so there is nothing to show)."""
+    return _record(svc, me)
+
+
+@router.patch("/me", response_model=RecordOut, response_model_exclude_unset=True,
+              responses=_WRITE)
+def change_profile(body: ProfileChange, svc: Svc, me: Writer) -> RecordOut:
+    """Display name, gender, race, age: only the fields sent. Age goes first, so that a new age
+    of 13 and a race can come together (AGE-2); each change is saved as it is made."""
+    sent = body.model_fields_set
+    if "display_name" in sent and body.display_name is None:
+        raise _invalid("display_name", "must not be null")
+    if "age_given_on" in sent and "age" not in sent:
+        raise _invalid("age_given_on", "is given with an age")
+    if "age" in sent:
+        person = svc.ledger.live(me.person_id)
+        if isinstance(person, Teacher):
+            raise _invalid("age", 'a teacher is "21+"')
+        svc.accounts.give_age(me.person_id, body.age, body.age_given_on)
+    if body.display_name is not None:
+        svc.accounts.rename(me.person_id, body.display_name)
+    if "gender" in sent:
+        svc.accounts.give_gender(me.person_id, body.gender)
+    if "race" in sent:
+        svc.accounts.give_race(me.person_id, body.race)
+    svc.settle()
+    log.info("profile changed id=%s fields=%s principal=%s", me.person_id,
+             ",".join(sorted(sent)), me.principal.id)
+    return _record(svc, me)
+
+
+def _invalid(field: str, rule: str) -> ProblemError:
+    return ProblemError(422, VALIDATION, "Invalid request",
+                        "The request breaks the rules listed in errors.",
+                        errors=[{"field": field, "rule": rule}])
+
+
+@router.put("/me/password", status_code=204, responses=_WRITE)
+def change_password(body: PasswordChange, svc: Svc, me: Writer) -> Response:
+    svc.accounts.set_password(me.person_id, body.password)
+    return _done("password changed", me)
+
+
+@router.put("/me/email", status_code=204, responses=_WRITE)
+def change_email(body: EmailChange, svc: Svc, me: Writer) -> Response:
+    """A student's is kept only as its keyed hash (MIN-1); a teacher's sealed (MIN-2)."""
+    svc.accounts.set_email(me.person_id, body.email)
+    return _done("email changed", me)
+
+
+@router.put("/me/providers/{provider}", status_code=204, responses=_WRITE)
+def connect_provider(provider: str, body: ProviderLink, svc: Svc, me: Writer) -> Response:
+    """Third-party sign-in connected (a consent, AGE-5)."""
+    svc.accounts.connect_provider(me.person_id, provider, body.provider_subject)
+    return _done("provider connected", me)
+
+
+@router.delete("/me/providers/{provider}", status_code=204, responses=_WRITE)
+def disconnect_provider(provider: str, svc: Svc, me: Writer) -> Response:
+    svc.accounts.disconnect_provider(me.person_id, provider)
+    return _done("provider disconnected", me)
+
+
+@router.put("/me/partners/{partner}", status_code=204, responses=_WRITE)
+def share_with_partner(partner: str, body: OptIn, svc: Svc, me: Writer) -> Response:
+    """Sharing with a partner, opted in or out, per partner (AGE-5)."""
+    svc.accounts.share_with_partner(me.person_id, partner, body.opted_in)
+    return _done("partner sharing changed", me)
+
+
+@router.get("/me/consents", response_model=list[Consent], responses=_READ)
+def my_consents(svc: Svc, me: Reader) -> list[Consent]:
+    """AGE-5: every consent change, oldest first, with its state before and after."""
+    return [Consent(consent=c.consent, before=c.before, after=c.after, at=c.timestamp)
+            for c in svc.accounts.consents(me.person_id)]
+
+
+@router.get("/me/sections", response_model=list[SectionOut],
+            response_model_exclude_none=True, responses=_READ)
+def my_sections(svc: Svc, me: Reader) -> list[SectionOut]:
+    """A teacher's own sections (with join codes), or the sections a student is in."""
+    roster = svc.roster_reader
+    if me.principal.role == Role.TEACHER:
+        return [SectionOut.of(view, teacher=True)
+                for view in roster.sections_of_teacher(me.person_id)]
+    views = (roster.section(section_id) for section_id in roster.sections_of_student(
+        me.person_id))
+    return [SectionOut.of(view, teacher=False) for view in views if view is not None]
+
+
+# -- a student's own -----------------------------------------------------------------------
+@router.put("/me/parent-email", status_code=204, responses=_WRITE)
+def link_parent(body: ParentEmail, svc: Svc, me: StudentSelf) -> Response:
+    """Sealed under the student's key (MIN-2); linking is a consent (AGE-5)."""
+    svc.accounts.link_parent_email(me.person_id, body.parent_email)
+    return _done("parent email linked", me)
+
+
+@router.delete("/me/parent-email", status_code=204, responses=_WRITE)
+def unlink_parent(svc: Svc, me: StudentSelf) -> Response:
+    svc.accounts.link_parent_email(me.person_id, None)
+    return _done("parent email unlinked", me)
+
+
+@router.put("/me/study-contact", status_code=204, responses=_WRITE)
+def give_study_contact(body: StudyContact, svc: Svc, me: StudentSelf) -> Response:
+    """AGE-6: offered only to students 18 or older; from anyone younger, 422 and nothing kept."""
+    svc.accounts.give_study_contact(me.person_id, body.contact)
+    return _done("study contact given", me)
+
+
+@router.delete("/me/study-contact", status_code=204, responses=_WRITE)
+def withdraw_study_contact(svc: Svc, me: StudentSelf) -> Response:
+    svc.accounts.give_study_contact(me.person_id, None)
+    return _done("study contact withdrawn", me)
+
+
+@router.post("/sections/join", response_model=Joined, responses=responses(401, 403, 404, 503))
+def join_section(body: JoinSection, svc: Svc, me: StudentSelf) -> Joined:
+    """With the section's join code; an unknown code is 404, like any section not found."""
+    section_id = svc.sections.join(me.person_id, body.join_code)
+    svc.settle()
+    log.info("joined section=%s id=%s principal=%s", section_id, me.person_id, me.principal.id)
+    return Joined(section_id=section_id)
+
+
+@router.delete("/me/sections/{section_id}", status_code=204,
+               responses=responses(401, 403, 404, 503))
+def leave_section(section_id: str, svc: Svc, me: StudentSelf) -> Response:
+    svc.sections.leave(me.person_id, path_id(section_id, "section"))
+    svc.settle()
+    return _done("left section", me)
+
+
+# -- a teacher's own -----------------------------------------------------------------------
+@router.post("/me/attestations", status_code=201, response_model=Consent,
+             responses=_WRITE)
+def attest_parental_consent(body: Attestation, svc: Svc, me: TeacherSelf) -> Consent:
+    """AGE-1: the teacher attests that the school holds parental consent, under the policy
+    version in force; needed before creating accounts for students under 13."""
+    svc.accounts.attest_parental_consent(me.person_id, body.policy_version)
+    log.info("attested parental consent id=%s principal=%s", me.person_id, me.principal.id)
+    name = f"parental_consent:{body.policy_version}"
+    latest = [c for c in svc.accounts.consents(me.person_id) if c.consent == name][-1]
+    return Consent(consent=latest.consent, before=latest.before, after=latest.after,
+                   at=latest.timestamp)
+
+
+@router.put("/me/school", status_code=204, responses=_WRITE)
+def choose_school(body: SchoolChoice, svc: Svc, me: TeacherSelf) -> Response:
+    """MIN-4: a teacher gives a school (name, district, type: `POST /schools`), nothing finer."""
+    svc.accounts.choose_school(me.person_id, body.school_id)
+    svc.settle()
+    return _done("school chosen", me)
+
+
+@router.put("/me/email-opt-in", status_code=204, responses=_WRITE)
+def opt_in_to_email(body: OptIn, svc: Svc, me: TeacherSelf) -> Response:
+    """Non-transactional email, opted in or out (AGE-5)."""
+    svc.accounts.opt_in_to_email(me.person_id, body.opted_in)
+    return _done("email opt-in changed", me)

@@ -1,0 +1,93 @@
+"""Schools (organisations, not people) and the school roster for administrators (ACC-2).
+
+A school administrator sees the roster of their own school, a district administrator that of
+any school in their district (their token's scope, `ledger token issue --school/--district`);
+any other school answers exactly like one that does not exist (ACC-5). The roster lists each
+section of the school's teachers with its students' display names, nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from api.http.auth import require
+from api.http.deps import Svc, path_id
+from api.http.models import NewSchool, RosterMember, RosterSection, SchoolOut, SchoolRoster
+from api.http.problems import not_found, responses
+from api.services import Services
+from api.tokens import Permission, Principal, Role
+from ledger.accounts import SchoolNotFound
+from ledger.schools import School
+from projections.roster import DISTRICT_SCOPE, SCHOOL_SCOPE, parse_scope
+
+log = logging.getLogger("api.http")
+router = APIRouter(tags=["schools"])
+
+Creator = Annotated[Principal, Depends(require(Permission.SCHOOLS_CREATE))]
+Reader = Annotated[Principal, Depends(require(Permission.SCHOOLS_READ))]
+Administrator = Annotated[Principal, Depends(require(Permission.SCHOOL_ROSTER_READ))]
+
+
+def _school(svc: Services, school_id: str) -> School:
+    try:
+        return svc.accounts.school(path_id(school_id, "school"))
+    except SchoolNotFound:
+        raise not_found("school") from None
+
+
+def _in_scope(who: Principal, school: School) -> bool:
+    """The operator sees every school; an administrator only the one their scope names."""
+    if who.role == Role.OPERATOR:
+        return True
+    parsed = parse_scope(who.scope)
+    if parsed is None:
+        return False
+    kind, place = parsed
+    if who.role == Role.SCHOOL_ADMIN:
+        return kind == SCHOOL_SCOPE and place == school.id
+    if who.role == Role.DISTRICT_ADMIN:
+        return kind == DISTRICT_SCOPE and place == school.district_id
+    return False
+
+
+@router.post("/schools", status_code=201, response_model=SchoolOut,
+             responses=responses(401, 403, 422, 503))
+def register_school(body: NewSchool, svc: Svc, who: Creator, response: Response) -> SchoolOut:
+    """A school's name, district and type (MIN-4: what a teacher may give instead of any
+    address)."""
+    school_id = svc.accounts.register_school(body.name, body.district, body.school_type)
+    log.info("school registered school=%s principal=%s", school_id, who.id)
+    response.headers["Location"] = f"/schools/{school_id}"
+    return SchoolOut.of(svc.accounts.school(school_id))
+
+
+@router.get("/schools/{school_id}", response_model=SchoolOut,
+            responses=responses(401, 403, 404, 503))
+def get_school(school_id: str, svc: Svc, who: Reader) -> SchoolOut:
+    return SchoolOut.of(_school(svc, school_id))
+
+
+@router.get("/schools/{school_id}/roster", response_model=SchoolRoster,
+            responses=responses(401, 403, 404, 503))
+def school_roster(school_id: str, svc: Svc, who: Administrator) -> SchoolRoster:
+    """Sections of the school's teachers, with their students' display names (ACC-2)."""
+    school = _school(svc, school_id)
+    if not _in_scope(who, school):
+        raise not_found("school")
+    roster, directory = svc.roster_reader, svc.directory_reader
+    sections = []
+    for teacher_id in sorted(roster.teachers_in_scope(f"{SCHOOL_SCOPE}:{school.id}")):
+        for view in roster.sections_of_teacher(teacher_id):
+            members = []
+            for student_id in roster.students_of_section(view.id):
+                entry = directory.entry(student_id)
+                if entry is not None:
+                    members.append(RosterMember(id=student_id, display_name=entry.display_name))
+            sections.append(RosterSection(id=view.id, teacher_id=view.teacher_id,
+                                          name=view.name, course=view.course, grade=view.grade,
+                                          students=members))
+    log.info("school roster read school=%s principal=%s", school.id, who.id)
+    return SchoolRoster(school_id=school.id, sections=sections)

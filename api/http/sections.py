@@ -1,0 +1,169 @@
+"""A teacher's sections (PRG-5): create, read, change; the roster; students in and out; the
+young sections' secrets (MIN-6); the class race estimate (AGE-2).
+
+A teacher acts on their own sections only. Another teacher's section answers exactly like one
+that does not exist (ACC-5): reads ask `Access.may_manage_section`, commands pass the teacher's
+id to the ledger, which raises `SectionNotFound` for a section that is not theirs. A student
+who is not in the section is, for these routes, a student not found in it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response
+
+from api.http.auth import Session, signed_in
+from api.http.deps import Svc, path_id
+from api.http.models import (
+    NewSection,
+    NewSectionStudent,
+    RaceEstimate,
+    RecordOut,
+    SecretOut,
+    SectionChange,
+    SectionOut,
+)
+from api.http.problems import not_found, responses
+from api.services import Services
+from api.tokens import Permission
+from projections.roster import SectionView
+
+log = logging.getLogger("api.http")
+router = APIRouter(tags=["sections"])
+
+Teacher = Annotated[Session, Depends(signed_in(Permission.SECTIONS_MANAGE))]
+
+_READ = responses(401, 403, 404, 503)
+_WRITE = responses(401, 403, 404, 409, 410, 422, 503)
+
+
+def _own(svc: Services, me: Session, section_id: str) -> SectionView:
+    """The caller's own section from the roster, or the 404 of a section that does not exist."""
+    sid = path_id(section_id, "section")
+    view = svc.roster_reader.section(sid) if svc.access.may_manage_section(
+        me.principal, sid) else None
+    if view is None or view.teacher_id != me.person_id:
+        raise not_found("section")
+    return view
+
+
+def _student(svc: Services, me: Session, student_id: UUID) -> RecordOut:
+    """A roster row: the fields of the student this teacher may see (ACC-1)."""
+    entry = svc.directory_reader.entry(student_id)
+    fields = svc.access.student_fields(me.principal, student_id)
+    if entry is None or not fields:
+        raise not_found()
+    return RecordOut.of_entry(entry, fields)
+
+
+@router.post("/sections", status_code=201, response_model=SectionOut,
+             response_model_exclude_none=True, responses=_WRITE)
+def create_section(body: NewSection, svc: Svc, me: Teacher, response: Response) -> SectionOut:
+    """A section with a generated join code. Login type: "email" for students with their own
+    sign-in, "word" or "picture" for young classes (secrets the ledger generates, MIN-6)."""
+    section_id = svc.sections.create(me.person_id, body.name, body.course, body.grade,
+                                     body.login_type)
+    svc.settle()
+    log.info("section created section=%s principal=%s", section_id, me.principal.id)
+    response.headers["Location"] = f"/sections/{section_id}"
+    return SectionOut.of(_own(svc, me, str(section_id)), teacher=True)
+
+
+@router.get("/sections/{section_id}", response_model=SectionOut,
+            response_model_exclude_none=True, responses=_READ)
+def get_section(section_id: str, svc: Svc, me: Teacher) -> SectionOut:
+    return SectionOut.of(_own(svc, me, section_id), teacher=True)
+
+
+@router.patch("/sections/{section_id}", response_model=SectionOut,
+              response_model_exclude_none=True, responses=_WRITE)
+def change_section(section_id: str, body: SectionChange, svc: Svc, me: Teacher) -> SectionOut:
+    """Name, or course and grade (either may be sent alone; the other stays)."""
+    sid = path_id(section_id, "section")
+    if body.name is not None:
+        svc.sections.rename(me.person_id, sid, body.name)
+    if body.course is not None or body.grade is not None:
+        current = svc.sections.section(sid, me.person_id)
+        svc.sections.assign_course(me.person_id, sid, body.course or current.course,
+                                   body.grade or current.grade)
+    svc.settle()
+    return SectionOut.of(_own(svc, me, section_id), teacher=True)
+
+
+@router.get("/sections/{section_id}/students", response_model=list[RecordOut],
+            response_model_exclude_unset=True, responses=_READ)
+def roster(section_id: str, svc: Svc, me: Teacher) -> list[RecordOut]:
+    """Each student's display name and sign-in details (username, login type, and in a young
+    section the secret to hand out); never email, parent email, race or gender (ACC-1)."""
+    view = _own(svc, me, section_id)
+    rows = []
+    for student_id in svc.roster_reader.students_of_section(view.id):
+        entry = svc.directory_reader.entry(student_id)
+        fields = svc.access.student_fields(me.principal, student_id)
+        if entry is not None and fields:
+            rows.append(RecordOut.of_entry(entry, fields))
+    return rows
+
+
+@router.post("/sections/{section_id}/students", status_code=201, response_model=RecordOut,
+             response_model_exclude_unset=True, responses=_WRITE)
+def create_student(section_id: str, body: NewSectionStudent, svc: Svc, me: Teacher,
+                   response: Response) -> RecordOut:
+    """A teacher-managed student, enrolled at once, with a generated username and (in a word or
+    picture section) secret. Under 13, or no age given, needs the teacher's attestation of
+    parental consent first (AGE-1): else 403 consent-required."""
+    sid = path_id(section_id, "section")
+    student_id = svc.sections.create_student(me.person_id, sid, body.display_name, body.age,
+                                             body.age_given_on, body.gender)
+    svc.settle()
+    log.info("student created id=%s section=%s principal=%s", student_id, sid, me.principal.id)
+    response.headers["Location"] = f"/students/{student_id}"
+    return _student(svc, me, student_id)
+
+
+@router.put("/sections/{section_id}/students/{student_id}", status_code=204,
+            responses=_WRITE)
+def add_student(section_id: str, student_id: str, svc: Svc, me: Teacher) -> Response:
+    """Enrol an existing student (moving between sections, say)."""
+    sid = path_id(section_id, "section")
+    svc.sections.section(sid, me.person_id)  # the section's 404 before the student's
+    svc.sections.add_student(me.person_id, sid, path_id(student_id))
+    svc.settle()
+    log.info("student added id=%s section=%s principal=%s", student_id, sid, me.principal.id)
+    return Response(status_code=204)
+
+
+@router.delete("/sections/{section_id}/students/{student_id}", status_code=204,
+               responses=_WRITE)
+def remove_student(section_id: str, student_id: str, svc: Svc, me: Teacher) -> Response:
+    sid = path_id(section_id, "section")
+    svc.sections.remove(me.person_id, sid, path_id(student_id))
+    svc.settle()
+    log.info("student removed id=%s section=%s principal=%s", student_id, sid,
+             me.principal.id)
+    return Response(status_code=204)
+
+
+@router.post("/sections/{section_id}/students/{student_id}/secret", response_model=SecretOut,
+             responses=_WRITE)
+def reset_secret(section_id: str, student_id: str, svc: Svc, me: Teacher) -> SecretOut:
+    """MIN-6: new secret words or picture, generated by the ledger; the old ones stop working."""
+    sid, pid = path_id(section_id, "section"), path_id(student_id)
+    secret = svc.sections.reset_secret(me.person_id, sid, pid)
+    svc.settle()
+    log.info("secret reset id=%s section=%s principal=%s", pid, sid, me.principal.id)
+    return SecretOut(student_id=pid, secret_kind=svc.sections.section(sid).login_type,
+                     secret=secret)
+
+
+@router.put("/sections/{section_id}/race-estimate", status_code=204, responses=_WRITE)
+def estimate_race(section_id: str, body: RaceEstimate, svc: Svc, me: Teacher) -> Response:
+    """AGE-2: for a class of under-13s, an estimated distribution for the whole class; a class
+    with a student 13 or older is refused (ask those students themselves)."""
+    sid = path_id(section_id, "section")
+    svc.sections.estimate_race(me.person_id, sid, body.distribution)
+    log.info("race estimated section=%s principal=%s", sid, me.principal.id)
+    return Response(status_code=204)

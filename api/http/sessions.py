@@ -1,0 +1,110 @@
+"""Signing up, in and out: the only routes that need no token (apart from `/healthz`).
+
+A session is a bearer token like any other (api/tokens.py), issued for the person's role
+(student or teacher), naming them (`subject_id`), for 12 hours. Signing in records the time and
+a coarse region only (MIN-5): the region comes from a trusted proxy's `X-Region` header (say
+"US-WA"), which the ledger validates; the client's IP address is never read here, nor stored.
+Failures answer one body whatever went wrong (401 sign-in-failed), and repeated ones 429 with
+Retry-After (api/http/problems.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from api.http.auth import authenticated
+from api.http.deps import Svc
+from api.http.models import (
+    AccountOut,
+    SectionSignInBody,
+    SessionOut,
+    SignInBody,
+    StudentSignUp,
+    TeacherSignUp,
+)
+from api.http.problems import responses
+from api.services import Services
+from api.tokens import Principal, TokenStore
+from ledger.people import Person
+
+log = logging.getLogger("api.http")
+router = APIRouter(tags=["sessions"])
+
+SESSION_TTL = timedelta(hours=12)
+SESSION_LABEL = "session"
+
+Region = Annotated[str | None, Header(
+    alias="X-Region",
+    description='set by the trusted proxy in front: a country or country-state code such as'
+                ' "US-WA", derived from the address it saw (MIN-5); never the address')]
+Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def _session(request: Request, person: Person) -> SessionOut:
+    tokens: TokenStore = request.app.state.tokens
+    issued = tokens.issue(person.kind, SESSION_LABEL, SESSION_TTL, subject_id=person.id)
+    request.state.principal_id = str(issued.principal_id)
+    log.info("signed in %s id=%s principal=%s", person.kind, person.id, issued.principal_id)
+    return SessionOut(token=issued.token, expires_at=issued.expires_at, person_id=person.id,
+                      kind=person.kind)  # type: ignore[arg-type]
+
+
+@router.post("/sign-in", response_model=SessionOut, responses=responses(401, 422, 429, 503))
+def sign_in(body: SignInBody, svc: Svc, request: Request, region: Region = None) -> SessionOut:
+    """By username or email address, and password (MIN-6)."""
+    person = svc.sign_in.with_password(body.login, body.password, region)
+    return _session(request, person)
+
+
+@router.post("/sign-in/section", response_model=SessionOut,
+             responses=responses(401, 422, 429, 503))
+def sign_in_to_section(body: SectionSignInBody, svc: Svc, request: Request,
+                       region: Region = None) -> SessionOut:
+    """A young section's students: the section's join code, a username and the secret words
+    or picture their teacher handed out (MIN-6)."""
+    person = svc.sign_in.with_secret(body.join_code, body.username, body.secret, region)
+    return _session(request, person)
+
+
+@router.post("/sign-out", status_code=204, responses=responses(401, 503))
+def sign_out(request: Request, who: Caller) -> Response:
+    """Revokes the token that made this request (and no other)."""
+    tokens: TokenStore = request.app.state.tokens
+    tokens.revoke(str(who.id))
+    log.info("signed out principal=%s", who.id)
+    return Response(status_code=204)
+
+
+@router.post("/sign-up/student", status_code=201, response_model=AccountOut,
+             responses=responses(409, 422, 503))
+def sign_up_student(body: StudentSignUp, svc: Svc, response: Response) -> AccountOut:
+    """A personal student account. The email is kept only as a keyed hash (MIN-1) and is never
+    shown again; under 13, a parent's email is required. Then `POST /sign-in`."""
+    person_id = svc.accounts.sign_up_student(body.display_name, body.age, body.email,
+                                             body.password, parent_email=body.parent_email,
+                                             gender=body.gender)
+    return _signed_up(svc, response, person_id)
+
+
+@router.post("/sign-up/teacher", status_code=201, response_model=AccountOut,
+             responses=responses(409, 422, 503))
+def sign_up_teacher(body: TeacherSignUp, svc: Svc, response: Response) -> AccountOut:
+    """A teacher's account: the email is kept sealed (MIN-2), to write to the teacher."""
+    person_id = svc.accounts.sign_up_teacher(body.display_name, body.email, body.password,
+                                             school_id=body.school_id,
+                                             email_opt_in=body.email_opt_in, gender=body.gender)
+    return _signed_up(svc, response, person_id)
+
+
+def _signed_up(svc: Services, response: Response, person_id: UUID) -> AccountOut:
+    person: Person = svc.ledger.live(person_id)
+    svc.settle()
+    log.info("signed up %s id=%s", person.kind, person.id)
+    response.headers["Location"] = "/me"
+    return AccountOut(id=person.id, kind=person.kind,  # type: ignore[arg-type]
+                      username=person.username)
