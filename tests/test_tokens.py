@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,8 @@ from api.tokens import (
     TokenStore,
     allows,
 )
+from ledger.application import Ledger
+from ledger.identity import PARENT_EMAIL
 from ledger.persistence import open_database
 from ledger.settings import Settings
 
@@ -142,6 +146,15 @@ def test_permissions_deny_by_default() -> None:
     assert allows(Role.SUPPORT, Permission.PEOPLE_READ)
     assert not allows(Role.SUPPORT, Permission.DIRECTORY_READ)
     assert not allows(Role.REGISTRAR, Permission.PEOPLE_ERASE)
+    # The people's roles get only what their routes need; Access narrows reads to relations.
+    assert not allows(Role.RESEARCHER, Permission.PEOPLE_READ)  # aggregates only (ACC-3)
+    assert not allows(Role.STUDENT, Permission.SECTIONS_MANAGE)
+    assert not allows(Role.TEACHER, Permission.ME_STUDENT)
+    assert not allows(Role.STUDENT, Permission.ME_TEACHER)
+    assert not allows(Role.PARENT, Permission.ME_READ)
+    assert not allows(Role.SCHOOL_ADMIN, Permission.DIRECTORY_READ)
+    assert not any(allows(role, Permission.PEOPLE_ERASE) for role in ROLES
+                   if role != Role.OPERATOR)
 
 
 # -- the command line --------------------------------------------------------------------------
@@ -194,3 +207,65 @@ def test_cli_refuses_an_unknown_role_and_a_personal_label(
     capsys.readouterr()
     assert main(["token", "list"]) == 0
     assert _lines(capsys) == []
+
+
+def _stored_scope(principal_id: object) -> str | None:
+    db = open_database(Settings.from_env().read_models_url, "ledger")
+    try:
+        with db.transaction(write=False) as cur:
+            cur.execute("SELECT scope FROM api_tokens WHERE principal_id = ?",
+                        (str(principal_id),))
+            row = cur.fetchone()
+    finally:
+        db.close()
+    return None if row[0] is None else str(row[0])
+
+
+def test_cli_scopes_administrators_to_a_school_or_district(
+        cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    school, district = uuid4(), uuid4()
+    assert main(["tokens", "issue", "--role", "school_admin", "--school", str(school)]) == 0
+    [issued] = _lines(capsys)
+    assert issued["scope"] == "school"
+    assert _stored_scope(issued["principal_id"]) == f"school:{school}"
+    assert main(["token", "issue", "--role", "district_admin", "--district", str(district)]) == 0
+    [issued] = _lines(capsys)
+    assert _stored_scope(issued["principal_id"]) == f"district:{district}"
+    # A scoped role without its scope, a scope on the wrong role, a malformed id: refused.
+    for argv in (["--role", "school_admin"], ["--role", "school_admin", "--district",
+                                              str(district)],
+                 ["--role", "operator", "--school", str(school)],
+                 ["--role", "school_admin", "--school", "not-a-uuid"]):
+        assert main(["token", "issue", *argv]) == 2
+    capsys.readouterr()
+    assert main(["token", "list"]) == 0
+    assert len(_lines(capsys)) == 2
+
+
+def test_cli_parent_token_is_scoped_by_the_blind_index_of_the_address(
+        cli_env: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    address = "Parent.Person@Example.org"
+    monkeypatch.setattr("sys.stdin", io.StringIO(address + "\n"))
+    with caplog.at_level(logging.DEBUG):
+        assert main(["tokens", "issue", "--role", "parent", "--parent-email", "-"]) == 0
+    out = capsys.readouterr()
+    [issued] = [json.loads(line) for line in out.out.splitlines() if line]
+    assert issued["scope"] == "parent"
+    for text in (out.out, out.err, caplog.text):
+        assert "parent.person" not in text.lower()
+    ledger = Ledger(Settings.from_env())  # the same index the API's Access uses
+    try:
+        expected = ledger.identity.token(PARENT_EMAIL, "parent.person@example.org").hex()
+    finally:
+        ledger.close()
+    assert _stored_scope(issued["principal_id"]) == f"parent:{expected}"
+    db = open_database(Settings.from_env().read_models_url, "ledger")
+    try:
+        with db.transaction(write=False) as cur:
+            cur.execute("SELECT * FROM api_tokens")
+            assert "parent.person" not in repr(cur.fetchall()).lower()
+    finally:
+        db.close()
+    assert main(["token", "issue", "--role", "parent", "--parent-email", "no-at-sign"]) == 2
+    assert "no-at-sign" not in capsys.readouterr().err
