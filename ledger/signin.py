@@ -9,7 +9,7 @@ from uuid import UUID
 
 from crypto import passwords
 from ledger import people, sign_in_secrets
-from ledger.application import ErasedPerson, Ledger
+from ledger.application import ErasedPerson, Ledger, PersonNotFound
 from ledger.identity import JOIN_CODE, STUDENT_EMAIL, TEACHER_EMAIL, USERNAME
 from ledger.people import Person, Student
 from ledger.sections import Section, normalise_join_code
@@ -82,7 +82,10 @@ class SignIn:
     def _person(self, person_id: UUID | None) -> Person | None:
         if person_id is None:
             return None
-        person = self.ledger.person(person_id)
+        try:
+            person = self.ledger.person(person_id)
+        except PersonNotFound:  # a claim left by a crash before its events were saved
+            return None
         return None if isinstance(person, ErasedPerson) else person
 
     def _record(self, person: Person, method: str, region: str | None) -> Person:
