@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from api.services import Services
+from ledger.people import Student
+from ledger.settings import Settings
+from tests.test_leak_scan import haystack
 
 
 def test_directory_lists_registered_people_with_sealed_names(services: Services) -> None:
@@ -114,3 +117,69 @@ def test_aggregate_cache_forgets_an_erased_subject(settings: object) -> None:
         assert isinstance(app.person(ana), ErasedPerson)
     finally:
         app.close()
+
+
+# -- the directory's account fields (MIN-3, MIN-6, MIN-7) -------------------------------------
+def test_directory_holds_username_login_type_and_a_young_sections_secret(
+        services: Services) -> None:
+    teacher = services.ledger.register_teacher("Ms Rivera")
+    services.accounts.attest_parental_consent(teacher)
+    words = services.sections.create(teacher, "Room 4", "csf", "2", "word")
+    kim = services.sections.create_student(teacher, words, "Kim")  # no age given
+    roster_kid = services.ledger.register_student("Lou", "9")
+    services.settle()
+    entry = services.directory_reader.entry(kim)
+    student = services.ledger.person(kim)
+    assert entry is not None and isinstance(student, Student)
+    assert entry.age is None  # none given: counts as under 13 (MIN-3)
+    assert entry.username == student.username and entry.username
+    assert (entry.login_type, entry.secret_kind) == ("teacher_managed", "word")
+    assert entry.secret == student.secret and entry.secret
+    lou = services.directory_reader.entry(roster_kid)
+    assert lou is not None and (lou.login_type, lou.secret_kind, lou.secret) == \
+        ("roster_managed", None, None)
+
+    new_secret = services.sections.reset_secret(teacher, words, kim)
+    services.accounts.give_age(kim, "8")
+    services.settle()
+    entry = services.directory_reader.entry(kim)
+    assert entry is not None and (entry.secret, entry.age) == (new_secret, "8")
+    found = haystack(services.settings).find({"secret": new_secret.encode(),
+                                              "username": entry.username.encode()})
+    assert found == []
+
+
+def test_directory_rebuild_equals_live_with_the_account_fields(services: Services) -> None:
+    teacher = services.ledger.register_teacher("Ms Rivera")
+    services.accounts.attest_parental_consent(teacher)
+    pictures = services.sections.create(teacher, "Room 5", "csf", "K", "picture")
+    kids = [services.sections.create_student(teacher, pictures, f"Kid {i}") for i in range(4)]
+    services.accounts.give_age(kids[0], None)
+    services.accounts.give_age(kids[1], "7")
+    services.sections.reset_secret(teacher, pictures, kids[2])
+    services.ledger.erase_subject(kids[3], "user_request")
+    services.settle()
+    live = services.directory_reader.entries(limit=100)
+    assert kids[3] not in {e.id for e in live}
+    services.directory.rebuild()
+    assert services.directory_reader.entries(limit=100) == live
+
+
+def test_a_directory_made_before_the_account_fields_is_rebuilt_on_open(
+        settings: Settings) -> None:
+    first = Services.open(settings)
+    ana = first.ledger.register_student("Ana", "12")
+    with first.read_models.transaction() as cur:  # the shape of the previous version
+        cur.execute("DROP TABLE student_directory_g1")
+        cur.execute("CREATE TABLE student_directory_g1 (person_id TEXT PRIMARY KEY,"
+                    " kind TEXT NOT NULL, sealed_name BLOB, sealed_age BLOB,"
+                    " registered_at TEXT NOT NULL)"
+                    .replace("BLOB", "BYTEA" if settings.backend == "postgres" else "BLOB"))
+    first.close()
+    reopened = Services.open(settings)
+    try:
+        assert reopened.directory.live_generation() == 2
+        entry = reopened.directory_reader.entry(ana)
+        assert entry is not None and entry.username and entry.login_type == "roster_managed"
+    finally:
+        reopened.close()
