@@ -19,7 +19,7 @@ from uuid import UUID, uuid5
 
 from crypto import SubjectKeys
 from crypto.blind_index import BlindIndex, normalise_email
-from crypto.sql import Database
+from crypto.sql import Database, SQLiteDatabase
 
 SECRET_NAMESPACE = UUID("8b0e4f3a-91d2-4c6b-a0f7-3c5d2e1b4a90")
 
@@ -127,4 +127,9 @@ class IdentityIndex:
             cur.execute("DELETE FROM identity_index WHERE subject_id = ?", (str(subject_id),))
             count = int(cur.rowcount)
             cur.execute("DELETE FROM parent_links WHERE student_id = ?", (str(subject_id),))
-            return count + int(cur.rowcount)
+            count += int(cur.rowcount)
+        if isinstance(self.db, SQLiteDatabase):
+            # secure_delete zeroes the rows in the file, but their old pages stay in the
+            # write-ahead log until a checkpoint: fold it in now, as the key store does.
+            self.db.checkpoint()
+        return count
