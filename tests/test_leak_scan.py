@@ -2,7 +2,9 @@
 
 Raw bytes of every file under the var dir (SQLite files with their -wal and -shm, the KEK file)
 and, on PostgreSQL, every row of every table in the test's schemas (as JSON text, bytea as hex)
-are scanned for marker display names and for key material.
+are scanned for marker display names and for key material; and, for accounts, for usernames,
+emails (teacher, student, parent), secret words, section names and, once their subjects are
+erased, the blind-index tokens of those values.
 
 Not scanned: PostgreSQL's own files. A deleted key row stays in its heap page until VACUUM and
 in the WAL (and in backups); what makes it useless there is the KEK rotation (see test_keys).
@@ -19,7 +21,8 @@ import psycopg
 
 from api.services import Services
 from ledger.application import ErasedPerson
-from ledger.people import Person
+from ledger.identity import PARENT_EMAIL, STUDENT_EMAIL, TEACHER_EMAIL, USERNAME
+from ledger.people import Person, Student, Teacher
 from ledger.settings import Settings
 
 
@@ -123,3 +126,85 @@ def test_no_marker_at_rest_and_nothing_of_an_erased_key_left(services: Services)
         assert isinstance(person, Person) and person.display_name == history[-1]
         entry = services.directory_reader.entry(person_id)
         assert entry is not None and entry.display_name == history[-1]
+
+
+def _tokens_of(services: Services, values: dict[str, tuple[str, str]]) -> dict[str, bytes]:
+    """The blind-index tokens of (purpose, value) pairs: what identity_index keeps."""
+    return {label: services.ledger.identity.token(purpose, value)
+            for label, (purpose, value) in values.items()}
+
+
+def test_no_account_value_at_rest_and_no_index_row_of_the_erased_left(
+        services: Services) -> None:
+    """Usernames, emails (teacher, student, parent), secret words and section names: never in
+    the clear at rest; after the teacher and a student are erased, not even their index tokens
+    are left, in any file (events, keys, read models with identity_index, with their -wal) or
+    row, and their keys are gone."""
+    ledger, accounts, sections = services.ledger, services.accounts, services.sections
+    tag = uuid4().hex[:12]
+    teacher_email = f"teacher.{tag}@school.example"
+    student_email = f"student.{tag}@example.org"
+    parent_email = f"parent.{tag}@home.example"
+    kept_email = f"kept.{tag}@school.example"
+    password = f"Pw-{uuid4().hex}"
+    teacher = accounts.sign_up_teacher(f"Teach{tag}", teacher_email, password)
+    kept_teacher = accounts.sign_up_teacher(f"Keep{tag}", kept_email, password)
+    accounts.attest_parental_consent(teacher)
+    section_name = f"Section-{uuid4().hex}"
+    kept_section_name = f"Section-{uuid4().hex}"
+    section = sections.create(teacher, section_name, "csf", "2", "word")
+    kept_section = sections.create(kept_teacher, kept_section_name, "csf", "2", "word")
+    young = sections.create_student(teacher, section, f"Young{tag}", "7")
+    student = accounts.sign_up_student(f"Older{tag}", "12", student_email, password,
+                                       parent_email=parent_email)
+    sections.join(student, sections.section(section).join_code)
+    sections.add_student(kept_teacher, kept_section, student)
+    secret = str(ledger.live(young, Student).secret)
+    assert " " in secret  # two words: a needle too long to occur by chance
+    usernames = {who: ledger.live(who, Person).username for who in (teacher, young, student)}
+    sign_in = services.sign_in
+    sign_in.with_password(teacher_email, password, region="US-WA")
+    sign_in.with_password(usernames[student], password, region="US")
+    sign_in.with_secret(sections.section(section).join_code, usernames[young], secret)
+    services.catch_up()
+
+    values = {
+        "teacher email": teacher_email.encode(), "student email": student_email.encode(),
+        "parent email": parent_email.encode(), "kept teacher email": kept_email.encode(),
+        "secret words": secret.encode(), "section name": section_name.encode(),
+        "kept section name": kept_section_name.encode(), "password": password.encode(),
+        **{f"username {u}": u.encode() for u in usernames.values()},
+        **{f"display name {n}": n.encode() for n in (f"Teach{tag}", f"Young{tag}",
+                                                     f"Older{tag}")},
+    }
+    tokens = _tokens_of(services, {
+        "teacher email token": (TEACHER_EMAIL, teacher_email),
+        "student email token": (STUDENT_EMAIL, student_email),
+        "parent link token": (PARENT_EMAIL, parent_email),
+        **{f"username token {usernames[who]}": (USERNAME, usernames[who])
+           for who in (teacher, student)},
+    })
+    erased = (teacher, student)
+    victims_keys = {label: secret_bytes for who in erased
+                    for label, secret_bytes in _key_material(services, who).items()}
+
+    before = haystack(services.settings)
+    assert before.find(values) == []
+    assert set(tokens) == {label.split(" in ")[0] for label in before.find(tokens)}  # the index
+
+    for who in erased:
+        ledger.erase_subject(who, "school_request")
+    services.catch_up()
+
+    after = haystack(services.settings)
+    assert after.find(values) == []
+    assert after.find(tokens) == []
+    assert after.find(victims_keys) == []
+    # Everyone else is whole: the other teacher's section with its (erased) student's id, the
+    # young student, who keeps signing in with the secret while the section is gone.
+    kept = sections.section(kept_section, kept_teacher)
+    assert kept.name == kept_section_name and kept.students == [student]
+    assert ledger.live(young, Student).secret == secret
+    assert ledger.live(kept_teacher, Teacher).email == kept_email
+    for who in erased:
+        assert isinstance(ledger.person(who), ErasedPerson)
