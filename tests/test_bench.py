@@ -28,7 +28,20 @@ NUMERIC_KEYS = (
     "plain_replay_eps",
     "ledger_replay_eps",
     "replayed_events",
+    # sign-in through the service layer, the hash apart
+    "sign_in_password_per_s",
+    "sign_in_password_ms",
+    "sign_in_hash_ms",
+    "scrypt_alone_ms",
+    "sign_in_minus_hash_ms",
+    "sign_in_minus_hash_ratio",
+    "sign_in_secret_per_s",
+    "sign_in_secret_ms",
+    "sign_in_secret_ratio",
+    "plain_append_get_per_s",
+    "plain_append_get_ms",
 )
+SMALL = ["--events", "400", "--sign-ins", "2"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -49,24 +62,39 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
         assert math.isfinite(value) and value > 0, (key, value)
     # Both logs hold the appended events, the single-event saves and the warm-up.
     assert result["replayed_events"] >= 400
+    assert result["sign_ins"] == 2
+    assert result["secret_sign_ins"] == 2 * bench.SECRET_SIGN_INS_PER_PASSWORD
+    # The hash is inside the sign-in, so the sign-in without it is the smaller part.
+    assert result["sign_in_minus_hash_ms"] < result["sign_in_password_ms"]
+    assert result["scrypt_cost"] == "n=2^15, r=8, p=1"
     return result
 
 
 def test_bench_sqlite_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_bench(["--backend", "sqlite", "--events", "400", "--json"], capsys)
+    code, out = run_bench(["--backend", "sqlite", *SMALL, "--json"], capsys)
     assert code == 0
     check_report(out, "sqlite")
 
 
 def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5"], capsys)
+    code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5",
+                           "--sign-ins", "1"], capsys)
     assert code == 0
-    for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5"):
+    for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5",
+                  "sign-in, service layer: 1 by password", "password (hash included)",
+                  "its scrypt hash", "password minus its hash", "secret words (no hash)",
+                  "scrypt alone (n=2^15, r=8, p=1)"):
         assert label in out
 
 
 def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "50", "--json"], capsys)
+    assert code == 2
+    assert out == ""
+
+
+def test_bench_refuses_no_sign_ins(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_bench(["--events", "400", "--sign-ins", "0", "--json"], capsys)
     assert code == 2
     assert out == ""
 
@@ -85,7 +113,7 @@ def test_bench_postgres_json(capsys: pytest.CaptureFixture[str]) -> None:
     url = postgres_url()
     before = bench_schemas(url)
     code, out = run_bench(
-        ["--backend", "postgres", "--postgres-url", url, "--events", "400", "--json"], capsys
+        ["--backend", "postgres", "--postgres-url", url, *SMALL, "--json"], capsys
     )
     assert code == 0
     check_report(out, "postgres")

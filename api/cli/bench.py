@@ -6,7 +6,10 @@ Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
   1 event per `save()` on existing aggregates; only the time inside `save()` counts;
 - a full-log replay (`select_notifications` pages of 500, `mapper.to_domain_event` per event)
   in a fresh interpreter for each side, with the ledger replay's peak RSS;
-- erasure latency of `Ledger.erase_subject`, one subject at a time.
+- erasure latency of `Ledger.erase_subject`, one subject at a time;
+- sign-in through the service layer (see `api.cli.bench_accounts`): by password, its scrypt
+  hash reported apart and taken out of the ratio, and by secret words, each against a plain
+  get-and-append of one event.
 
 The machine is shared and noisy, so appends and replays run in rounds, plain and ledger taking
 turns to go first, and each ratio is the median of the per-round ratios (ledger / plain).
@@ -24,14 +27,20 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from api.cli import bench_accounts as accounts
 from api.cli import bench_workload as workload
+from api.services import Services
+from crypto import passwords
 from ledger.application import Ledger
 
 DEFAULT_POSTGRES_URL = "postgresql://root@127.0.0.1:5432/test"
 MAX_SINGLES = 20_000
 MAX_REPLAY_ROUNDS = 3
+SECRET_SIGN_INS_PER_PASSWORD = 25  # a secret-word sign-in costs no hash: many more of them
+P = TypeVar("P")
+L = TypeVar("L")
 log = logging.getLogger("ledger.bench")
 
 
@@ -49,6 +58,10 @@ def register(commands: Any) -> None:
                         help="rounds of alternating plain/ledger phases (default 5)")
     parser.add_argument("--erasures", type=int, default=None,
                         help="subjects to erase (default: events/100, from 20 to 200)")
+    parser.add_argument("--sign-ins", type=int, default=20,
+                        help="password sign-ins, about 0.2 s each for the hash (default 20);"
+                             f" secret-word sign-ins: {SECRET_SIGN_INS_PER_PASSWORD} times as"
+                             " many")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -66,9 +79,16 @@ class Plan:
     rounds: int
     singles: int
     erasures: int
+    sign_ins: int = 20
+    account_rounds: int = 1
+
+    @property
+    def secret_sign_ins(self) -> int:
+        return self.sign_ins * SECRET_SIGN_INS_PER_PASSWORD
 
     @classmethod
-    def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None) -> Plan:
+    def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None,
+                  sign_ins: int = 20) -> Plan:
         if events < 100:
             raise ValueError("--events must be at least 100")
         rounds = max(1, min(rounds, events // 10))
@@ -77,12 +97,17 @@ class Plan:
             erasures = min(200, max(20, events // 100))
         if erasures < 1:
             raise ValueError("--erasures must be at least 1")
-        return cls(backend, events, rounds, singles, erasures)
+        if sign_ins < 1:
+            raise ValueError("--sign-ins must be at least 1")
+        return cls(backend, events, rounds, singles, erasures, sign_ins,
+                   min(rounds, sign_ins))
 
-    def share(self, total: int, round_index: int) -> int:
-        """Round `round_index`'s part of `total`, the remainder going to the last round."""
-        part = total // self.rounds
-        return part + (total - part * self.rounds if round_index == self.rounds - 1 else 0)
+    def share(self, total: int, round_index: int, rounds: int | None = None) -> int:
+        """Round `round_index`'s part of `total` (of `rounds`, by default `self.rounds`), the
+        remainder going to the last round."""
+        rounds = rounds or self.rounds
+        part = total // rounds
+        return part + (total - part * rounds if round_index == rounds - 1 else 0)
 
 
 @dataclass
@@ -115,8 +140,8 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100.0 * len(ordered)) - 1)]
 
 
-def _alternate(round_index: int, plain: Callable[[], float], ledger: Callable[[], float]
-               ) -> tuple[float, float]:
+def _alternate(round_index: int, plain: Callable[[], P], ledger: Callable[[], L]
+               ) -> tuple[P, L]:
     """Run both phases, plain first on even rounds, and return (plain, ledger) results."""
     if round_index % 2 == 0:
         first = plain()
@@ -130,18 +155,21 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
     stores = workload.Stores.create(plan.backend, postgres_url)
     try:
         plain_app = stores.open_plain()
-        ledger = stores.open_ledger()
+        services = Services.open(stores.ledger_settings)
         try:
-            return _measure(plan, stores, plain_app, ledger, started)
+            result = _measure(plan, stores, plain_app, services.ledger)
+            result.update(_measure_sign_in(plan, services, plain_app))
+            result["seconds"] = time.perf_counter() - started
+            return result
         finally:
             plain_app.close()
-            ledger.close()
+            services.close()
     finally:
         stores.remove()
 
 
 def _measure(plan: Plan, stores: workload.Stores, plain_app: workload.PlainBench,
-             ledger: Ledger, started: float) -> dict[str, Any]:
+             ledger: Ledger) -> dict[str, Any]:
     # Warm up both sides (tables, pools, the ledger's own key), outside every timing.
     warm: list[workload.BenchSubject] = []
     for app in (plain_app, ledger):
@@ -218,7 +246,69 @@ def _measure(plan: Plan, stores: workload.Stores, plain_app: workload.PlainBench
         "plain_replay_peak_rss_mb": max(res.peak_rss_mb for res in replays["plain"]),
         "erasures": plan.erasures,
         "erase_max_ms": max(latencies),
-        "seconds": time.perf_counter() - started,
+    }
+
+
+def _measure_sign_in(plan: Plan, services: Services, plain_app: workload.PlainBench
+                     ) -> dict[str, Any]:
+    log.info("sign-in: %d accounts signing up (outside the timing)",
+             min(accounts.TEACHERS, plan.sign_ins) + accounts.SECTION_SIZE)
+    fixture = accounts.set_up(services, min(accounts.TEACHERS, plan.sign_ins))
+    plain_ids = accounts.plain_streams(plain_app, accounts.SECTION_SIZE)
+    # Warm-up, untimed: the throttle's table, the sign-in paths, the plain side's streams.
+    accounts.password_sign_ins(services, fixture.teacher_logins, 1, 0)
+    accounts.secret_sign_ins(services, fixture.join_code, fixture.students, 1, 0)
+    accounts.plain_append_get(plain_app, plain_ids, 1, 0)
+
+    rounds = plan.account_rounds
+    log.info("sign-in: %d by password, %d by secret words, in %d rounds", plan.sign_ins,
+             plan.secret_sign_ins, rounds)
+    secret, minus_hash = Paired(), Paired()
+    password_rate: list[float] = []
+    hash_in_ms: list[float] = []
+    alone_ms: list[float] = []
+    done_password = done_secret = 0
+    for r in range(rounds):
+        n_password = plan.share(plan.sign_ins, r, rounds)
+        n_secret = plan.share(plan.secret_sign_ins, r, rounds)
+
+        def plain(n: int = n_secret, offset: int = done_secret) -> float:
+            return n / accounts.plain_append_get(plain_app, plain_ids, n, offset)
+
+        def ledger(n: int = n_secret, m: int = n_password, offset: int = done_secret,
+                   offset_password: int = done_password) -> tuple[float, float, float, float]:
+            secret_rate = n / accounts.secret_sign_ins(services, fixture.join_code,
+                                                       fixture.students, n, offset)
+            total, hashing = accounts.password_sign_ins(services, fixture.teacher_logins, m,
+                                                        offset_password)
+            return secret_rate, total / m, hashing / m, accounts.scrypt_alone(m) / m
+
+        plain_rate, (secret_rate, total, hashing, alone) = _alternate(r, plain, ledger)
+        secret.add(plain_rate, secret_rate)
+        minus_hash.add(plain_rate, 1.0 / (total - hashing))
+        password_rate.append(1.0 / total)
+        hash_in_ms.append(hashing * 1000.0)
+        alone_ms.append(alone * 1000.0)
+        done_password += n_password
+        done_secret += n_secret
+
+    cost = passwords.DEFAULT_COST
+    return {
+        "sign_ins": plan.sign_ins,
+        "secret_sign_ins": plan.secret_sign_ins,
+        "sign_in_rounds": rounds,
+        "scrypt_cost": f"n=2^{cost.log2_n}, r={cost.r}, p={cost.p}",
+        "sign_in_password_per_s": statistics.median(password_rate),
+        "sign_in_password_ms": statistics.median(1000.0 / rate for rate in password_rate),
+        "sign_in_hash_ms": statistics.median(hash_in_ms),
+        "scrypt_alone_ms": statistics.median(alone_ms),
+        "sign_in_minus_hash_ms": statistics.median(1000.0 / rate for rate in minus_hash.ledger),
+        "sign_in_minus_hash_ratio": minus_hash.ratio,
+        "sign_in_secret_per_s": secret.ledger_median,
+        "sign_in_secret_ms": statistics.median(1000.0 / rate for rate in secret.ledger),
+        "sign_in_secret_ratio": secret.ratio,
+        "plain_append_get_per_s": secret.plain_median,
+        "plain_append_get_ms": statistics.median(1000.0 / rate for rate in secret.plain),
     }
 
 
@@ -263,13 +353,30 @@ def render(result: dict[str, Any]) -> str:
         f"erase of {result['erasures']} subjects: p50 {result['erase_p50_ms']:.1f} ms, "
         f"p99 {result['erase_p99_ms']:.1f} ms, max {result['erase_max_ms']:.1f} ms  "
         f"{verdict('erase_p99_ms')}",
+        "",
+        f"sign-in, service layer: {result['sign_ins']} by password, {result['secret_sign_ins']}"
+        f" by secret words ({result['sign_in_rounds']} rounds); plain: get one stream and"
+        " append one event",
+        f"{'':<32}{'per s':>9}{'ms':>9}{'plain ms':>10}{'ratio':>8}",
+        f"{'password (hash included)':<32}{result['sign_in_password_per_s']:>9,.1f}"
+        f"{result['sign_in_password_ms']:>9.2f}",
+        f"{'  its scrypt hash':<32}{'':>9}{result['sign_in_hash_ms']:>9.2f}",
+        f"{'  password minus its hash':<32}{1000.0 / result['sign_in_minus_hash_ms']:>9,.0f}"
+        f"{result['sign_in_minus_hash_ms']:>9.2f}{result['plain_append_get_ms']:>10.2f}"
+        f"{result['sign_in_minus_hash_ratio']:>8.2f}",
+        f"{'secret words (no hash)':<32}{result['sign_in_secret_per_s']:>9,.0f}"
+        f"{result['sign_in_secret_ms']:>9.2f}{result['plain_append_get_ms']:>10.2f}"
+        f"{result['sign_in_secret_ratio']:>8.2f}",
+        f"{'scrypt alone (' + result['scrypt_cost'] + ')':<32}{'':>9}"
+        f"{result['scrypt_alone_ms']:>9.2f}",
     ]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures)
+        plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures,
+                              args.sign_ins)
     except ValueError as error:
         log.error("%s", error)
         return 2

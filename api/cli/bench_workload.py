@@ -58,6 +58,11 @@ class BenchSubject(Aggregate):
         self.attempts = attempts
         self.note = note
 
+    @event("SignedIn")
+    def sign_in(self, method: str, region: str | None) -> None:
+        """The shape of the ledger's `Person.SignedIn`, for the sign-in rows."""
+        self.last_signed_in = (method, region)
+
 
 class PlainBench(Application[UUID]):
     """Plain `eventsourcing`: no cipher, no compressor, the default JSON transcoder."""

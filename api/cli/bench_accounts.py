@@ -1,0 +1,166 @@
+"""The account workload of `ledger bench`: sign-in through the service layer, against plain
+`eventsourcing` in the same run.
+
+A sign-in (`SignIn.with_password`, `SignIn.with_secret`) reads one person and appends one
+`SignedIn` event, around blind-index lookups and the throttle's table; so its plain counterpart
+is a `repository.get` of one short stream, one event recorded and a `save()`
+(`plain_append_get`). A password sign-in also verifies one scrypt hash, slow on purpose, which
+would hide the rest: the bench times the hash inside each sign-in (by wrapping
+`crypto.passwords.verify_password` for the phase) and reports the sign-in minus its hash, and
+the scrypt cost alone (`hashlib.scrypt` at the project's cost), apart.
+
+Set-up, outside every timing: `TEACHERS` teachers sign up with a password; the first attests
+to parental consent (AGE-1) and creates a word section of `SECTION_SIZE` students, who sign
+in with their secret words (MIN-6). The plain side gets as many short streams of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+from eventsourcing.application import Application
+
+from api.cli.bench_workload import BenchSubject, payload
+from api.services import Services
+from crypto import passwords
+from ledger.people import Student
+
+TEACHERS = 4
+SECTION_SIZE = 30
+PASSWORD = "bench password, made up"  # noqa: S105 (made-up accounts in a throwaway store)
+REGION = "US-WA"
+
+
+@dataclass(frozen=True)
+class AccountFixture:
+    teacher_id: UUID
+    teacher_logins: list[str]  # usernames, all with PASSWORD
+    section_id: UUID
+    join_code: str
+    students: list[tuple[str, str]]  # (username, secret words)
+
+
+def set_up(services: Services, teachers: int = TEACHERS) -> AccountFixture:
+    accounts, sections, ledger = services.accounts, services.sections, services.ledger
+    ids = [accounts.sign_up_teacher(f"Bench Teacher {n}", f"teacher{n}@bench.example", PASSWORD)
+           for n in range(teachers)]
+    teacher = ids[0]
+    accounts.attest_parental_consent(teacher)
+    section_id = sections.create(teacher, "Bench Section", "csf", "3", "word")
+    students = []
+    for n in range(SECTION_SIZE):
+        student: Student = ledger.live(
+            sections.create_student(teacher, section_id, f"Bench Student {n}", "9"), Student)
+        assert student.secret is not None
+        students.append((student.username, student.secret))
+    return AccountFixture(
+        teacher_id=teacher,
+        teacher_logins=[ledger.live(t).username for t in ids],
+        section_id=section_id,
+        join_code=sections.section(section_id).join_code,
+        students=students,
+    )
+
+
+# -- plain eventsourcing: get one short stream, append one event ------------------------------
+def plain_streams(app: Application[UUID], count: int, events: int = 2) -> list[UUID]:
+    """`count` streams of `events` events each (a new student has two: registered, secret)."""
+    ids = []
+    for serial in range(count):
+        subject = BenchSubject(uuid4(), **payload(serial, 0))
+        for step in range(1, events):
+            subject.record(**payload(serial, step))
+        app.save(subject)
+        ids.append(subject.id)
+    return ids
+
+
+def plain_append_get(app: Application[UUID], ids: Sequence[UUID], count: int,
+                     offset: int) -> float:
+    """`count` times: get a stream, record one small event, save. Seconds in all."""
+    started = time.perf_counter()
+    for i in range(offset, offset + count):
+        subject: BenchSubject = app.repository.get(ids[i % len(ids)])
+        subject.sign_in("secret_word", REGION)
+        app.save(subject)
+    return time.perf_counter() - started
+
+
+def plain_read(app: Application[UUID], ids: Sequence[UUID]) -> float:
+    """Get every stream of `ids` once (the plain counterpart of a roster read). Seconds."""
+    started = time.perf_counter()
+    for stream_id in ids:
+        app.repository.get(stream_id)
+    return time.perf_counter() - started
+
+
+# -- the ledger's sign-ins ------------------------------------------------------------------
+@contextlib.contextmanager
+def timed_password_checks() -> Iterator[list[float]]:
+    """Within the block, every `passwords.verify_password` call adds its seconds to the list."""
+    original = passwords.verify_password
+    spent: list[float] = []
+
+    def timed(password: str, encoded: str) -> bool:
+        started = time.perf_counter()
+        try:
+            return original(password, encoded)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    setattr(passwords, "verify_password", timed)  # noqa: B010 (mypy: no assigning to a def)
+    try:
+        yield spent
+    finally:
+        setattr(passwords, "verify_password", original)  # noqa: B010
+
+
+def password_sign_ins(services: Services, logins: Sequence[str], count: int,
+                      offset: int) -> tuple[float, float]:
+    """`count` sign-ins by username and password: (seconds in all, seconds in the hash)."""
+    with timed_password_checks() as hashing:
+        started = time.perf_counter()
+        for i in range(offset, offset + count):
+            services.sign_in.with_password(logins[i % len(logins)], PASSWORD, REGION)
+        total = time.perf_counter() - started
+    if len(hashing) != count:
+        raise RuntimeError(f"{len(hashing)} password checks for {count} sign-ins")
+    return total, sum(hashing)
+
+
+def secret_sign_ins(services: Services, join_code: str, students: Sequence[tuple[str, str]],
+                    count: int, offset: int) -> float:
+    """`count` sign-ins with a join code, a username and secret words. Seconds in all."""
+    started = time.perf_counter()
+    for i in range(offset, offset + count):
+        username, secret = students[i % len(students)]
+        services.sign_in.with_secret(join_code, username, secret, REGION)
+    return time.perf_counter() - started
+
+
+def scrypt_alone(count: int, cost: passwords.ScryptCost = passwords.DEFAULT_COST) -> float:
+    """`count` scrypt hashes at the project's cost, nothing else. Seconds in all."""
+    elapsed = 0.0
+    for _ in range(count):
+        salt = os.urandom(passwords.SALT_BYTES)
+        started = time.perf_counter()
+        hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2 ** cost.log2_n, r=cost.r, p=cost.p,
+                       maxmem=cost.maxmem, dklen=passwords.HASH_BYTES)
+        elapsed += time.perf_counter() - started
+    return elapsed
+
+
+def latencies_ms(call: Callable[[], object], count: int) -> list[float]:
+    """`count` calls of `call`, each timed, in milliseconds."""
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000.0)
+    return out
