@@ -131,7 +131,11 @@ class Accounts:
                 and normalise_email(old) != normalise_email(address):
             # Not when only the case changed: the old address's row is the new one's.
             self.ledger.identity.release(purpose, old, person.id)
-        if old is not None and isinstance(person, Student) and old != person.email_hash:
+        if old is not None and isinstance(person, Student) and old != person.email_hash \
+                and not self.ledger.identity.blind.matches(bytes.fromhex(old), purpose,
+                                                           normalise_email(address)):
+            # Not when the old hash is the same address's under an older secret: the index row
+            # that the claim found is that one.
             self.ledger.identity.release_token(purpose, bytes.fromhex(old), person.id)
 
     # -- consents (AGE-5): each an event with its before and after --------------------------
