@@ -45,6 +45,8 @@ class Accounts:
             raise InvalidRecord("age", "is required")
         if people.is_under_13(age) and parent_email is None:
             raise InvalidRecord("parent_email", "is required for a student under 13")
+        if parent_email is not None:  # before an id (and the key made with it) is spent
+            people.email("parent_email", parent_email)
         hashed = passwords.hash_password(valid_password(password))
 
         def then(person: Person, claim: Claim) -> list[Any]:
