@@ -22,10 +22,17 @@ from crypto import KeyErased
 from ledger.accounts import Accounts
 from ledger.application import AlreadyInUse, Ledger, PersonNotFound
 from ledger.enrolment import ConsentRequired, Sections
-from ledger.identity import PARENT_EMAIL, STUDENT_EMAIL, TEACHER_EMAIL, USERNAME, secret_subject
+from ledger.identity import (
+    PARENT_EMAIL,
+    STUDENT_EMAIL,
+    TEACHER_EMAIL,
+    USERNAME,
+    IdentityIndex,
+    secret_subject,
+)
 from ledger.people import AGES, RACES, InvalidRecord, Person, Student, Teacher
 from ledger.policy import CURRENT_POLICY_VERSION
-from ledger.signin import SignInFailed
+from ledger.signin import SignIn, SignInFailed
 from tests.test_leak_scan import haystack
 
 PASSWORD = "correct horse battery"
@@ -375,3 +382,37 @@ def test_erasure_removes_every_identity_row_of_the_subject(services: Services) -
     accounts.connect_provider(sibling, "microsoft", "ms-77")
     again = accounts.sign_up_student("Quin", "15", address, PASSWORD)
     assert ledger.identity.find(STUDENT_EMAIL, address) == again
+
+
+def test_MIN_1_the_same_address_given_again_after_a_secret_rotation_keeps_its_row(
+        ledger: Ledger) -> None:
+    accounts = Accounts(ledger)
+    address = f"rot.{uuid4().hex[:8]}@example.org"
+    student_id = accounts.sign_up_student("Rot", "15", address, PASSWORD)
+    ledger.identity = IdentityIndex(ledger.read_models, ledger.keys, version=2)  # rotated
+    accounts.set_email(student_id, address.upper())
+    assert ledger.live(student_id, Student).email_hash == ledger.identity.token(
+        STUDENT_EMAIL, address).hex()
+    assert ledger.identity.find(STUDENT_EMAIL, address) == student_id
+    assert SignIn(ledger).with_password(address, PASSWORD).id == student_id
+
+
+def test_MIN_2_a_refused_parent_email_at_sign_up_writes_and_spends_nothing(
+        ledger: Ledger) -> None:
+    accounts = Accounts(ledger)
+    reserved = ledger.keys.new_subject  # ids come with a key made ahead: none may be spent
+    spent: list[UUID] = []
+
+    def spending() -> UUID:
+        spent.append(reserved())
+        return spent[-1]
+
+    ledger.keys.new_subject = spending  # type: ignore[method-assign]
+    events = len(stored_events(ledger))
+    with pytest.raises(InvalidRecord) as raised:
+        accounts.sign_up_student("Uma", "10", "uma@example.org", PASSWORD,
+                                 parent_email="not an address")
+    assert raised.value.field == "parent_email"
+    assert spent == [] and len(stored_events(ledger)) == events
+    assert ledger.identity.find(USERNAME, "uma") is None
+    assert ledger.identity.find(STUDENT_EMAIL, "uma@example.org") is None
