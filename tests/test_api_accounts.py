@@ -41,7 +41,8 @@ class Client:
     def __init__(self, services: Services) -> None:
         self.svc = services
         self.app = create_app(services)
-        self.http = TestClient(self.app)
+        # Entered once: outside `with`, a TestClient starts an event loop for every request.
+        self.http = TestClient(self.app).__enter__()
         self.tokens: TokenStore = self.app.state.tokens
 
     def session(self, person_id: UUID | str, role: str | None = None) -> dict[str, str]:
@@ -87,7 +88,7 @@ class Client:
 def api(services: Services) -> Iterator[Client]:
     client = Client(services)
     yield client
-    client.http.close()
+    client.http.__exit__(None, None, None)
 
 
 def problem(response: Any, status: int, type_: str) -> dict[str, Any]:

@@ -1,0 +1,417 @@
+"""Every endpoint x every caller -> the expected status, computed from a small rule table.
+
+Nothing here is a hand-picked case. `RULES` says, per endpoint, which roles may call it
+(deny by default), whether support must state a purpose (ACC-4), which relation to the target
+record the caller needs (else 404, exactly as if it did not exist: ACC-5), and the status of
+success. `RELATIONS` says who stands in which relation to the one world's records. `expected`
+combines the two, in the order the API checks them:
+
+    public route                          -> success, token or not
+    no token                              -> 401
+    role not among the rule's roles       -> 403
+    support without a stated purpose      -> 403 (where the rule asks for one)
+    caller outside the rule's relation    -> 404 (same body as a record that does not exist)
+    otherwise                             -> the rule's success status
+
+The test walks every route of the OpenAPI document (a route missing from `RULES` fails it)
+against every caller, and checks for each refusal: the problem type, that nothing was written,
+and that the body carries no personal value of the world.
+
+One world per backend (module scope), so the whole matrix runs in seconds: people are made
+through the services and sessions are issued with `TokenStore.issue`. Password hashes are made
+at a tiny scrypt cost here (the hash is self-describing, so verifying follows it): this test is
+about who may call what, and the ~50+ sign-ups and sign-ins of the public routes would
+otherwise cost most of its time; the real cost is tested in test_passwords_and_blind_index.
+Routes that change what the matrix depends on (leaving a section, resetting a secret, erasing)
+act on a fresh target made for that one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.http.app import create_app
+from api.services import Services
+from api.tokens import TokenStore
+from crypto import passwords
+from ledger.identity import PARENT_EMAIL
+from tests.conftest import BACKENDS, drop_schemas, make_settings
+
+PASSWORD = "correct horse battery"
+LINKED_PARENT = "linked.parent@home.example"
+P = "https://ledger.invalid/problems/"
+
+# -- the callers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role: str | None  # None: no token at all
+    person: str | None = None  # whose session: "S", "O" (students), "T", "U" (teachers)
+    scope: str | None = None  # a key of World.scopes
+    purpose: bool = False  # support states a purpose (X-Purpose)
+
+
+CALLERS = (
+    Caller("anonymous", None),
+    Caller("student_self", "student", person="S"),
+    Caller("other_student", "student", person="O"),
+    Caller("teacher_of_section", "teacher", person="T"),
+    Caller("other_teacher", "teacher", person="U"),
+    Caller("school_admin_in", "school_admin", scope="school_A"),
+    Caller("school_admin_out", "school_admin", scope="school_B"),
+    Caller("district_admin_in", "district_admin", scope="district_A"),
+    Caller("district_admin_out", "district_admin", scope="district_B"),
+    Caller("parent_linked", "parent", scope="parent_of_S"),
+    Caller("parent_not_linked", "parent", scope="parent_of_nobody"),
+    Caller("support_with_purpose", "support", purpose=True),
+    Caller("support_without_purpose", "support"),
+    Caller("researcher", "researcher"),
+    Caller("registrar", "registrar"),
+    Caller("operator", "operator"),
+    Caller("service", "service"),
+)
+
+# -- the rule table ---------------------------------------------------------------------------
+# Who stands in which relation to the world's records. S is a student in section X of teacher
+# T, at school A (district A); O is in section Z of teacher U, at school B (district B).
+_STAFF_SEEING_ANYONE = {"support_with_purpose", "support_without_purpose", "registrar",
+                        "operator"}
+RELATIONS: dict[str, frozenset[str]] = {
+    # ACC-1, ACC-2, linked parents, the student themself, and staff who keep the records.
+    "sees_S": frozenset({"student_self", "teacher_of_section", "school_admin_in",
+                         "district_admin_in", "parent_linked", *_STAFF_SEEING_ANYONE}),
+    # A teacher sees themself; administrators their school's or district's teachers.
+    "sees_T": frozenset({"teacher_of_section", "school_admin_in", "district_admin_in",
+                         *_STAFF_SEEING_ANYONE}),
+    "owns_section": frozenset({"teacher_of_section"}),
+    "in_section": frozenset({"student_self"}),
+    "over_school_A": frozenset({"school_admin_in", "district_admin_in", "operator"}),
+}
+
+PUBLIC: None = None
+ANY_TOKEN = frozenset({"*"})
+PEOPLE = frozenset({"student", "teacher"})
+STUDENT = frozenset({"student"})
+TEACHER = frozenset({"teacher"})
+STAFF = frozenset({"operator", "registrar"})
+READERS = frozenset({"operator", "registrar", "support", "student", "teacher", "school_admin",
+                     "district_admin", "parent"})  # researchers: aggregates only (ACC-3)
+ADMINS = frozenset({"operator", "school_admin", "district_admin"})
+SIGNED_IN = frozenset({"operator", "registrar", "support", "student", "teacher",
+                       "school_admin", "district_admin", "parent", "researcher"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str] | None  # None: public
+    ok: int
+    relation: str | None = None
+    purpose: bool = False
+
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/healthz"): Rule(PUBLIC, 200),
+    ("POST", "/sign-in"): Rule(PUBLIC, 200),
+    ("POST", "/sign-in/section"): Rule(PUBLIC, 200),
+    ("POST", "/sign-up/student"): Rule(PUBLIC, 201),
+    ("POST", "/sign-up/teacher"): Rule(PUBLIC, 201),
+    ("POST", "/sign-out"): Rule(ANY_TOKEN, 204),
+    # one's own record
+    ("GET", "/me"): Rule(PEOPLE, 200),
+    ("PATCH", "/me"): Rule(PEOPLE, 200),
+    ("PUT", "/me/password"): Rule(PEOPLE, 204),
+    ("PUT", "/me/email"): Rule(PEOPLE, 204),
+    ("PUT", "/me/providers/{provider}"): Rule(PEOPLE, 204),
+    ("DELETE", "/me/providers/{provider}"): Rule(PEOPLE, 204),
+    ("PUT", "/me/partners/{partner}"): Rule(PEOPLE, 204),
+    ("GET", "/me/consents"): Rule(PEOPLE, 200),
+    ("GET", "/me/sections"): Rule(PEOPLE, 200),
+    ("PUT", "/me/parent-email"): Rule(STUDENT, 204),
+    ("DELETE", "/me/parent-email"): Rule(STUDENT, 204),
+    ("PUT", "/me/study-contact"): Rule(STUDENT, 204),
+    ("DELETE", "/me/study-contact"): Rule(STUDENT, 204),
+    ("POST", "/sections/join"): Rule(STUDENT, 200),
+    ("DELETE", "/me/sections/{section_id}"): Rule(STUDENT, 204, "in_section"),
+    ("POST", "/me/attestations"): Rule(TEACHER, 201),
+    ("PUT", "/me/school"): Rule(TEACHER, 204),
+    ("PUT", "/me/email-opt-in"): Rule(TEACHER, 204),
+    # a teacher's sections
+    ("POST", "/sections"): Rule(TEACHER, 201),
+    ("GET", "/sections/{section_id}"): Rule(TEACHER, 200, "owns_section"),
+    ("PATCH", "/sections/{section_id}"): Rule(TEACHER, 200, "owns_section"),
+    ("GET", "/sections/{section_id}/students"): Rule(TEACHER, 200, "owns_section"),
+    ("POST", "/sections/{section_id}/students"): Rule(TEACHER, 201, "owns_section"),
+    ("PUT", "/sections/{section_id}/students/{student_id}"): Rule(TEACHER, 204,
+                                                                  "owns_section"),
+    ("DELETE", "/sections/{section_id}/students/{student_id}"): Rule(TEACHER, 204,
+                                                                     "owns_section"),
+    ("POST", "/sections/{section_id}/students/{student_id}/secret"): Rule(TEACHER, 200,
+                                                                          "owns_section"),
+    ("PUT", "/sections/{section_id}/race-estimate"): Rule(TEACHER, 204, "owns_section"),
+    # people
+    ("GET", "/students/{person_id}"): Rule(READERS, 200, "sees_S", purpose=True),
+    ("GET", "/teachers/{person_id}"): Rule(READERS, 200, "sees_T", purpose=True),
+    ("POST", "/students"): Rule(STAFF, 201),
+    ("POST", "/teachers"): Rule(STAFF, 201),
+    ("PATCH", "/people/{person_id}"): Rule(STAFF, 200),
+    ("DELETE", "/people/{person_id}"): Rule(frozenset({"operator"}), 200),
+    ("GET", "/people"): Rule(STAFF, 200),
+    # schools
+    ("POST", "/schools"): Rule(STAFF, 201),
+    ("GET", "/schools/{school_id}"): Rule(SIGNED_IN, 200),
+    ("GET", "/schools/{school_id}/roster"): Rule(ADMINS, 200, "over_school_A"),
+}
+
+
+def expected(rule: Rule, caller: Caller) -> int:
+    if rule.roles is PUBLIC:
+        return rule.ok
+    if caller.role is None:
+        return 401
+    if rule.roles is not ANY_TOKEN and caller.role not in rule.roles:
+        return 403
+    if rule.purpose and caller.role == "support" and not caller.purpose:
+        return 403
+    if rule.relation is not None and caller.name not in RELATIONS[rule.relation]:
+        return 404
+    return rule.ok
+
+
+# -- the world --------------------------------------------------------------------------------
+@dataclass
+class World:
+    svc: Services
+    http: TestClient
+    tokens: TokenStore
+    ids: dict[str, UUID] = field(default_factory=dict)
+    scopes: dict[str, str] = field(default_factory=dict)
+    auth: dict[str, dict[str, str]] = field(default_factory=dict)
+    personal: dict[str, str] = field(default_factory=dict)  # values no refusal may carry
+
+    def token(self, caller: Caller) -> dict[str, str]:
+        if caller.role is None:
+            return {}
+        subject = self.ids[caller.person] if caller.person else None
+        scope = self.scopes[caller.scope] if caller.scope else None
+        issued = self.tokens.issue(caller.role, caller.name.replace("_", "-"),
+                                   timedelta(hours=1), subject_id=subject, scope=scope)
+        headers = {"Authorization": f"Bearer {issued.token}"}
+        if caller.purpose:
+            headers["X-Purpose"] = "technical_issue"
+        return headers
+
+    # fresh targets, for routes whose effect would change the world's relations
+    def fresh_section(self, *students: UUID) -> UUID:
+        section = self.svc.sections.create(self.ids["T"], "Spare", "csf", "3", "word")
+        for student in students:
+            self.svc.sections.add_student(self.ids["T"], section, student)
+        self.svc.settle()
+        return section
+
+    def fresh_student(self, enrolled: bool = False) -> UUID:
+        if enrolled:
+            student = self.svc.sections.create_student(self.ids["T"], self.ids["X"], "Fresh",
+                                                       "10")
+        else:
+            student = self.svc.ledger.register_student("Fresh", "10")
+        self.svc.settle()
+        return student
+
+
+def _build_world(svc: Services) -> World:
+    app = create_app(svc)
+    # Entered once: a TestClient outside `with` starts an event-loop thread for every request.
+    world = World(svc, TestClient(app).__enter__(), app.state.tokens)
+    accounts, sections = svc.accounts, svc.sections
+    school_a = accounts.register_school("Hill School", "North", "public")
+    school_b = accounts.register_school("Dale School", "South", "public")
+    teacher = accounts.sign_up_teacher("Tamsin Teachwell", "tamsin@school.example", PASSWORD,
+                                       school_id=school_a)
+    other_teacher = svc.ledger.register_teacher("Ulrich Otherhall")
+    accounts.choose_school(other_teacher, school_b)
+    accounts.attest_parental_consent(teacher)
+    accounts.attest_parental_consent(other_teacher)
+    x = sections.create(teacher, "Period 1", "csf", "4", "word")
+    z = sections.create(other_teacher, "Period 9", "csf", "4", "word")
+    student = sections.create_student(teacher, x, "Sunny Learnwright", "18")
+    other_student = sections.create_student(other_teacher, z, "Otto Elsewhere", "18")
+    accounts.link_parent_email(student, LINKED_PARENT)
+    svc.settle()
+    world.ids.update(S=student, O=other_student, T=teacher, U=other_teacher, X=x, Z=z,
+                     A=school_a, B=school_b)
+    identity = svc.ledger.identity
+    world.scopes.update(
+        school_A=f"school:{school_a}", school_B=f"school:{school_b}",
+        district_A=f"district:{accounts.school(school_a).district_id}",
+        district_B=f"district:{accounts.school(school_b).district_id}",
+        parent_of_S=f"parent:{identity.token(PARENT_EMAIL, LINKED_PARENT).hex()}",
+        parent_of_nobody=f"parent:{identity.token(PARENT_EMAIL, 'no.one@home.example').hex()}")
+    s, t = svc.ledger.live(student), svc.ledger.live(teacher)
+    world.personal.update(
+        student_name=s.display_name, student_username=s.username, student_secret=s.secret,
+        other_student_name="Otto Elsewhere", teacher_name=t.display_name,
+        teacher_username=t.username, teacher_email="tamsin@school.example",
+        other_teacher_name="Ulrich Otherhall", parent=LINKED_PARENT,
+        join_code=sections.section(x).join_code, section_name="Period 1")
+    world.auth = {caller.name: world.token(caller) for caller in CALLERS}
+    return world
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:
+    settings = make_settings(str(request.param), str(tmp_path_factory.mktemp("matrix")))
+    svc = Services.open(settings)
+    real_hash = passwords.hash_password
+    cheap = passwords.ScryptCost(log2_n=4)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(passwords, "hash_password", lambda password, cost=cheap: real_hash(password,
+                                                                                     cost))
+    try:
+        built = _build_world(svc)
+        yield built
+        built.http.__exit__(None, None, None)
+    finally:
+        patch.undo()
+        svc.close()
+        if settings.backend == "postgres":
+            drop_schemas(settings.schema, settings.keystore_schema)
+
+
+# -- one valid request per endpoint -------------------------------------------------------------
+Request = tuple[str, Any]  # (url, JSON body or None)
+Build = Callable[[World, Caller], Request]
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid4().hex[:10]}"
+
+
+BUILDERS: dict[tuple[str, str], Build] = {
+    ("POST", "/sign-in"): lambda w, c: ("/sign-in", {
+        "login": w.personal["teacher_username"], "password": PASSWORD}),
+    ("POST", "/sign-in/section"): lambda w, c: ("/sign-in/section", {
+        "join_code": w.personal["join_code"], "username": w.personal["student_username"],
+        "secret": w.personal["student_secret"]}),
+    ("POST", "/sign-up/student"): lambda w, c: ("/sign-up/student", {
+        "display_name": "Newcomer", "age": "15", "email": _unique("s") + "@home.example",
+        "password": PASSWORD}),
+    ("POST", "/sign-up/teacher"): lambda w, c: ("/sign-up/teacher", {
+        "display_name": "Newcomer", "email": _unique("t") + "@school.example",
+        "password": PASSWORD}),
+    ("PATCH", "/me"): lambda w, c: ("/me", {"gender": "prefer_not_to_say"}),
+    ("PUT", "/me/password"): lambda w, c: ("/me/password", {"password": PASSWORD}),
+    ("PUT", "/me/email"): lambda w, c: ("/me/email", {
+        "email": _unique("me") + "@home.example"}),
+    ("PUT", "/me/providers/{provider}"): lambda w, c: ("/me/providers/google", {
+        "provider_subject": _unique("g")}),
+    ("DELETE", "/me/providers/{provider}"): lambda w, c: ("/me/providers/google", None),
+    ("PUT", "/me/partners/{partner}"): lambda w, c: ("/me/partners/code-club",
+                                                     {"opted_in": True}),
+    ("PUT", "/me/parent-email"): lambda w, c: ("/me/parent-email", {
+        "parent_email": LINKED_PARENT if c.person == "S" else "another@home.example"}),
+    ("PUT", "/me/study-contact"): lambda w, c: ("/me/study-contact", {
+        "contact": "study@home.example"}),
+    ("POST", "/sections/join"): lambda w, c: ("/sections/join", {
+        "join_code": w.svc.sections.section(w.fresh_section()).join_code}),
+    ("DELETE", "/me/sections/{section_id}"): lambda w, c: (
+        f"/me/sections/{w.fresh_section(w.ids['S'])}", None),
+    ("POST", "/me/attestations"): lambda w, c: ("/me/attestations", {
+        "policy_version": "2022-10-03"}),
+    ("PUT", "/me/school"): lambda w, c: ("/me/school", {
+        "school_id": str(w.ids["B" if c.person == "U" else "A"])}),
+    ("PUT", "/me/email-opt-in"): lambda w, c: ("/me/email-opt-in", {"opted_in": False}),
+    ("POST", "/sections"): lambda w, c: ("/sections", {
+        "name": "Period 3", "course": "csd", "grade": "7", "login_type": "email"}),
+    ("GET", "/sections/{section_id}"): lambda w, c: (f"/sections/{w.ids['X']}", None),
+    ("PATCH", "/sections/{section_id}"): lambda w, c: (f"/sections/{w.ids['X']}", {
+        "name": "Period 1"}),
+    ("GET", "/sections/{section_id}/students"): lambda w, c: (
+        f"/sections/{w.ids['X']}/students", None),
+    ("POST", "/sections/{section_id}/students"): lambda w, c: (
+        f"/sections/{w.ids['X']}/students", {"display_name": "New Kid", "age": "10"}),
+    ("PUT", "/sections/{section_id}/students/{student_id}"): lambda w, c: (
+        f"/sections/{w.ids['X']}/students/{w.fresh_student()}", None),
+    ("DELETE", "/sections/{section_id}/students/{student_id}"): lambda w, c: (
+        f"/sections/{w.ids['X']}/students/{w.fresh_student(enrolled=True)}", None),
+    ("POST", "/sections/{section_id}/students/{student_id}/secret"): lambda w, c: (
+        f"/sections/{w.ids['X']}/students/{w.fresh_student(enrolled=True)}/secret", None),
+    ("PUT", "/sections/{section_id}/race-estimate"): lambda w, c: (
+        f"/sections/{w.fresh_section()}/race-estimate", {"distribution": {"asian": 50}}),
+    ("GET", "/students/{person_id}"): lambda w, c: (f"/students/{w.ids['S']}", None),
+    ("GET", "/teachers/{person_id}"): lambda w, c: (f"/teachers/{w.ids['T']}", None),
+    ("POST", "/students"): lambda w, c: ("/students", {"display_name": "Reg", "age": "12"}),
+    ("POST", "/teachers"): lambda w, c: ("/teachers", {"display_name": "Reg"}),
+    ("PATCH", "/people/{person_id}"): lambda w, c: (f"/people/{w.fresh_student()}", {
+        "display_name": "Renamed"}),
+    ("DELETE", "/people/{person_id}"): lambda w, c: (
+        f"/people/{w.fresh_student()}?reason=school_request", None),
+    ("POST", "/schools"): lambda w, c: ("/schools", {
+        "name": "New School", "district": "North", "school_type": "charter"}),
+    ("GET", "/schools/{school_id}"): lambda w, c: (f"/schools/{w.ids['A']}", None),
+    ("GET", "/schools/{school_id}/roster"): lambda w, c: (f"/schools/{w.ids['A']}/roster",
+                                                          None),
+}
+
+
+def _restore(world: World, method: str, path: str) -> None:
+    """Undo what a call changed that the world's relations rest on."""
+    if (method, path) == ("DELETE", "/me/parent-email"):
+        world.svc.accounts.link_parent_email(world.ids["S"], LINKED_PARENT)
+
+
+_PROBLEM_TYPES = {401: {"unauthenticated"}, 403: {"forbidden", "purpose-required"},
+                  404: {"not-found"}}
+
+
+def test_every_route_is_in_the_rule_table(world: World) -> None:
+    spec = world.http.get("/openapi.json").json()
+    routes = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    assert routes == set(RULES), "a new route needs a rule (and a request in BUILDERS)"
+
+
+def test_every_endpoint_by_every_caller(world: World) -> None:
+    failures: list[tuple[str, str, str, int, int]] = []
+    leaks: list[str] = []
+    for (method, path), rule in RULES.items():
+        build = BUILDERS.get((method, path), lambda w, c, p=path: (p, None))
+        for caller in CALLERS:
+            url, body = build(world, caller)
+            # sign-out revokes the token it is called with: give it one of its own
+            auth = (world.token(caller) if path == "/sign-out" else world.auth[caller.name])
+            before = world.svc.ledger.recorder.max_notification_id()
+            response = world.http.request(method, url, json=body, headers=auth)
+            _restore(world, method, path)
+            want = expected(rule, caller)
+            if response.status_code != want:
+                failures.append((method, path, caller.name, response.status_code, want))
+                continue
+            if want < 400:
+                continue
+            problem = response.json()
+            assert response.headers["content-type"] == "application/problem+json"
+            assert problem["type"].removeprefix(P) in _PROBLEM_TYPES[want], (path, problem)
+            assert world.svc.ledger.recorder.max_notification_id() == before, (path, caller)
+            leaks += [f"{label} in {method} {path} as {caller.name}"
+                      for label, value in world.personal.items()
+                      if value and value.lower() in response.text.lower()]
+    assert failures == []
+    assert leaks == []
+
+
+def test_the_rule_table_is_not_trivial() -> None:
+    """Each kind of answer occurs, and no caller is allowed or refused everywhere."""
+    outcomes = {expected(rule, caller) for rule in RULES.values() for caller in CALLERS}
+    assert {200, 201, 204, 401, 403, 404} <= outcomes
+    for caller in CALLERS:
+        statuses = {expected(rule, caller) for rule in RULES.values()}
+        assert len(statuses) > 1, caller.name
