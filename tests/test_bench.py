@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from api.cli import bench
+from api.cli import bench, bench_accounts
+from api.services import Services
+from ledger.settings import Settings
 from tests.conftest import postgres_url
 
 NUMERIC_KEYS = (
@@ -40,8 +43,19 @@ NUMERIC_KEYS = (
     "sign_in_secret_ratio",
     "plain_append_get_per_s",
     "plain_append_get_ms",
+    # the teacher's roster of a 30-student section, through the service layer and HTTP
+    "roster_service_per_s",
+    "roster_service_p50_ms",
+    "roster_service_p99_ms",
+    "roster_service_ratio",
+    "roster_http_per_s",
+    "roster_http_p50_ms",
+    "roster_http_p99_ms",
+    "roster_http_ratio",
+    "plain_read_section_per_s",
+    "plain_read_section_ms",
 )
-SMALL = ["--events", "400", "--sign-ins", "2"]
+SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -67,6 +81,9 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
     # The hash is inside the sign-in, so the sign-in without it is the smaller part.
     assert result["sign_in_minus_hash_ms"] < result["sign_in_password_ms"]
     assert result["scrypt_cost"] == "n=2^15, r=8, p=1"
+    assert (result["roster_reads"], result["roster_section_size"]) == (6, 30)
+    assert result["roster_service_p50_ms"] <= result["roster_service_p99_ms"]
+    assert result["roster_http_p50_ms"] <= result["roster_http_p99_ms"]
     return result
 
 
@@ -78,12 +95,14 @@ def test_bench_sqlite_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5",
-                           "--sign-ins", "1"], capsys)
+                           "--sign-ins", "1", "--roster-reads", "3"], capsys)
     assert code == 0
     for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5",
                   "sign-in, service layer: 1 by password", "password (hash included)",
                   "its scrypt hash", "password minus its hash", "secret words (no hash)",
-                  "scrypt alone (n=2^15, r=8, p=1)"):
+                  "scrypt alone (n=2^15, r=8, p=1)",
+                  "roster of a 30-student section, 3 reads a door", "service layer",
+                  "HTTP in-process", "plain (median)"):
         assert label in out
 
 
@@ -93,10 +112,34 @@ def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> Non
     assert out == ""
 
 
-def test_bench_refuses_no_sign_ins(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_bench(["--events", "400", "--sign-ins", "0", "--json"], capsys)
+@pytest.mark.parametrize("flag", ["--sign-ins", "--roster-reads"])
+def test_bench_refuses_no_sign_ins_or_roster_reads(
+        flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_bench(["--events", "400", flag, "0", "--json"], capsys)
     assert code == 2
     assert out == ""
+
+
+def test_roster_read_shows_a_teacher_names_and_sign_in_details_only(tmp_path: Path) -> None:
+    """What the roster rows hold, through both doors: the fields of ACC-1, the same rows."""
+    services = Services.open(Settings.build(var_dir=str(tmp_path)))
+    try:
+        fixture = bench_accounts.set_up(services, teachers=1)
+        by_service = bench_accounts.roster_rows(services, fixture.principal, fixture.section_id)
+        http = bench_accounts.HttpRoster(services, fixture)
+        try:
+            by_http = http.read()
+        finally:
+            http.close()
+        assert len(by_service) == len(by_http) == bench_accounts.SECTION_SIZE
+        assert {row["username"] for row in by_service} == {
+            username for username, _ in fixture.students}
+        assert {row["username"] for row in by_http} == {row["username"] for row in by_service}
+        for row in (*by_service, *by_http):
+            assert row["display_name"].startswith("Bench Student ")
+            assert not {"email", "email_hash", "parent_email", "race", "gender"} & set(row)
+    finally:
+        services.close()
 
 
 def bench_schemas(url: str) -> set[str]:

@@ -101,7 +101,9 @@ def test_project_and_rebuild(var_dir: Path, capsys: pytest.CaptureFixture[str]) 
     services.ledger.register_student("Ana", "12")
     services.close()
     assert main(["project"]) == 0
-    assert json.loads(capsys.readouterr().out)["position"] == 1
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["read_model"]: r["position"] for r in reports} == {"student_directory": 1,
+                                                                 "roster": 1}
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "read_model": "student_directory", "generation": 2, "position": 1}

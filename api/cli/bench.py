@@ -9,7 +9,9 @@ Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
 - erasure latency of `Ledger.erase_subject`, one subject at a time;
 - sign-in through the service layer (see `api.cli.bench_accounts`): by password, its scrypt
   hash reported apart and taken out of the ratio, and by secret words, each against a plain
-  get-and-append of one event.
+  get-and-append of one event;
+- a teacher's roster of a 30-student section (what backs `GET /sections/{id}/students`),
+  through the service layer and through HTTP in-process, against a plain read of 30 streams.
 
 The machine is shared and noisy, so appends and replays run in rounds, plain and ledger taking
 turns to go first, and each ratio is the median of the per-round ratios (ledger / plain).
@@ -62,6 +64,9 @@ def register(commands: Any) -> None:
                         help="password sign-ins, about 0.2 s each for the hash (default 20);"
                              f" secret-word sign-ins: {SECRET_SIGN_INS_PER_PASSWORD} times as"
                              " many")
+    parser.add_argument("--roster-reads", type=int, default=200,
+                        help="reads of a 30-student roster, through the service layer and again"
+                             " through HTTP (default 200)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -81,6 +86,8 @@ class Plan:
     erasures: int
     sign_ins: int = 20
     account_rounds: int = 1
+    roster_reads: int = 200
+    roster_rounds: int = 1
 
     @property
     def secret_sign_ins(self) -> int:
@@ -88,7 +95,7 @@ class Plan:
 
     @classmethod
     def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None,
-                  sign_ins: int = 20) -> Plan:
+                  sign_ins: int = 20, roster_reads: int = 200) -> Plan:
         if events < 100:
             raise ValueError("--events must be at least 100")
         rounds = max(1, min(rounds, events // 10))
@@ -99,8 +106,10 @@ class Plan:
             raise ValueError("--erasures must be at least 1")
         if sign_ins < 1:
             raise ValueError("--sign-ins must be at least 1")
+        if roster_reads < 1:
+            raise ValueError("--roster-reads must be at least 1")
         return cls(backend, events, rounds, singles, erasures, sign_ins,
-                   min(rounds, sign_ins))
+                   min(rounds, sign_ins), roster_reads, min(rounds, roster_reads))
 
     def share(self, total: int, round_index: int, rounds: int | None = None) -> int:
         """Round `round_index`'s part of `total` (of `rounds`, by default `self.rounds`), the
@@ -158,7 +167,11 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
         services = Services.open(stores.ledger_settings)
         try:
             result = _measure(plan, stores, plain_app, services.ledger)
-            result.update(_measure_sign_in(plan, services, plain_app))
+            log.info("accounts: %d teachers and %d students sign up (outside the timing)",
+                     min(accounts.TEACHERS, plan.sign_ins), accounts.SECTION_SIZE)
+            fixture = accounts.set_up(services, min(accounts.TEACHERS, plan.sign_ins))
+            result.update(_measure_sign_in(plan, services, plain_app, fixture))
+            result.update(_measure_roster(plan, services, plain_app, fixture))
             result["seconds"] = time.perf_counter() - started
             return result
         finally:
@@ -249,11 +262,8 @@ def _measure(plan: Plan, stores: workload.Stores, plain_app: workload.PlainBench
     }
 
 
-def _measure_sign_in(plan: Plan, services: Services, plain_app: workload.PlainBench
-                     ) -> dict[str, Any]:
-    log.info("sign-in: %d accounts signing up (outside the timing)",
-             min(accounts.TEACHERS, plan.sign_ins) + accounts.SECTION_SIZE)
-    fixture = accounts.set_up(services, min(accounts.TEACHERS, plan.sign_ins))
+def _measure_sign_in(plan: Plan, services: Services, plain_app: workload.PlainBench,
+                     fixture: accounts.AccountFixture) -> dict[str, Any]:
     plain_ids = accounts.plain_streams(plain_app, accounts.SECTION_SIZE)
     # Warm-up, untimed: the throttle's table, the sign-in paths, the plain side's streams.
     accounts.password_sign_ins(services, fixture.teacher_logins, 1, 0)
@@ -309,6 +319,62 @@ def _measure_sign_in(plan: Plan, services: Services, plain_app: workload.PlainBe
         "sign_in_secret_ratio": secret.ratio,
         "plain_append_get_per_s": secret.plain_median,
         "plain_append_get_ms": statistics.median(1000.0 / rate for rate in secret.plain),
+    }
+
+
+def _measure_roster(plan: Plan, services: Services, plain_app: workload.PlainBench,
+                    fixture: accounts.AccountFixture) -> dict[str, Any]:
+    size = accounts.SECTION_SIZE
+    plain_ids = accounts.plain_streams(plain_app, size)  # fresh: two events each, as a student
+    http = accounts.HttpRoster(services, fixture)
+    try:
+        # Warm-up, untimed, and a check that both doors answer the whole roster.
+        for rows in (accounts.roster_rows(services, fixture.principal, fixture.section_id),
+                     http.read()):
+            if len(rows) != size or any("display_name" not in row for row in rows):
+                raise RuntimeError(f"the roster read gave {len(rows)} rows, not {size}")
+        accounts.plain_read(plain_app, plain_ids)
+
+        rounds = plan.roster_rounds
+        log.info("roster: %d reads of %d students through each door, in %d rounds",
+                 plan.roster_reads, size, rounds)
+        service, through_http = Paired(), Paired()
+        service_ms: list[float] = []
+        http_ms: list[float] = []
+        with accounts.quiet_request_log():
+            for r in range(rounds):
+                n = plan.share(plan.roster_reads, r, rounds)
+
+                def plain(n: int = n) -> float:
+                    return n / sum(accounts.plain_read(plain_app, plain_ids) for _ in range(n))
+
+                def ledger(n: int = n) -> tuple[list[float], list[float]]:
+                    by_service = accounts.latencies_ms(
+                        lambda: accounts.roster_rows(services, fixture.principal,
+                                                     fixture.section_id), n)
+                    return by_service, accounts.latencies_ms(http.read, n)
+
+                plain_rate, (by_service, by_http) = _alternate(r, plain, ledger)
+                service.add(plain_rate, 1000.0 * n / sum(by_service))
+                through_http.add(plain_rate, 1000.0 * n / sum(by_http))
+                service_ms += by_service
+                http_ms += by_http
+    finally:
+        http.close()
+    return {
+        "roster_reads": plan.roster_reads,
+        "roster_rounds": rounds,
+        "roster_section_size": size,
+        "roster_service_per_s": service.ledger_median,
+        "roster_service_p50_ms": percentile(service_ms, 50),
+        "roster_service_p99_ms": percentile(service_ms, 99),
+        "roster_service_ratio": service.ratio,
+        "roster_http_per_s": through_http.ledger_median,
+        "roster_http_p50_ms": percentile(http_ms, 50),
+        "roster_http_p99_ms": percentile(http_ms, 99),
+        "roster_http_ratio": through_http.ratio,
+        "plain_read_section_per_s": service.plain_median,
+        "plain_read_section_ms": statistics.median(1000.0 / rate for rate in service.plain),
     }
 
 
@@ -369,6 +435,19 @@ def render(result: dict[str, Any]) -> str:
         f"{result['sign_in_secret_ratio']:>8.2f}",
         f"{'scrypt alone (' + result['scrypt_cost'] + ')':<32}{'':>9}"
         f"{result['scrypt_alone_ms']:>9.2f}",
+        "",
+        f"roster of a {result['roster_section_size']}-student section, {result['roster_reads']}"
+        f" reads a door ({result['roster_rounds']} rounds); plain: get"
+        f" {result['roster_section_size']} streams",
+        f"{'':<32}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}",
+        f"{'service layer':<32}{result['roster_service_per_s']:>9,.0f}"
+        f"{result['roster_service_p50_ms']:>9.2f}{result['roster_service_p99_ms']:>9.2f}"
+        f"{result['roster_service_ratio']:>8.2f}",
+        f"{'HTTP in-process':<32}{result['roster_http_per_s']:>9,.0f}"
+        f"{result['roster_http_p50_ms']:>9.2f}{result['roster_http_p99_ms']:>9.2f}"
+        f"{result['roster_http_ratio']:>8.2f}",
+        f"{'plain (median)':<32}{result['plain_read_section_per_s']:>9,.0f}"
+        f"{result['plain_read_section_ms']:>9.2f}",
     ]
     return "\n".join(lines)
 
@@ -376,7 +455,7 @@ def render(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures,
-                              args.sign_ins)
+                              args.sign_ins, args.roster_reads)
     except ValueError as error:
         log.error("%s", error)
         return 2

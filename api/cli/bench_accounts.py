@@ -1,5 +1,6 @@
-"""The account workload of `ledger bench`: sign-in through the service layer, against plain
-`eventsourcing` in the same run.
+"""The account workload of `ledger bench`: sign-in and a teacher's roster read, through the
+service layer (and the roster through HTTP in-process too), against plain `eventsourcing` in
+the same run.
 
 A sign-in (`SignIn.with_password`, `SignIn.with_secret`) reads one person and appends one
 `SignedIn` event, around blind-index lookups and the throttle's table; so its plain counterpart
@@ -8,6 +9,13 @@ is a `repository.get` of one short stream, one event recorded and a `save()`
 would hide the rest: the bench times the hash inside each sign-in (by wrapping
 `crypto.passwords.verify_password` for the phase) and reports the sign-in minus its hash, and
 the scrypt cost alone (`hashlib.scrypt` at the project's cost), apart.
+
+The roster read is what backs `GET /sections/{id}/students` (`api/http/sections.py`): may
+this teacher manage the section, the section's row and its students from the roster read
+model, then each student's directory entry (opened with the student's key) and the fields the
+teacher may see (ACC-1). No stream is replayed; its plain counterpart is a `repository.get` of
+`SECTION_SIZE` short streams (`plain_read`). Through HTTP, the same read goes through FastAPI's
+`TestClient` with a teacher's session token: routing, authentication, the response model.
 
 Set-up, outside every timing: `TEACHERS` teachers sign up with a password; the first attests
 to parental consent (AGE-1) and creates a word section of `SECTION_SIZE` students, who sign
@@ -18,16 +26,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
+from fastapi.testclient import TestClient
 
 from api.cli.bench_workload import BenchSubject, payload
+from api.http.app import create_app
 from api.services import Services
+from api.tokens import Principal, TokenStore
 from crypto import passwords
 from ledger.people import Student
 
@@ -44,6 +58,7 @@ class AccountFixture:
     section_id: UUID
     join_code: str
     students: list[tuple[str, str]]  # (username, secret words)
+    principal: Principal  # the first teacher's session, for the roster read
 
 
 def set_up(services: Services, teachers: int = TEACHERS) -> AccountFixture:
@@ -59,7 +74,13 @@ def set_up(services: Services, teachers: int = TEACHERS) -> AccountFixture:
             sections.create_student(teacher, section_id, f"Bench Student {n}", "9"), Student)
         assert student.secret is not None
         students.append((student.username, student.secret))
+    services.settle()  # the roster and the directory know the section and its students
+    issued = TokenStore(services.read_models).issue("teacher", "session", timedelta(hours=1),
+                                                    subject_id=teacher)
+    principal = TokenStore(services.read_models).authenticate(issued.token)
+    assert principal is not None
     return AccountFixture(
+        principal=principal,
         teacher_id=teacher,
         teacher_logins=[ledger.live(t).username for t in ids],
         section_id=section_id,
@@ -164,3 +185,60 @@ def latencies_ms(call: Callable[[], object], count: int) -> list[float]:
         call()
         out.append((time.perf_counter() - started) * 1000.0)
     return out
+
+
+# -- the teacher's roster of a section --------------------------------------------------------
+def roster_rows(services: Services, principal: Principal, section_id: UUID
+                ) -> list[dict[str, Any]]:
+    """`GET /sections/{id}/students` without HTTP: each student's fields this teacher sees."""
+    view = services.roster_reader.section(section_id) if services.access.may_manage_section(
+        principal, section_id) else None
+    if view is None or view.teacher_id != principal.subject_id:
+        raise LookupError("not this teacher's section")
+    rows = []
+    for student_id in services.roster_reader.students_of_section(view.id):
+        entry = services.directory_reader.entry(student_id)
+        fields = services.access.student_fields(principal, student_id)
+        if entry is not None and fields:
+            rows.append({name: getattr(entry, name) for name in sorted(fields)
+                         if hasattr(entry, name)})
+    return rows
+
+
+class HttpRoster:
+    """The roster read through the HTTP app in-process, as the teacher, signed in by password."""
+
+    def __init__(self, services: Services, fixture: AccountFixture) -> None:
+        self.client = TestClient(create_app(services))
+        self.path = f"/sections/{fixture.section_id}/students"
+        with quiet_request_log():
+            answer = self.client.post("/sign-in", json={"login": fixture.teacher_logins[0],
+                                                        "password": PASSWORD})
+        if answer.status_code != 200:
+            raise RuntimeError(f"the bench teacher could not sign in: {answer.status_code}")
+        self.client.headers["Authorization"] = f"Bearer {answer.json()['token']}"
+
+    def read(self) -> list[dict[str, Any]]:
+        answer = self.client.get(self.path)
+        if answer.status_code != 200:
+            raise RuntimeError(f"GET {{section}}/students answered {answer.status_code}")
+        rows: list[dict[str, Any]] = answer.json()
+        return rows
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@contextlib.contextmanager
+def quiet_request_log() -> Iterator[None]:
+    """The app (and the test client's httpx) log a line per request at INFO: not for hundreds
+    of timed requests."""
+    loggers = [logging.getLogger(name) for name in ("api.http", "httpx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
