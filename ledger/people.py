@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -61,6 +61,15 @@ def age(value: str | None) -> str | None:
     if value is not None and value not in AGES:
         raise InvalidRecord("age", 'must be a whole number from 4 to 20, or "21+"')
     return value
+
+
+def day_given(value: date) -> date:
+    """MIN-3: the day an age was given, which has come already (a day or so ahead is allowed
+    for the time zones). A date to come is no such day, whatever it is."""
+    day = value.date() if isinstance(value, datetime) else value
+    if not isinstance(day, date) or day > datetime.now(UTC).date() + timedelta(days=1):
+        raise InvalidRecord("age_given_on", "must be the day the age was given, not later")
+    return day
 
 
 def is_under_13(age_value: str | None) -> bool:
@@ -248,7 +257,7 @@ class Student(Person):
 
     def change_age(self, new_age: str | None, given_on: date) -> None:
         """A new age takes with it what the new age may not have (AGE-2, AGE-6)."""
-        self.give_age(age(new_age), given_on)
+        self.give_age(age(new_age), day_given(given_on))
         if self.under_13 and self.race is not None:
             self._give_race(None)
         if not is_adult(self.age):
@@ -316,6 +325,8 @@ def register(kind: type[Person], name: str, age_value: str | None, given_on: dat
     if kind is Teacher and age_value != "21+":
         raise InvalidRecord("age", 'a teacher is "21+"')
     valid_name, valid_age = display_name(name), age(age_value)
+    if valid_age is not None:
+        given_on = day_given(given_on)
     one_of("login_type", login_type, LOGIN_TYPES)
     one_of("gender", gender, GENDERS)
     person_id = new_id()
