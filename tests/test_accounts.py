@@ -174,6 +174,16 @@ def test_MIN_3_no_birth_date_can_be_given_and_ages_are_4_to_20_or_21_plus(
     for state in states(ledger):
         assert "2015" not in state and "birth" not in state.lower()
 
+    # The day an age was given has come already: a date to come is refused, wherever it goes.
+    with pytest.raises(InvalidRecord) as raised:
+        accounts.give_age(student_id, "10", date(2099, 1, 1))
+    assert raised.value.field == "age_given_on"
+    with pytest.raises(InvalidRecord):
+        ledger.register_student("Fay", "10", date(2099, 1, 1))
+    with pytest.raises(InvalidRecord):
+        ledger.register(Student, "Fay", "14", date(2099, 1, 1))
+    assert len(stored_events(ledger)) == before + 1
+
     # The age is kept with the date it was given, and may be taken away (then: under 13).
     accounts.give_age(student_id, "10", date(2025, 9, 1))
     fay = ledger.live(student_id, Student)
