@@ -55,12 +55,16 @@ class Throttle:
     def failed(self, bucket: bytes) -> None:
         now = self.clock()
         with self.db.transaction() as cur:
+            # Rows whose window has ended say nothing any more: none is kept past its use (a
+            # bucket is a token of an identifier, perhaps of someone erased since).
+            cur.execute("DELETE FROM sign_in_failures WHERE window_start < ?",
+                        (_stamp(now - self.window),))
             cur.execute("SELECT window_start FROM sign_in_failures WHERE bucket = ?", (bucket,))
             row = cur.fetchone()
             if row is None or datetime.fromisoformat(row[0]) + self.window <= now:
                 cur.execute("DELETE FROM sign_in_failures WHERE bucket = ?", (bucket,))
                 cur.execute("INSERT INTO sign_in_failures (bucket, window_start, failures)"
-                            " VALUES (?, ?, 1)", (bucket, now.isoformat()))
+                            " VALUES (?, ?, 1)", (bucket, _stamp(now)))
             else:
                 cur.execute("UPDATE sign_in_failures SET failures = failures + 1"
                             " WHERE bucket = ?", (bucket,))
@@ -68,3 +72,8 @@ class Throttle:
     def succeeded(self, bucket: bytes) -> None:
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM sign_in_failures WHERE bucket = ?", (bucket,))
+
+
+def _stamp(moment: datetime) -> str:
+    """UTC, to the microsecond, always the same width: so that stamps compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
