@@ -186,8 +186,13 @@ def test_sign_in_is_throttled_after_5_failures_until_the_window_passes(
         failure(lambda: sign_in.with_password("nobody-here", PASSWORD))
     with pytest.raises(SignInThrottled):
         sign_in.with_password("nobody-here", PASSWORD)
-    # The table holds tokens, never the identifier.
+    # The table holds tokens, never the identifier, and no row past its window.
     assert haystack(services.settings).find({"username": b"nobody-here"}) == []
+    now[0] += timedelta(minutes=15, seconds=1)
+    failure(lambda: sign_in.with_password("someone-else", PASSWORD))
+    with ledger.read_models.transaction(write=False) as cur:
+        cur.execute("SELECT COUNT(*) FROM sign_in_failures")
+        assert cur.fetchone()[0] == 1
 
 
 # -- one answer for every failure -------------------------------------------------------------
