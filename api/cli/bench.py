@@ -326,22 +326,22 @@ def _measure_roster(plan: Plan, services: Services, plain_app: workload.PlainBen
                     fixture: accounts.AccountFixture) -> dict[str, Any]:
     size = accounts.SECTION_SIZE
     plain_ids = accounts.plain_streams(plain_app, size)  # fresh: two events each, as a student
-    http = accounts.HttpRoster(services, fixture)
-    try:
-        # Warm-up, untimed, and a check that both doors answer the whole roster.
-        for rows in (accounts.roster_rows(services, fixture.principal, fixture.section_id),
-                     http.read()):
-            if len(rows) != size or any("display_name" not in row for row in rows):
-                raise RuntimeError(f"the roster read gave {len(rows)} rows, not {size}")
-        accounts.plain_read(plain_app, plain_ids)
+    with accounts.quiet_request_log():
+        http = accounts.HttpRoster(services, fixture)
+        try:
+            # Warm-up, untimed, and a check that both doors answer the whole roster.
+            for rows in (accounts.roster_rows(services, fixture.principal, fixture.section_id),
+                         http.read()):
+                if len(rows) != size or any("display_name" not in row for row in rows):
+                    raise RuntimeError(f"the roster read gave {len(rows)} rows, not {size}")
+            accounts.plain_read(plain_app, plain_ids)
 
-        rounds = plan.roster_rounds
-        log.info("roster: %d reads of %d students through each door, in %d rounds",
-                 plan.roster_reads, size, rounds)
-        service, through_http = Paired(), Paired()
-        service_ms: list[float] = []
-        http_ms: list[float] = []
-        with accounts.quiet_request_log():
+            rounds = plan.roster_rounds
+            log.info("roster: %d reads of %d students through each door, in %d rounds",
+                     plan.roster_reads, size, rounds)
+            service, through_http = Paired(), Paired()
+            service_ms: list[float] = []
+            http_ms: list[float] = []
             for r in range(rounds):
                 n = plan.share(plan.roster_reads, r, rounds)
 
@@ -359,8 +359,8 @@ def _measure_roster(plan: Plan, services: Services, plain_app: workload.PlainBen
                 through_http.add(plain_rate, 1000.0 * n / sum(by_http))
                 service_ms += by_service
                 http_ms += by_http
-    finally:
-        http.close()
+        finally:
+            http.close()
     return {
         "roster_reads": plan.roster_reads,
         "roster_rounds": rounds,

@@ -29,14 +29,15 @@ import hashlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
-from fastapi.testclient import TestClient
+from starlette.exceptions import StarletteDeprecationWarning
 
 from api.cli.bench_workload import BenchSubject, payload
 from api.http.app import create_app
@@ -44,6 +45,9 @@ from api.services import Services
 from api.tokens import Principal, TokenStore
 from crypto import passwords
 from ledger.people import Student
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 TEACHERS = 4
 SECTION_SIZE = 30
@@ -209,7 +213,10 @@ class HttpRoster:
     """The roster read through the HTTP app in-process, as the teacher, signed in by password."""
 
     def __init__(self, services: Services, fixture: AccountFixture) -> None:
-        self.client = TestClient(create_app(services))
+        with warnings.catch_warnings():  # starlette's notice about httpx, on import
+            warnings.simplefilter("ignore", StarletteDeprecationWarning)
+            from fastapi.testclient import TestClient
+        self.client: TestClient = TestClient(create_app(services))
         self.path = f"/sections/{fixture.section_id}/students"
         with quiet_request_log():
             answer = self.client.post("/sign-in", json={"login": fixture.teacher_logins[0],
