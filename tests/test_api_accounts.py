@@ -539,3 +539,32 @@ def test_no_body_any_route_gives_a_500_or_echoes_a_value(api: Client) -> None:
                     assert NAME not in response.text
                     checked += 1
     assert checked > 150
+
+
+def test_logs_carry_ids_never_personal_values(api: Client,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        teacher = api.call("POST", "/sign-up/teacher", body={
+            "display_name": NAME, "email": EMAIL, "password": PASSWORD}).json()
+        session = api.call("POST", "/sign-in", body={"login": EMAIL, "password": PASSWORD},
+                           headers={"X-Region": "US-WA"}).json()
+        me = {"Authorization": f"Bearer {session['token']}"}
+        api.call("POST", "/me/attestations", me, {"policy_version": CURRENT_POLICY_VERSION})
+        section = api.call("POST", "/sections", me, {"name": "Zanzibar Hour", "course": "csf",
+                                                     "grade": "3", "login_type": "picture"})
+        section_id = section.json()["id"]
+        pupil = api.call("POST", f"/sections/{section_id}/students", me,
+                         {"display_name": "Wilhelmina Quark", "age": "7"}).json()
+        secret = api.call("POST", f"/sections/{section_id}/students/{pupil['id']}/secret",
+                          me).json()["secret"]
+        api.call("GET", f"/sections/{section_id}/students", me)
+        api.call("PATCH", "/me", me, {"display_name": NAME + " II", "gender": "female"})
+        api.call("PUT", "/me/email", me, {"email": "q2@home.example"})
+        api.call("POST", "/sign-in/section", body={
+            "join_code": section.json()["join_code"], "username": pupil["username"],
+            "secret": "wrong " + secret})
+        api.call("POST", "/sign-out", me)
+    assert teacher["id"] in caplog.text and pupil["id"] in caplog.text
+    for value in (NAME, "Zanzibar", EMAIL, "q2@home.example", "Wilhelmina", pupil["username"],
+                  teacher["username"], "US-WA", section.json()["join_code"], session["token"]):
+        assert value not in caplog.text, value

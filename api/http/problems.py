@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crypto import KeyErased, KeyStoreUnavailable
+from crypto.passwords import PasswordTooLong
 from crypto.sql import DatabaseUnavailable
 from ledger.accounts import SchoolNotFound
 from ledger.application import AlreadyInUse, PersonNotFound
@@ -219,6 +220,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsentRequired, _on_consent_required)
     app.add_exception_handler(SignInFailed, _on_sign_in_failed)
     app.add_exception_handler(SignInThrottled, _on_throttled)  # type: ignore[arg-type]
+    app.add_exception_handler(PasswordTooLong, _on_password_too_long)
     app.add_exception_handler(KeyErased, _on_erased)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
     for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
@@ -290,6 +292,13 @@ async def _on_throttled(request: Request, error: SignInThrottled) -> JSONRespons
     return problem_response(429, TOO_MANY_ATTEMPTS, "Too many attempts",
                             "Too many failed sign-ins for this account; wait before trying"
                             " again.", {"Retry-After": str(error.retry_after_seconds)})
+
+
+async def _on_password_too_long(request: Request, error: Exception) -> JSONResponse:
+    """The request models refuse these first; this is the ledger's own guard, answered alike."""
+    return problem_response(422, VALIDATION, "Invalid request",
+                            "The request breaks the rules listed in errors.",
+                            errors=[{"field": "password", "rule": str(error)}])
 
 
 async def _on_erased(request: Request, error: Exception) -> JSONResponse:
