@@ -36,12 +36,11 @@ class SignIn:
         """`login` is a username or an email address."""
         people.region(region)
         bucket = self.ledger.identity.token("throttle", login.strip().lower())
-        self.throttle.check(bucket)
+        self.throttle.attempt(bucket)  # counted as failed until it succeeds
         person = self._by_login(login)
         stored = person.password_hash if person is not None else None
         if not passwords.verify_password(password, stored or _DECOY_HASH) or person is None \
                 or stored is None:
-            self.throttle.failed(bucket)
             raise SignInFailed()
         self.throttle.succeeded(bucket)
         return self._record(person, "email" if "@" in login else "password", region)
@@ -53,10 +52,9 @@ class SignIn:
         people.region(region)
         code = normalise_join_code(join_code)
         bucket = self.ledger.identity.token("throttle", f"{code}/{username.strip().lower()}")
-        self.throttle.check(bucket)
+        self.throttle.attempt(bucket)
         student = self._by_secret(code, username, secret)
         if student is None:
-            self.throttle.failed(bucket)
             raise SignInFailed()
         self.throttle.succeeded(bucket)
         return self._record(student, f"secret_{student.secret_kind}", region)

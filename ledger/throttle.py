@@ -3,7 +3,9 @@ personal data, and a school's students share one). The bucket is a blind-index t
 identifier, so this table holds no username in the clear.
 
 After `limit` failures within `window`, sign-in for that identifier is refused until the
-window that began with the first failure ends, right password or not.
+window that began with the first failure ends, right password or not. `attempt` counts an
+attempt before its password is checked, so that attempts made at once are counted too;
+`check` and `failed` are the two halves of it for a caller that counts only afterwards.
 """
 
 from __future__ import annotations
@@ -51,6 +53,30 @@ class Throttle:
         now = self.clock()
         if int(row[1]) >= self.limit and now < ends:
             raise SignInThrottled(ends - now)
+
+    def attempt(self, bucket: bytes) -> None:
+        """Count an attempt as a failure before its secret is checked (`succeeded` forgets it):
+        `SignInThrottled` if the bucket's failures are used up. Atomic, so a burst of attempts
+        at once gets no more checks than one after another."""
+        now = self.clock()
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM sign_in_failures WHERE window_start < ?",
+                        (_stamp(now - self.window),))
+            cur.execute("INSERT INTO sign_in_failures (bucket, window_start, failures)"
+                        " VALUES (?, ?, 0) ON CONFLICT DO NOTHING", (bucket, _stamp(now)))
+            lock = " FOR UPDATE" if self.db.backend == "postgres" else ""
+            cur.execute("SELECT window_start, failures FROM sign_in_failures WHERE bucket = ?"
+                        + lock, (bucket,))
+            start, failures = cur.fetchone()
+            ends = datetime.fromisoformat(start) + self.window
+            if ends <= now:
+                cur.execute("UPDATE sign_in_failures SET window_start = ?, failures = 1"
+                            " WHERE bucket = ?", (_stamp(now), bucket))
+            elif int(failures) >= self.limit:
+                raise SignInThrottled(ends - now)
+            else:
+                cur.execute("UPDATE sign_in_failures SET failures = failures + 1"
+                            " WHERE bucket = ?", (bucket,))
 
     def failed(self, bucket: bytes) -> None:
         now = self.clock()
