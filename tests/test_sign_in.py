@@ -4,6 +4,7 @@ both backends. Each password sign-in costs a scrypt hash (~0.1 s): a handful of 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -246,3 +247,28 @@ def test_sign_in_of_a_person_whose_key_is_gone_but_whose_rows_remain_fails_alike
     ledger.identity.claim(USERNAME, "ghost", ghost)  # a claim with no person behind it
     failure(lambda: sign_in.with_password("ghost", PASSWORD))
     failure(lambda: sign_in.with_secret("BCDFGH", "ghost", "apple banjo"))
+
+
+def test_concurrent_failures_are_throttled_after_5_too(services: Services) -> None:
+    """Every attempt is counted before its password is checked: twenty at once, all wrong, get
+    no more than five slow checks (a picture secret is one of 40: a burst must not try them
+    all)."""
+    ledger, sign_in = services.ledger, services.sign_in
+    services.accounts.sign_up_student("Vic", "15", "vic@example.org", PASSWORD)
+    answers: list[str] = []
+
+    def attempt(_: int) -> None:
+        try:
+            sign_in.with_password("vic", "wrong password")
+        except SignInFailed:
+            answers.append("failed")
+        except SignInThrottled:
+            answers.append("throttled")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(attempt, range(20)))
+    assert len(answers) == 20
+    assert answers.count("failed") <= DEFAULT_LIMIT
+    with pytest.raises(SignInThrottled):
+        sign_in.with_password("vic", PASSWORD)
+    assert ledger.identity.find(USERNAME, "vic") is not None
