@@ -71,7 +71,9 @@ def my_record(svc: Svc, me: Reader) -> RecordOut:
               responses=_WRITE)
 def change_profile(body: ProfileChange, svc: Svc, me: Writer) -> RecordOut:
     """Display name, gender, race, age: only the fields sent. Age goes first, so that a new age
-    of 13 and a race can come together (AGE-2); each change is saved as it is made."""
+    of 13 and a race can come together (AGE-2), then the ones the ledger may refuse (race,
+    gender), the name last. Each change is saved as it is made (the ledger has no command for
+    several at once): a refused one answers 422, and those before it in this order stay."""
     sent = body.model_fields_set
     if "display_name" in sent and body.display_name is None:
         raise _invalid("display_name", "must not be null")
@@ -82,12 +84,12 @@ def change_profile(body: ProfileChange, svc: Svc, me: Writer) -> RecordOut:
         if isinstance(person, Teacher):
             raise _invalid("age", 'a teacher is "21+"')
         svc.accounts.give_age(me.person_id, body.age, body.age_given_on)
-    if body.display_name is not None:
-        svc.accounts.rename(me.person_id, body.display_name)
-    if "gender" in sent:
-        svc.accounts.give_gender(me.person_id, body.gender)
     if "race" in sent:
         svc.accounts.give_race(me.person_id, body.race)
+    if "gender" in sent:
+        svc.accounts.give_gender(me.person_id, body.gender)
+    if body.display_name is not None:
+        svc.accounts.rename(me.person_id, body.display_name)
     svc.settle()
     log.info("profile changed id=%s fields=%s principal=%s", me.person_id,
              ",".join(sorted(sent)), me.principal.id)
