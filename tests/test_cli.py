@@ -51,6 +51,15 @@ def test_demo_shows_the_account_and_age_rules(capsys: pytest.CaptureFixture[str]
     assert "found through the hash): True" in out
     assert "(AGE-6)" in out
     # AGE-5: the attestation and the opt-in and back, each with before and after.
+    # ACC-1: the roster rows hold names and sign-in details; ACC-5: another teacher sees none.
+    roster = out.split("\n14. ")[1].split("\n15. ")[0]
+    rows = [line for line in roster.splitlines() if line.strip().startswith("{")]
+    assert len(rows) == 4 and "'username': 'sam'" in rows[3]
+    assert all("'display_name'" in row and "'username'" in row for row in rows)
+    private = ("race", "gender", "age", "email_on_file", "parent_email")
+    assert not any(f"'{key}'" in row for row in rows for key in private)
+    assert "SectionNotFound, as for one that does not exist (ACC-5)" in roster
+    assert "he may see []" in roster
     changes = [line.split()[1:] for line in out.splitlines() if line.endswith(("True", "False"))
                and "->" in line]
     assert changes == [[f"parental_consent:{CURRENT_POLICY_VERSION}", "None", "->", "True"],
@@ -59,6 +68,7 @@ def test_demo_shows_the_account_and_age_rules(capsys: pytest.CaptureFixture[str]
     # The teacher's erasure takes the section (sealed under her key) and its sign-in with it.
     assert "reading the section: SectionNotFound" in out
     assert "6 of them ErasedEvent placeholders" in out
+    assert "the roster read model has dropped it: None" in out
     assert "secret-word sign-in is gone with it" in out
     assert out.count(": Student") == 3
     assert "?!" not in out  # no rule let through what it should refuse

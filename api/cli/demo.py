@@ -2,8 +2,9 @@
 erased by destroying her key), then the account, section and age rules of the policy at work:
 a teacher signs up, the parental-consent attestation (AGE-1), generated usernames (MIN-7) and
 secret words (MIN-6), a sign-in that keeps a coarse region only (MIN-5), race refused under 13
-(AGE-2), a student email kept only as a keyed hash (MIN-1), the consent history (AGE-5), and a
-teacher's erasure taking their section with them.
+(AGE-2), a student email kept only as a keyed hash (MIN-1), what a teacher sees of her class
+and another teacher does not (ACC-1, ACC-5), the consent history (AGE-5), and a teacher's
+erasure taking their section with them.
 
 Every name, address and password here is made up; the demo prints them to its own output so a
 reader can follow, and writes none of them to a log.
@@ -15,8 +16,10 @@ import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 from api.services import Services
+from api.tokens import Principal, Role
 from ledger.application import ErasedPerson
 from ledger.enrolment import ConsentRequired, SectionNotFound
 from ledger.people import InvalidRecord, Person, Student
@@ -110,6 +113,16 @@ def _bytes_on_disk(services: Services) -> bytes:
                     if path.is_file())
 
 
+def _roster_row(services: Services, session: Principal, student_id: UUID) -> dict[str, Any]:
+    """A row of the teacher's roster, as `GET /sections/{id}/students` builds it."""
+    entry = services.directory_reader.entry(student_id)
+    fields = services.access.student_fields(session, student_id)
+    if entry is None:
+        return {}
+    return {field: getattr(entry, field) for field in sorted(fields)
+            if hasattr(entry, field) and field not in ("id", "kind")}
+
+
 def narrate_accounts(services: Services) -> None:
     ledger, accounts, sections = services.ledger, services.accounts, services.sections
     name, email, password = TEACHER
@@ -187,14 +200,32 @@ def narrate_accounts(services: Services) -> None:
     except InvalidRecord as refused:
         say(f"    The study's contact is refused: {refused}")
 
-    say("\n14. The consent history is a list of events, each with its before and after (AGE-5):")
+    say(f"\n14. What {name} sees of her class: the roster read model, and only the fields a")
+    say("    teacher may see (ACC-1): display name and sign-in details, never an email, race or")
+    say("    gender (Sam's race was just recorded):")
+    services.settle()
+    rivera_session = Principal(uuid4(), Role.TEACHER, "demo", subject_id=teacher)
+    for student_id in services.roster_reader.students_of_section(section_id):
+        say(f"    {_roster_row(services, rivera_session, student_id)}")
+    other = ledger.register_teacher("Mr Okafor")
+    other_session = Principal(uuid4(), Role.TEACHER, "demo", subject_id=other)
+    try:
+        sections.section(section_id, other)
+        say("    another teacher reads her section?!")
+    except SectionNotFound as hidden:
+        say(f"    Another teacher asking for her section: {type(hidden).__name__}, as for one"
+            " that does not exist (ACC-5);")
+    fields = services.access.student_fields(other_session, mia.id)
+    say(f"    and of {mia.display_name} he may see {sorted(fields)}.")
+
+    say("\n15. The consent history is a list of events, each with its before and after (AGE-5):")
     accounts.opt_in_to_email(teacher, True)
     accounts.opt_in_to_email(teacher, False)
     for change in accounts.consents(teacher):
         say(f"    {change.timestamp:%H:%M:%S} {change.consent:30} {change.before!r:6} ->"
             f" {change.after!r}")
 
-    say(f"\n15. {name} is erased. Her section was sealed under her key, so it goes with her:")
+    say(f"\n16. {name} is erased. Her section was sealed under her key, so it goes with her:")
     destroyed = ledger.erase_subject(teacher, "user_request")
     say(f"    destroyed key {destroyed.key_id}; the teacher reads as {ledger.person(teacher)!r}")
     try:
@@ -206,6 +237,8 @@ def narrate_accounts(services: Services) -> None:
     erased = sum(isinstance(e, ErasedEvent) for e in placeholders)
     say(f"    its {len(placeholders)} events are still in the log, {erased} of them"
         " ErasedEvent placeholders")
+    services.settle()
+    say(f"    the roster read model has dropped it: {services.roster_reader.section(section_id)}")
     try:
         sign_in.with_secret(section.join_code, mia.username, mia.secret, REGION)
         say("    the secret-word sign-in still works?!")
