@@ -14,7 +14,7 @@ from uuid import UUID
 from crypto import passwords
 from crypto.blind_index import normalise_email
 from ledger import people
-from ledger.application import Claim, Ledger
+from ledger.application import AlreadyInUse, Claim, Ledger
 from ledger.identity import PROVIDER, STUDENT_EMAIL, TEACHER_EMAIL
 from ledger.people import InvalidRecord, Person, Student, Teacher
 from ledger.policy import CURRENT_POLICY_VERSION
@@ -47,6 +47,7 @@ class Accounts:
             raise InvalidRecord("parent_email", "is required for a student under 13")
         if parent_email is not None:  # before an id (and the key made with it) is spent
             people.email("parent_email", parent_email)
+        self._not_the_other_kinds(STUDENT_EMAIL, address, None)
         hashed = passwords.hash_password(valid_password(password))
 
         def then(person: Person, claim: Claim) -> list[Any]:
@@ -69,6 +70,7 @@ class Accounts:
                         gender: str | None = None) -> UUID:
         """MIN-2: a teacher's email is kept (sealed), since it is used to write to them."""
         address = people.email("email", email)
+        self._not_the_other_kinds(TEACHER_EMAIL, address, None)
         hashed = passwords.hash_password(valid_password(password))
         if school_id is not None:
             self.school(school_id)
@@ -119,6 +121,7 @@ class Accounts:
         address = people.email("email", email)
         person: Person = self.ledger.live(person_id)
         purpose = STUDENT_EMAIL if isinstance(person, Student) else TEACHER_EMAIL
+        self._not_the_other_kinds(purpose, address, person.id)
         with self.ledger.claiming() as claim:
             claim(purpose, address, person.id)
             if isinstance(person, Student):
@@ -139,6 +142,15 @@ class Accounts:
             # Not when the old hash is the same address's under an older secret: the index row
             # that the claim found is that one.
             self.ledger.identity.release_token(purpose, bytes.fromhex(old), person.id)
+
+    def _not_the_other_kinds(self, purpose: str, address: str, person_id: UUID | None) -> None:
+        """An address belongs to one account, student or teacher: sign-in by email looks among
+        students' hashes first, so a student's copy of a teacher's address would lock the
+        teacher out (and the other way round). Refused as any address in use is."""
+        other = TEACHER_EMAIL if purpose == STUDENT_EMAIL else STUDENT_EMAIL
+        owner = self.ledger.identity.find(other, address)
+        if owner is not None and owner != person_id:
+            raise AlreadyInUse(purpose)
 
     # -- consents (AGE-5): each an event with its before and after --------------------------
     def link_parent_email(self, student_id: UUID, address: str | None) -> None:
