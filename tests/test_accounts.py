@@ -426,3 +426,26 @@ def test_MIN_2_a_refused_parent_email_at_sign_up_writes_and_spends_nothing(
     assert spent == [] and len(stored_events(ledger)) == events
     assert ledger.identity.find(USERNAME, "uma") is None
     assert ledger.identity.find(STUDENT_EMAIL, "uma@example.org") is None
+
+
+def test_MIN_1_an_address_is_one_accounts_whether_student_or_teacher(services: Services) -> None:
+    """Sign-in by email looks among students' hashes, then teachers' addresses: an address of
+    both kinds would lock one of them out. So a taken address is taken for either kind."""
+    ledger, accounts, sign_in = services.ledger, services.accounts, services.sign_in
+    teachers = f"both.t.{uuid4().hex[:8]}@example.org"
+    students = f"both.s.{uuid4().hex[:8]}@example.org"
+    teacher = accounts.sign_up_teacher("Ms Both", teachers, PASSWORD)
+    student = accounts.sign_up_student("Both", "15", students, PASSWORD)
+    events = len(stored_events(ledger))
+    with pytest.raises(AlreadyInUse):
+        accounts.sign_up_student("Copy", "15", teachers.upper(), "another password")
+    with pytest.raises(AlreadyInUse):
+        accounts.sign_up_teacher("Ms Copy", students, "another password")
+    with pytest.raises(AlreadyInUse):
+        accounts.set_email(student, teachers)
+    with pytest.raises(AlreadyInUse):
+        accounts.set_email(teacher, students)
+    assert len(stored_events(ledger)) == events
+    assert ledger.identity.find(USERNAME, "copy") is None
+    assert sign_in.with_password(teachers, PASSWORD).id == teacher
+    assert sign_in.with_password(students, PASSWORD).id == student
