@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from uuid import UUID, uuid4
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.access import (
     EVERY_FIELD,
@@ -270,3 +272,56 @@ def test_an_erased_student_is_no_ones_to_see_through_the_roster(world: World) ->
                       w.who(Role.SCHOOL_ADMIN, scope=f"school:{w.hill}"),
                       w.who(Role.PARENT, scope=f"parent:{w.parent_token}")):
         assert not access.may_see_student(principal, w.ana), principal.role
+
+
+# -- a property: sight equals what the enrolments and school choices say ----------------------
+_STEP = st.tuples(st.sampled_from(["enrol", "unenrol", "school", "erase_student"]),
+                  st.integers(0, 2), st.integers(0, 3))
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(_STEP, min_size=1, max_size=12))
+def test_acc1_acc2_sight_follows_any_sequence_of_enrolments_and_school_choices(
+        services: Services, steps: list[tuple[str, int, int]]) -> None:
+    schools = [services.accounts.register_school(f"School {i}", f"D{i // 2}", "public")
+               for i in range(4)]  # schools 0 and 1 in one district, 2 and 3 in another
+    teachers = [services.ledger.register_teacher(f"T{i}") for i in range(3)]
+    students = [services.ledger.register_student(f"S{i}", "14") for i in range(4)]
+    own = {t: services.sections.create(t, "Class", "csd", "8", "email") for t in teachers}
+    enrolled: dict[UUID, set[UUID]] = {t: set() for t in teachers}
+    school_of: dict[UUID, int] = {}
+    erased: set[UUID] = set()
+    for action, t_index, s_index in steps:
+        t, s = teachers[t_index], students[s_index]
+        if action == "erase_student" and s not in erased:
+            services.ledger.erase_subject(s, "user_request")
+            erased.add(s)
+        elif s in erased:
+            continue
+        elif action == "enrol":
+            services.sections.add_student(t, own[t], s)
+            enrolled[t].add(s)
+        elif action == "unenrol":
+            services.sections.remove(t, own[t], s)
+            enrolled[t].discard(s)
+        elif action == "school":
+            services.accounts.choose_school(t, schools[s_index])
+            school_of[t] = s_index
+    services.settle()
+
+    access = services.access
+    for s in students:
+        for t in teachers:
+            expected = s in enrolled[t] and s not in erased
+            assert access.may_see_student(Principal(uuid4(), Role.TEACHER, "t", t), s) == expected
+        for i, school in enumerate(schools):
+            at_school = any(s in enrolled[t] and school_of.get(t) == i for t in teachers)
+            admin = Principal(uuid4(), Role.SCHOOL_ADMIN, "a", scope=f"school:{school}")
+            assert access.may_see_student(admin, s) == (at_school and s not in erased)
+        for d in range(2):
+            in_district = any(s in enrolled[t] and t in school_of and school_of[t] // 2 == d
+                              for t in teachers)
+            admin = Principal(uuid4(), Role.DISTRICT_ADMIN, "a",
+                              scope=f"district:{district_id_for(f'D{d}')}")
+            assert access.may_see_student(admin, s) == (in_district and s not in erased)
