@@ -39,7 +39,7 @@ TEACHER_FIELDS = STAFF_FIELDS | {"secret"}
 REGISTRAR_FIELDS = STAFF_FIELDS | {"age", "age_given_on"}
 # ACC-1: never shown per student to teachers or administrators.
 PRIVATE_FIELDS = frozenset({"email_on_file", "parent_email", "race", "gender"})
-EVERY_FIELD = TEACHER_FIELDS | REGISTRAR_FIELDS | PRIVATE_FIELDS | {"consents"}
+EVERY_FIELD = TEACHER_FIELDS | REGISTRAR_FIELDS | PRIVATE_FIELDS | {"consents", "last_sign_in"}
 NO_FIELDS: frozenset[str] = frozenset()
 
 # Roles that see a student whatever their relation (the record is theirs to keep or to help).
