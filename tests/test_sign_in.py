@@ -123,6 +123,7 @@ def test_MIN_6_secret_words_and_pictures_are_generated_and_reset_by_the_teacher_
     typed = f"  {first.upper()}   {second.capitalize()} "
     signed = sign_in.with_secret(f" {words_code.lower()}", f" {ann_s.username.upper()} ", typed)
     assert signed.id == ann and compared
+    assert {len(a) for pair in compared for a in pair} == {32}  # digests: one length for all
     assert sign_in.with_secret(pictures_code, bo_s.username, str(bo_s.secret).upper()).id == bo
     assert [(e.method, e.region) for e in sign_ins(ledger, ann)] == [("secret_word", None)]
     assert [e.method for e in sign_ins(ledger, bo)] == ["secret_picture"]
