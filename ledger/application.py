@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -36,6 +36,8 @@ from ledger.sealing import LEDGER_SUBJECT, SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
+# A claim is made a moment before its save; one this old with no events never got saved.
+ORPHAN_CLAIM_AGE = timedelta(minutes=10)
 ERASURE_REASONS = ("user_request", "school_request", "support_request", "parent_request",
                    "expired_window", "inactivity", "missing_parental_consent")
 
@@ -50,7 +52,7 @@ class AlreadyInUse(ValueError):
 
 class Claim(Protocol):
     def __call__(self, purpose: str, value: str, subject_id: UUID,
-                 required: bool = True) -> bool: ...
+                 required: bool = True, owner_id: UUID | None = None) -> bool: ...
 
 
 class PersonNotFound(LookupError):
@@ -70,8 +72,6 @@ class ErasedPerson:
 class Ledger(Application[UUID]):
     name = "Ledger"
     is_snapshotting_enabled = True
-    # Not sections: a snapshot carries no owner header, so it would be sealed under a key of
-    # the section's own id instead of its teacher's (sections stay short anyway).
     snapshotting_intervals = {Student: 50, Teacher: 50}  # noqa: RUF012 (the library's shape)
 
     def __init__(self, settings: Settings, keys: SubjectKeys | None = None,
@@ -140,8 +140,9 @@ class Ledger(Application[UUID]):
         """Claims of unique values made while saving: all released again if the save fails."""
         made: list[tuple[str, str, UUID]] = []
 
-        def claim(purpose: str, value: str, subject_id: UUID, required: bool = True) -> bool:
-            outcome = self.identity.claim(purpose, value, subject_id)
+        def claim(purpose: str, value: str, subject_id: UUID, required: bool = True,
+                  owner_id: UUID | None = None) -> bool:
+            outcome = self.identity.claim(purpose, value, subject_id, owner_id)
             if outcome == TAKEN:
                 if required:
                     raise AlreadyInUse(purpose)
@@ -156,6 +157,17 @@ class Ledger(Application[UUID]):
             for purpose, value, subject_id in made:
                 self.identity.release(purpose, value, subject_id)
             raise
+
+    def release_orphan_claims(self, min_age: timedelta = ORPHAN_CLAIM_AGE) -> int:
+        """Release claims whose save never happened (a crash between claiming and saving):
+        older than `min_age` and with no event in their subject's stream. Returns how many."""
+        released = 0
+        for purpose, token, subject_id in self.identity.claims_older_than(
+                datetime.now(UTC) - min_age):
+            if not self.recorder.select_events(subject_id, limit=1):
+                self.identity.release_token(purpose, token, subject_id)
+                released += 1
+        return released
 
     def rename(self, person_id: UUID, display_name: str) -> None:
         person = self.live(person_id)

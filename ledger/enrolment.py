@@ -57,15 +57,15 @@ class Sections:
         validate(name, course, grade, login_type)  # before a code is spent on it
         section_id = uuid4()
         with self.ledger.claiming() as claim:
-            code = self._claim_code(section_id, claim)
+            code = self._claim_code(section_id, teacher_id, claim)
             self.ledger.save(new_section(section_id, teacher_id, name, course, grade,
                                          login_type, code))
         return section_id
 
-    def _claim_code(self, section_id: UUID, claim: Claim) -> str:
+    def _claim_code(self, section_id: UUID, teacher_id: UUID, claim: Claim) -> str:
         for _ in range(JOIN_CODE_ATTEMPTS):
             code = new_join_code()
-            if claim(JOIN_CODE, code, section_id, required=False):
+            if claim(JOIN_CODE, code, section_id, required=False, owner_id=teacher_id):
                 return code
         raise AlreadyInUse("join_code")
 

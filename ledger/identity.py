@@ -15,6 +15,7 @@ with it, and backed up with the keys rather than with the events.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID, uuid5
 
 from crypto import SubjectKeys
@@ -35,7 +36,8 @@ _NORMALISE = {USERNAME: str.lower, STUDENT_EMAIL: normalise_email,
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS identity_index (purpose TEXT NOT NULL, token {blob} NOT NULL,"
-    " subject_id TEXT NOT NULL, PRIMARY KEY (purpose, token))",
+    " subject_id TEXT NOT NULL, owner_id TEXT, claimed_at TEXT,"
+    " PRIMARY KEY (purpose, token))",
     "CREATE INDEX IF NOT EXISTS identity_index_by_subject ON identity_index (subject_id)",
     "CREATE TABLE IF NOT EXISTS parent_links (token {blob} NOT NULL, student_id TEXT NOT NULL,"
     " PRIMARY KEY (token, student_id))",
@@ -59,6 +61,13 @@ class IdentityIndex:
                 cur.execute("SELECT pg_advisory_xact_lock(4244)")
             for statement in _DDL:
                 cur.execute(statement.format(blob=blob))
+            cur.execute("SELECT * FROM identity_index WHERE 1 = 0")
+            present = {str(column[0]) for column in cur.description or ()}
+            for column in ("owner_id", "claimed_at"):  # tables made before these columns
+                if column not in present:
+                    cur.execute(f"ALTER TABLE identity_index ADD COLUMN {column} TEXT")
+            cur.execute("CREATE INDEX IF NOT EXISTS identity_index_by_owner"
+                        " ON identity_index (owner_id)")
 
     def _tokens(self, purpose: str, value: str) -> list[bytes]:
         return self.blind.lookup_tokens(purpose, _NORMALISE.get(purpose, str)(value))
@@ -68,15 +77,21 @@ class IdentityIndex:
         return self._tokens(purpose, value)[0]
 
     # -- unique values ----------------------------------------------------------------------
-    def claim(self, purpose: str, value: str, subject_id: UUID) -> str:
-        """Claim `value` for `subject_id`: CLAIMED, ALREADY_THEIRS, or TAKEN by someone else."""
+    def claim(self, purpose: str, value: str, subject_id: UUID,
+              owner_id: UUID | None = None) -> str:
+        """Claim `value` for `subject_id`: CLAIMED, ALREADY_THEIRS, or TAKEN by someone else.
+
+        `owner_id` names the person a non-person subject belongs to (a section's teacher), so
+        that the row goes when they are erased."""
         existing = self.find(purpose, value)
         if existing is not None:
             return ALREADY_THEIRS if existing == subject_id else TAKEN
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO identity_index (purpose, token, subject_id) VALUES (?, ?, ?)"
-                        " ON CONFLICT DO NOTHING",
-                        (purpose, self.token(purpose, value), str(subject_id)))
+            cur.execute("INSERT INTO identity_index (purpose, token, subject_id, owner_id,"
+                        " claimed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (purpose, self.token(purpose, value), str(subject_id),
+                         str(owner_id) if owner_id else None,
+                         datetime.now(UTC).isoformat(timespec="microseconds")))
             return CLAIMED if cur.rowcount == 1 else TAKEN
 
     def find(self, purpose: str, value: str) -> UUID | None:
@@ -100,6 +115,15 @@ class IdentityIndex:
             cur.execute("DELETE FROM identity_index WHERE purpose = ? AND token = ?"
                         " AND subject_id = ?", (purpose, token, str(subject_id)))
 
+    def claims_older_than(self, cutoff: datetime) -> list[tuple[str, bytes, UUID]]:
+        """(purpose, token, subject) of the claims made before `cutoff` (and of those made
+        before claims were dated): candidates for `Ledger.release_orphan_claims`."""
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT purpose, token, subject_id FROM identity_index"
+                        " WHERE claimed_at IS NULL OR claimed_at < ?",
+                        (cutoff.astimezone(UTC).isoformat(timespec="microseconds"),))
+            return [(str(row[0]), bytes(row[1]), UUID(row[2])) for row in cur.fetchall()]
+
     # -- parents: one address, several children --------------------------------------------
     def link_parent(self, address: str, student_id: UUID) -> None:
         with self.db.transaction() as cur:
@@ -122,9 +146,11 @@ class IdentityIndex:
 
     # -- erasure ----------------------------------------------------------------------------
     def forget(self, subject_id: UUID) -> int:
-        """Delete every row of `subject_id` (at erasure). Returns how many went."""
+        """Delete every row of `subject_id`, and of what they own (a teacher's sections' join
+        codes), at erasure. Returns how many went."""
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM identity_index WHERE subject_id = ?", (str(subject_id),))
+            cur.execute("DELETE FROM identity_index WHERE subject_id = ? OR owner_id = ?",
+                        (str(subject_id), str(subject_id)))
             count = int(cur.rowcount)
             cur.execute("DELETE FROM parent_links WHERE student_id = ?", (str(subject_id),))
             count += int(cur.rowcount)

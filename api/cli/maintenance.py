@@ -1,4 +1,5 @@
-"""Operator commands: `ledger rebuild NAME`, `ledger project`, `ledger keys rotate-kek`."""
+"""Operator commands: `ledger rebuild NAME`, `ledger project`, `ledger keys rotate-kek`,
+`ledger release-orphan-claims`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import contextlib
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 from api.services import Services
@@ -28,6 +30,14 @@ def register(commands: Any) -> None:
     rotate = key_commands.add_parser(
         "rotate-kek", help="re-wrap every live data key under a new KEK and destroy the old KEK")
     rotate.set_defaults(func=run_rotate_kek)
+
+    orphans = commands.add_parser(
+        "release-orphan-claims",
+        help="free usernames, emails and join codes claimed by saves that never happened"
+             " (a crash between claiming and saving)")
+    orphans.add_argument("--min-age-minutes", type=float, default=10.0,
+                         help="only claims at least this old (default: 10)")
+    orphans.set_defaults(func=run_release_orphan_claims)
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
@@ -76,4 +86,17 @@ def run_rotate_kek(args: argparse.Namespace) -> int:
     print(json.dumps({"new_kek_version": rotation.new_version,
                       "retired_kek_versions": rotation.retired_versions,
                       "rewrapped_data_keys": rotation.rewrapped}))
+    return 0
+
+
+def run_release_orphan_claims(args: argparse.Namespace) -> int:
+    if args.min_age_minutes < 0:
+        print("--min-age-minutes must not be negative")
+        return 2
+    services = Services.open(Settings.from_env())
+    try:
+        released = services.ledger.release_orphan_claims(timedelta(minutes=args.min_age_minutes))
+    finally:
+        services.close()
+    print(json.dumps({"released_claims": released}))
     return 0
