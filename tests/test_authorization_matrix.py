@@ -382,6 +382,7 @@ def test_every_route_is_in_the_rule_table(world: World) -> None:
 def test_every_endpoint_by_every_caller(world: World) -> None:
     failures: list[tuple[str, str, str, int, int]] = []
     leaks: list[str] = []
+    not_found: dict[tuple[str, str], set[bytes]] = {}  # ACC-5: one body per route
     for (method, path), rule in RULES.items():
         build = BUILDERS.get((method, path), lambda w, c, p=path: (p, None))
         built: Request | None = None
@@ -405,11 +406,14 @@ def test_every_endpoint_by_every_caller(world: World) -> None:
             assert response.headers["content-type"] == "application/problem+json"
             assert problem["type"].removeprefix(P) in _PROBLEM_TYPES[want], (path, problem)
             assert world.svc.ledger.recorder.max_notification_id() == before, (path, caller)
+            if want == 404:
+                not_found.setdefault((method, path), set()).add(response.content)
             leaks += [f"{label} in {method} {path} as {caller.name}"
                       for label, value in world.personal.items()
                       if value and value.lower() in response.text.lower()]
     assert failures == []
     assert leaks == []
+    assert {route: len(bodies) for route, bodies in not_found.items() if len(bodies) > 1} == {}
 
 
 def test_the_rule_table_is_not_trivial() -> None:
