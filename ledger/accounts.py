@@ -7,6 +7,7 @@ HTTP routes and the command line; who may run a command on whom is decided befor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,25 @@ def valid_password(password: str) -> str:
     if len(password.encode()) > passwords.MAX_PASSWORD_BYTES:
         raise InvalidRecord("password", f"must be at most {passwords.MAX_PASSWORD_BYTES} bytes")
     return password
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()  # a profile field left as it is
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """The fields of `Accounts.change_profile`; each left as it is unless given."""
+
+    display_name: str | None = KEEP
+    age: str | None = KEEP
+    age_given_on: date | None = None
+    race: str | None = KEEP
+    gender: str | None = KEEP
 
 
 class Accounts:
@@ -95,6 +115,31 @@ class Accounts:
         student: Student = self.ledger.live(student_id, Student)
         student.change_age(age, given_on or datetime.now(UTC).date())
         self.ledger.save(student)
+
+    def change_profile(self, person_id: UUID, change: ProfileChange) -> None:
+        """Several profile fields at once, saved together or not at all. Age goes first, so
+        that a new age of 13 and a race can come together (AGE-2)."""
+        person: Person = self.ledger.live(person_id)
+        if change.age is not KEEP:
+            if not isinstance(person, Student):
+                raise InvalidRecord("age", 'a teacher is "21+"')
+            person.change_age(change.age,
+                              change.age_given_on or datetime.now(UTC).date())
+        elif change.age_given_on is not None:
+            raise InvalidRecord("age_given_on", "is given with an age")
+        if change.race is not KEEP:
+            if not isinstance(person, Student):
+                raise InvalidRecord("race", "is never recorded for teachers (AGE-2)")
+            person.give_race(change.race)
+        if change.gender is not KEEP and change.gender != person.gender:
+            person.give_gender(people.one_of("gender", change.gender,
+                                             people.GENDERS))
+        if change.display_name is not KEEP:
+            if not isinstance(change.display_name, str):
+                raise InvalidRecord("display_name", "must not be null")
+            person.rename(people.display_name(change.display_name))
+        if person.pending_events:
+            self.ledger.save(person)
 
     def give_gender(self, person_id: UUID, gender: str | None) -> None:
         person: Person = self.ledger.live(person_id)

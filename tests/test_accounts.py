@@ -19,7 +19,7 @@ import pytest
 
 from api.services import Services
 from crypto import KeyErased
-from ledger.accounts import Accounts
+from ledger.accounts import Accounts, ProfileChange
 from ledger.application import AlreadyInUse, Ledger, PersonNotFound
 from ledger.enrolment import ConsentRequired, Sections
 from ledger.identity import (
@@ -451,3 +451,20 @@ def test_MIN_1_an_address_is_one_accounts_whether_student_or_teacher(services: S
     assert ledger.identity.find(USERNAME, "copy") is None
     assert sign_in.with_password(teachers, PASSWORD).id == teacher
     assert sign_in.with_password(students, PASSWORD).id == student
+
+
+def test_a_profile_change_is_saved_whole_or_not_at_all(ledger: Ledger) -> None:
+    accounts = Accounts(ledger)
+    child = ledger.register_student("Ana", "12")
+    version = ledger.live(child).version
+
+    with pytest.raises(InvalidRecord) as refused:
+        accounts.change_profile(child, ProfileChange(display_name="Anna", gender="female",
+                                                     race="asian"))
+    assert refused.value.field == "race"
+    assert ledger.live(child).version == version  # neither the name nor the gender was kept
+
+    accounts.change_profile(child, ProfileChange(age="13", race="asian", display_name="Anna"))
+    after = ledger.live(child)
+    assert (after.age, after.race, after.display_name, after.gender) == ("13", "asian", "Anna",
+                                                                         None)

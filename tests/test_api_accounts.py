@@ -328,6 +328,11 @@ def test_AGE_2_race_only_13_or_older_never_teachers_and_a_class_estimate(api: Cl
     problem(api.call("PATCH", "/me", api.session(teacher), {"race": "asian"}), 422, "validation")
     problem(api.call("PATCH", "/me", api.session(child), {"race": "martian"}), 422, "validation")
     assert not any("asian" in s for s in states(api.svc.ledger, child))
+    # A refused field refuses the whole change: the name sent with it is not kept either.
+    both = api.call("PATCH", "/me", api.session(child), {"display_name": "Renamed",
+                                                         "race": "asian"})
+    problem(both, 422, "validation")
+    assert api.svc.ledger.live(child).display_name != "Renamed"
 
     older = api.call("PATCH", "/me", api.session(child), {"age": "13", "race": "asian",
                                                           "gender": "female"})

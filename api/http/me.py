@@ -32,10 +32,11 @@ from api.http.models import (
     SectionOut,
     StudyContact,
 )
-from api.http.problems import VALIDATION, ProblemError, responses
+from api.http.problems import responses
 from api.services import Services
 from api.tokens import Permission, Role
-from ledger.people import Person, Teacher
+from ledger.accounts import ProfileChange as Profile
+from ledger.people import Person
 
 log = logging.getLogger("api.http")
 router = APIRouter(tags=["me"])
@@ -70,36 +71,15 @@ def my_record(svc: Svc, me: Reader) -> RecordOut:
 @router.patch("/me", response_model=RecordOut, response_model_exclude_unset=True,
               responses=_WRITE)
 def change_profile(body: ProfileChange, svc: Svc, me: Writer) -> RecordOut:
-    """Display name, gender, race, age: only the fields sent. Age goes first, so that a new age
-    of 13 and a race can come together (AGE-2), then the ones the ledger may refuse (race,
-    gender), the name last. Each change is saved as it is made (the ledger has no command for
-    several at once): a refused one answers 422, and those before it in this order stay."""
+    """Display name, gender, race, age: only the fields sent, all saved together or, if one
+    is refused (422), none."""
     sent = body.model_fields_set
-    if "display_name" in sent and body.display_name is None:
-        raise _invalid("display_name", "must not be null")
-    if "age_given_on" in sent and "age" not in sent:
-        raise _invalid("age_given_on", "is given with an age")
-    if "age" in sent:
-        person = svc.ledger.live(me.person_id)
-        if isinstance(person, Teacher):
-            raise _invalid("age", 'a teacher is "21+"')
-        svc.accounts.give_age(me.person_id, body.age, body.age_given_on)
-    if "race" in sent:
-        svc.accounts.give_race(me.person_id, body.race)
-    if "gender" in sent:
-        svc.accounts.give_gender(me.person_id, body.gender)
-    if body.display_name is not None:
-        svc.accounts.rename(me.person_id, body.display_name)
+    fields = {name: getattr(body, name) for name in sent}
+    svc.accounts.change_profile(me.person_id, Profile(**fields))
     svc.settle()
     log.info("profile changed id=%s fields=%s principal=%s", me.person_id,
              ",".join(sorted(sent)), me.principal.id)
     return _record(svc, me)
-
-
-def _invalid(field: str, rule: str) -> ProblemError:
-    return ProblemError(422, VALIDATION, "Invalid request",
-                        "The request breaks the rules listed in errors.",
-                        errors=[{"field": field, "rule": rule}])
 
 
 @router.put("/me/password", status_code=204, responses=_WRITE)
