@@ -111,6 +111,21 @@ class Access:
             return self._in_admin_scope(principal, teacher_id)
         return False
 
+    def may_see_school(self, principal: Principal, school_id: UUID, district_id: UUID) -> bool:
+        """A school's roster (ACC-2): the operator; an administrator of that school, or of its
+        district. A scope of the wrong kind for the role is none."""
+        if principal.role == Role.OPERATOR:
+            return True
+        parsed = parse_scope(principal.scope)
+        if parsed is None:
+            return False
+        kind, place = parsed
+        if principal.role == Role.SCHOOL_ADMIN:
+            return kind == SCHOOL_SCOPE and place == school_id
+        if principal.role == Role.DISTRICT_ADMIN:
+            return kind == DISTRICT_SCOPE and place == district_id
+        return False
+
     def may_manage_section(self, principal: Principal, section_id: UUID) -> bool:
         """The teacher who owns the section; the operator."""
         if principal.role == Role.OPERATOR:

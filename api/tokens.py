@@ -215,6 +215,13 @@ class TokenStore:
             )
             return int(cur.rowcount)
 
+    def forget_subject(self, subject_id: UUID) -> int:
+        """Delete every token of a person (at their erasure): their sessions end, and no row
+        names them any more. Returns how many went."""
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM api_tokens WHERE subject_id = ?", (str(subject_id),))
+            return int(cur.rowcount)
+
     def list(self) -> list[TokenInfo]:
         with self.db.transaction(write=False) as cur:
             cur.execute(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY created_at, principal_id")

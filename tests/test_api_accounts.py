@@ -594,3 +594,15 @@ def test_logs_carry_ids_never_personal_values(api: Client,
     for value in (NAME, "Zanzibar", LOG_EMAIL, "q2@home.example", "Wilhelmina", pupil["username"],
                   teacher["username"], "US-WA", section.json()["join_code"], session["token"]):
         assert value not in caplog.text, value
+
+
+def test_erasing_a_person_ends_their_sessions(api: Client) -> None:
+    teacher = api.teacher()
+    pupil = api.pupil(teacher, api.section(teacher))
+    session = api.session(pupil)
+    assert api.call("GET", "/me", session).status_code == 200
+
+    erased = api.call("DELETE", f"/people/{pupil}?reason=school_request", api.staff("operator"))
+    assert erased.status_code == 200, erased.text
+    problem(api.call("GET", "/me", session), 401, "unauthenticated")
+    assert api.call("GET", "/me", api.session(teacher)).status_code == 200  # others keep theirs

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from api.http.problems import not_found
 from api.services import Services
+from api.tokens import TokenStore
 
 
 def services(request: Request) -> Services:
@@ -21,6 +22,14 @@ def services(request: Request) -> Services:
 
 
 Svc = Annotated[Services, Depends(services)]
+
+
+def token_store(request: Request) -> TokenStore:
+    found: TokenStore = request.app.state.tokens
+    return found
+
+
+Tokens = Annotated[TokenStore, Depends(token_store)]
 
 
 def path_id(text: str, what: str = "person") -> UUID:

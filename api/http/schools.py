@@ -18,10 +18,10 @@ from api.http.deps import Svc, path_id
 from api.http.models import NewSchool, RosterMember, RosterSection, SchoolOut, SchoolRoster
 from api.http.problems import not_found, responses
 from api.services import Services
-from api.tokens import Permission, Principal, Role
+from api.tokens import Permission, Principal
 from ledger.accounts import SchoolNotFound
 from ledger.schools import School
-from projections.roster import DISTRICT_SCOPE, SCHOOL_SCOPE, parse_scope
+from projections.roster import SCHOOL_SCOPE
 
 log = logging.getLogger("api.http")
 router = APIRouter(tags=["schools"])
@@ -36,21 +36,6 @@ def _school(svc: Services, school_id: str) -> School:
         return svc.accounts.school(path_id(school_id, "school"))
     except SchoolNotFound:
         raise not_found("school") from None
-
-
-def _in_scope(who: Principal, school: School) -> bool:
-    """The operator sees every school; an administrator only the one their scope names."""
-    if who.role == Role.OPERATOR:
-        return True
-    parsed = parse_scope(who.scope)
-    if parsed is None:
-        return False
-    kind, place = parsed
-    if who.role == Role.SCHOOL_ADMIN:
-        return kind == SCHOOL_SCOPE and place == school.id
-    if who.role == Role.DISTRICT_ADMIN:
-        return kind == DISTRICT_SCOPE and place == school.district_id
-    return False
 
 
 @router.post("/schools", status_code=201, response_model=SchoolOut,
@@ -75,7 +60,7 @@ def get_school(school_id: str, svc: Svc, who: Reader) -> SchoolOut:
 def school_roster(school_id: str, svc: Svc, who: Administrator) -> SchoolRoster:
     """Sections of the school's teachers, with their students' display names (ACC-2)."""
     school = _school(svc, school_id)
-    if not _in_scope(who, school):
+    if not svc.access.may_see_school(who, school.id, school.district_id):
         raise not_found("school")
     roster, directory = svc.roster_reader, svc.directory_reader
     sections = []

@@ -18,7 +18,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from api.http.auth import authenticated
-from api.http.deps import Svc
+from api.http.deps import Svc, Tokens
 from api.http.models import (
     AccountOut,
     SectionSignInBody,
@@ -45,8 +45,7 @@ Region = Annotated[str | None, Header(
 Caller = Annotated[Principal, Depends(authenticated)]
 
 
-def _session(request: Request, person: Person) -> SessionOut:
-    tokens: TokenStore = request.app.state.tokens
+def _session(request: Request, tokens: TokenStore, person: Person) -> SessionOut:
     issued = tokens.issue(person.kind, SESSION_LABEL, SESSION_TTL, subject_id=person.id)
     request.state.principal_id = str(issued.principal_id)
     log.info("signed in %s id=%s principal=%s", person.kind, person.id, issued.principal_id)
@@ -55,26 +54,26 @@ def _session(request: Request, person: Person) -> SessionOut:
 
 
 @router.post("/sign-in", response_model=SessionOut, responses=responses(401, 422, 429, 503))
-def sign_in(body: SignInBody, svc: Svc, request: Request, region: Region = None) -> SessionOut:
+def sign_in(body: SignInBody, svc: Svc, tokens: Tokens, request: Request,
+            region: Region = None) -> SessionOut:
     """By username or email address, and password (MIN-6)."""
     person = svc.sign_in.with_password(body.login, body.password, region)
-    return _session(request, person)
+    return _session(request, tokens, person)
 
 
 @router.post("/sign-in/section", response_model=SessionOut,
              responses=responses(401, 422, 429, 503))
-def sign_in_to_section(body: SectionSignInBody, svc: Svc, request: Request,
+def sign_in_to_section(body: SectionSignInBody, svc: Svc, tokens: Tokens, request: Request,
                        region: Region = None) -> SessionOut:
     """A young section's students: the section's join code, a username and the secret words
     or picture their teacher handed out (MIN-6)."""
     person = svc.sign_in.with_secret(body.join_code, body.username, body.secret, region)
-    return _session(request, person)
+    return _session(request, tokens, person)
 
 
 @router.post("/sign-out", status_code=204, responses=responses(401, 503))
-def sign_out(request: Request, who: Caller) -> Response:
+def sign_out(who: Caller, tokens: Tokens) -> Response:
     """Revokes the token that made this request (and no other)."""
-    tokens: TokenStore = request.app.state.tokens
     tokens.revoke(str(who.id))
     log.info("signed out principal=%s", who.id)
     return Response(status_code=204)
