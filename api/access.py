@@ -18,7 +18,13 @@ from uuid import UUID
 
 from api.tokens import Principal, Role
 from ledger.identity import IdentityIndex
-from projections.roster import DISTRICT_SCOPE, SCHOOL_SCOPE, RosterReader, parse_scope
+from projections.roster import (
+    DISTRICT_SCOPE,
+    SCHOOL_SCOPE,
+    RosterReader,
+    SectionView,
+    parse_scope,
+)
 
 PARENT_SCOPE = "parent"
 
@@ -96,6 +102,13 @@ class Access:
         if principal.role in _BY_ROLE:  # no roster look-up for roles that need none
             return _BY_ROLE[principal.role]
         return visible_fields(principal.role, self.relation(principal, student_id))
+
+    def roster_fields(self, principal: Principal, section: SectionView) -> frozenset[str]:
+        """The fields of each student in a section's roster, for the section's own teacher:
+        every member stands to them as `Relation.TEACHER`, so no look-up per student."""
+        if principal.role != Role.TEACHER or principal.subject_id != section.teacher_id:
+            return NO_FIELDS
+        return visible_fields(principal.role, Relation.TEACHER)
 
     def may_see_student(self, principal: Principal, student_id: UUID) -> bool:
         return bool(self.student_fields(principal, student_id))

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from api.access import Access
+from api.tokens import Principal
 from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
 from ledger.enrolment import Sections
 from ledger.settings import Settings
 from ledger.signin import SignIn
-from projections.directory import DirectoryReader, StudentDirectory
-from projections.roster import Roster, RosterReader
+from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
+from projections.roster import Roster, RosterReader, SectionView
 from projections.runner import ProjectionRunner, table_name
+
+
+@dataclass(frozen=True)
+class SectionRoster:
+    section: SectionView
+    fields: frozenset[str]
+    students: list[DirectoryEntry]
 
 
 @dataclass
@@ -83,6 +92,18 @@ class Services:
         applied once whichever runner gets to it."""
         self.roster.catch_up()
         self.directory.catch_up()
+
+    def section_roster(self, principal: Principal, section_id: UUID) -> SectionRoster | None:
+        """A teacher's roster of their own section (ACC-1): each student's directory entry and
+        the fields this teacher may see. None if the section is not the caller's, to answer as
+        if it did not exist (ACC-5). A few queries, whatever the size of the class."""
+        view = self.roster_reader.section(section_id)
+        fields = self.access.roster_fields(principal, view) if view is not None else None
+        if view is None or not fields:
+            return None
+        members = self.roster_reader.students_of_section(view.id)
+        entries = self.directory_reader.entries_of(members)
+        return SectionRoster(view, fields, [entries[m] for m in members if m in entries])
 
     def close(self) -> None:
         self._stop.set()

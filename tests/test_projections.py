@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 
 from api.services import Services
@@ -20,6 +22,20 @@ def test_directory_lists_registered_people_with_sealed_names(services: Services)
     assert entries[ana].age == "12"
     assert entries[ben].kind == "teacher"
     assert [e.id for e in services.directory_reader.entries(kind="teacher")] == [ben]
+
+
+def test_many_entries_read_at_once_equal_one_by_one_and_leave_out_the_erased(
+        services: Services) -> None:
+    people = [services.ledger.register_student(f"S{i}", "12") for i in range(7)]
+    services.ledger.erase_subject(people[3], "user_request")
+    services.catch_up()
+    services.ledger.keys.forget_cached_keys()  # the keys come back in one round trip
+
+    many = services.directory_reader.entries_of([*people, uuid4()])
+
+    assert set(many) == set(people) - {people[3]}
+    assert all(many[p] == services.directory_reader.entry(p) for p in many)
+    assert services.directory_reader.entries_of([]) == {}
 
 
 def test_erased_person_row_goes_live_and_after_rebuild(services: Services) -> None:

@@ -195,18 +195,11 @@ def latencies_ms(call: Callable[[], object], count: int) -> list[float]:
 def roster_rows(services: Services, principal: Principal, section_id: UUID
                 ) -> list[dict[str, Any]]:
     """`GET /sections/{id}/students` without HTTP: each student's fields this teacher sees."""
-    view = services.roster_reader.section(section_id) if services.access.may_manage_section(
-        principal, section_id) else None
-    if view is None or view.teacher_id != principal.subject_id:
+    roster = services.section_roster(principal, section_id)
+    if roster is None:
         raise LookupError("not this teacher's section")
-    rows = []
-    for student_id in services.roster_reader.students_of_section(view.id):
-        entry = services.directory_reader.entry(student_id)
-        fields = services.access.student_fields(principal, student_id)
-        if entry is not None and fields:
-            rows.append({name: getattr(entry, name) for name in sorted(fields)
-                         if hasattr(entry, name)})
-    return rows
+    return [{name: getattr(entry, name) for name in sorted(roster.fields) if hasattr(entry, name)}
+            for entry in roster.students]
 
 
 class HttpRoster:

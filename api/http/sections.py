@@ -98,14 +98,10 @@ def change_section(section_id: str, body: SectionChange, svc: Svc, me: Teacher) 
 def roster(section_id: str, svc: Svc, me: Teacher) -> list[RecordOut]:
     """Each student's display name and sign-in details (username, login type, and in a young
     section the secret to hand out); never email, parent email, race or gender (ACC-1)."""
-    view = _own(svc, me, section_id)
-    rows = []
-    for student_id in svc.roster_reader.students_of_section(view.id):
-        entry = svc.directory_reader.entry(student_id)
-        fields = svc.access.student_fields(me.principal, student_id)
-        if entry is not None and fields:
-            rows.append(RecordOut.of_entry(entry, fields))
-    return rows
+    roster = svc.section_roster(me.principal, path_id(section_id, "section"))
+    if roster is None:
+        raise not_found("section")
+    return [RecordOut.of_entry(entry, roster.fields) for entry in roster.students]
 
 
 @router.post("/sections/{section_id}/students", status_code=201, response_model=RecordOut,
