@@ -147,3 +147,31 @@ def test_seed_school_has_sections_consent_and_sign_ups(tmp_path: Path) -> None:
         assert len(services.directory_reader.entries(limit=1000)) == 22
     finally:
         services.close()
+
+
+def test_first_start_hands_out_staff_tokens_and_teacher_sign_ins(
+        var_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.cli.serve import STAFF_ROLES, introduce
+    from api.http.app import create_app
+
+    services = Services.open(Settings.from_env())
+    try:
+        introduce(services, "http://127.0.0.1:8000")
+        out = capsys.readouterr().out
+        tokens = dict(line.split()[:2] for line in out.splitlines()
+                      if line.startswith("  ") and "lgr_" in line)
+        assert set(tokens) == {*STAFF_ROLES, "school_admin"}
+        services.settle()
+        with TestClient(create_app(services)) as http:
+            admin = {"Authorization": f"Bearer {tokens['school_admin']}"}
+            teacher = out.split("Teachers sign in as ")[1].split(",")[0]
+            session = http.post("/sign-in", json={"login": teacher, "password": SEED_PASSWORD})
+            assert session.status_code == 200, session.text
+            me = {"Authorization": f"Bearer {session.json()['token']}"}
+            school_id = http.get("/me", headers=me).json()["school_id"]
+            roster = http.get(f"/schools/{school_id}/roster", headers=admin)
+            assert roster.status_code == 200 and roster.json()["sections"]
+    finally:
+        services.close()

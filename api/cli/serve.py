@@ -8,11 +8,12 @@ from typing import Any
 
 import uvicorn
 
-from api.cli.seed import seed_school
+from api.cli.seed import SEED_PASSWORD, seed_school, usernames
 from api.http.app import create_app
 from api.services import Services
-from api.tokens import ROLES, TokenStore
+from api.tokens import Role, TokenStore
 from ledger.settings import Settings
+from projections.roster import SCHOOL_SCOPE
 
 
 def register(commands: Any) -> None:
@@ -40,14 +41,26 @@ def run(args: argparse.Namespace) -> int:
         services.close()
 
 
+# Roles a first start hands a token to: staff and services. People sign in themselves, and
+# an administrator's token names the seeded school.
+STAFF_ROLES = (Role.OPERATOR, Role.REGISTRAR, Role.SUPPORT, Role.SERVICE, Role.RESEARCHER)
+
+
 def introduce(services: Services, base_url: str) -> None:
     school = seed_school(services.ledger)
     tokens = TokenStore(services.read_models)
     print(f"Loaded a synthetic school: {len(school['teachers'])} teachers, "
           f"{len(school['students'])} students (made-up names).")
     print(f"API docs: {base_url}/docs")
-    print("A token for each role (valid one day; shown once, stored only as a hash):")
-    for role in ROLES:
+    print("A token for each staff role (valid one day; shown once, stored only as a hash):")
+    for role in STAFF_ROLES:
         issued = tokens.issue(role, f"first-start-{role}", timedelta(days=1))
-        print(f"  {role:10} {issued.token}")
+        print(f"  {role:14} {issued.token}")
+    admin = tokens.issue(Role.SCHOOL_ADMIN, "first-start-school-admin", timedelta(days=1),
+                         scope=f"{SCHOOL_SCOPE}:{school['schools'][0]}")
+    print(f"  {'school_admin':14} {admin.token}  (of the seeded school)")
+    teachers = ", ".join(usernames(services.ledger, school["teachers"]))
+    print(f"Teachers sign in as {teachers} with the password {SEED_PASSWORD!r}:")
+    print(f"  curl -X POST {base_url}/sign-in -H 'Content-Type: application/json'"
+          f""" -d '{{"login": "<username>", "password": "{SEED_PASSWORD}"}}'""")
     print(f'Try: curl -H "Authorization: Bearer <registrar token>" {base_url}/people')
