@@ -17,6 +17,7 @@ from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
 from ledger.enrolment import Sections
+from ledger.password_reset import Mailer, Outbox, PasswordResets
 from ledger.settings import Settings
 from ledger.signin import SignIn
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
@@ -44,11 +45,14 @@ class Services:
     accounts: Accounts
     sections: Sections
     sign_in: SignIn
+    password_resets: PasswordResets
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def open(cls, settings: Settings) -> Services:
+    def open(cls, settings: Settings, mailer: Mailer | None = None) -> Services:
+        """`mailer` sends password-reset mail; by default an in-memory outbox (no mail server
+        is configured: a deployment passes its own)."""
         ledger = Ledger(settings)
         read_models = ledger.read_models
         directory = StudentDirectory(ledger.keys)
@@ -68,6 +72,7 @@ class Services:
             accounts=Accounts(ledger),
             sections=Sections(ledger),
             sign_in=SignIn(ledger),
+            password_resets=PasswordResets(ledger, mailer or Outbox()),
         )
 
     @property

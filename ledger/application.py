@@ -83,6 +83,7 @@ class Ledger(Application[UUID]):
         self.read_models = read_models or open_database(settings.read_models_url,
                                                         settings.schema)
         self.identity = IdentityIndex(self.read_models, self.keys)
+        self._erasure_hooks: list[Callable[[UUID], object]] = [self.identity.forget]
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
         enforce_append_only(self.recorder, settings.backend)
         if settings.backend == "sqlite" and ":memory:" not in self.env["SQLITE_DBNAME"]:
@@ -225,7 +226,8 @@ class Ledger(Application[UUID]):
         if self.keys.erasure_of(subject_id) is None:
             self.person(subject_id)  # PersonNotFound for an id that never existed
         destroyed = self.keys.erase(subject_id)
-        self.identity.forget(subject_id)
+        for forget in self._erasure_hooks:
+            forget(subject_id)
         record_id = ErasureRecord.id_for(subject_id)
         try:
             self.repository.get(record_id)
@@ -233,6 +235,11 @@ class Ledger(Application[UUID]):
             self.save(ErasureRecord(subject_id, reason, destroyed.key_id, destroyed.kek_version,
                                     destroyed.erased_at))
         return destroyed
+
+    def on_erase(self, forget: Callable[[UUID], object]) -> None:
+        """Call `forget(subject_id)` at each erasure, after the key is destroyed: for the
+        tables beside the log that hold rows of a person (blind indexes, reset tokens)."""
+        self._erasure_hooks.append(forget)
 
     def close(self) -> None:
         super().close()

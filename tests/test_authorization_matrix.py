@@ -125,6 +125,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/sign-up/student"): Rule(PUBLIC, 201),
     ("POST", "/sign-up/teacher"): Rule(PUBLIC, 201),
     ("POST", "/sign-out"): Rule(ANY_TOKEN, 204),
+    ("POST", "/password-reset/request"): Rule(PUBLIC, 202),
+    ("POST", "/password-reset"): Rule(PUBLIC, 204),
     # one's own record
     ("GET", "/me"): Rule(PEOPLE, 200),
     ("PATCH", "/me"): Rule(PEOPLE, 200),
@@ -296,12 +298,25 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid4().hex[:10]}"
 
 
+def _reset_token(w: World) -> str:
+    """A fresh reset token of a fresh teacher (the mailer is the in-memory outbox)."""
+    address = _unique("reset") + "@school.example"
+    w.svc.accounts.sign_up_teacher("Resetting", address, PASSWORD)
+    w.svc.password_resets.request(address)
+    outbox: Any = w.svc.password_resets.mailer
+    return str(outbox.sent[-1][1])
+
+
 BUILDERS: dict[tuple[str, str], Build] = {
     ("POST", "/sign-in"): lambda w, c: ("/sign-in", {
         "login": w.personal["teacher_username"], "password": PASSWORD}),
     ("POST", "/sign-in/section"): lambda w, c: ("/sign-in/section", {
         "join_code": w.personal["join_code"], "username": w.personal["student_username"],
         "secret": w.personal["student_secret"]}),
+    ("POST", "/password-reset/request"): lambda w, c: ("/password-reset/request", {
+        "email": _unique("nobody") + "@home.example"}),
+    ("POST", "/password-reset"): lambda w, c: ("/password-reset", {
+        "token": _reset_token(w), "password": PASSWORD}),
     ("POST", "/sign-up/student"): lambda w, c: ("/sign-up/student", {
         "display_name": "Newcomer", "age": "15", "email": _unique("s") + "@home.example",
         "password": PASSWORD}),

@@ -126,6 +126,15 @@ class SignInBody(_Request):
     password: Password
 
 
+class ResetRequest(_Request):
+    email: ShortText
+
+
+class PasswordReset(_Request):
+    token: ShortText = Field(description="the one-time token from the reset mail")
+    password: Password
+
+
 class SectionSignInBody(_Request):
     """A young section's sign-in (MIN-6): the section's code, a username, the secret words or
     picture the teacher handed out."""

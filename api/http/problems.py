@@ -29,6 +29,7 @@ from crypto.sql import DatabaseUnavailable
 from ledger.accounts import SchoolNotFound
 from ledger.application import AlreadyInUse, PersonNotFound
 from ledger.enrolment import ConsentRequired, SectionNotFound
+from ledger.password_reset import ResetTokenInvalid
 from ledger.people import InvalidRecord
 from ledger.signin import SignInFailed
 from ledger.throttle import SignInThrottled
@@ -50,6 +51,7 @@ SERVICE_UNAVAILABLE = BASE + "service-unavailable"
 INTERNAL = BASE + "internal"
 SIGN_IN_FAILED = BASE + "sign-in-failed"
 TOO_MANY_ATTEMPTS = BASE + "too-many-attempts"
+RESET_TOKEN_INVALID = BASE + "reset-token-invalid"
 ALREADY_IN_USE = BASE + "already-in-use"
 CONSENT_REQUIRED = BASE + "consent-required"
 PURPOSE_REQUIRED = BASE + "purpose-required"
@@ -220,6 +222,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsentRequired, _on_consent_required)
     app.add_exception_handler(SignInFailed, _on_sign_in_failed)
     app.add_exception_handler(SignInThrottled, _on_throttled)  # type: ignore[arg-type]
+    app.add_exception_handler(ResetTokenInvalid, _on_reset_token_invalid)
     app.add_exception_handler(PasswordTooLong, _on_password_too_long)
     app.add_exception_handler(KeyErased, _on_erased)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
@@ -290,8 +293,15 @@ async def _on_sign_in_failed(request: Request, error: Exception) -> JSONResponse
 
 async def _on_throttled(request: Request, error: SignInThrottled) -> JSONResponse:
     return problem_response(429, TOO_MANY_ATTEMPTS, "Too many attempts",
-                            "Too many failed sign-ins for this account; wait before trying"
-                            " again.", {"Retry-After": str(error.retry_after_seconds)})
+                            "Too many attempts for this account; wait before trying again.",
+                            {"Retry-After": str(error.retry_after_seconds)})
+
+
+async def _on_reset_token_invalid(request: Request, error: Exception) -> JSONResponse:
+    """One body for a token unknown, used, superseded, expired or of an erased account."""
+    return problem_response(400, RESET_TOKEN_INVALID, "Reset token not valid",
+                            "The reset token is not valid (unknown, used or expired);"
+                            " request a new one.")
 
 
 async def _on_password_too_long(request: Request, error: Exception) -> JSONResponse:

@@ -21,6 +21,8 @@ from api.http.auth import authenticated
 from api.http.deps import Svc, Tokens
 from api.http.models import (
     AccountOut,
+    PasswordReset,
+    ResetRequest,
     SectionSignInBody,
     SessionOut,
     SignInBody,
@@ -76,6 +78,26 @@ def sign_out(who: Caller, tokens: Tokens) -> Response:
     """Revokes the token that made this request (and no other)."""
     tokens.revoke(str(who.id))
     log.info("signed out principal=%s", who.id)
+    return Response(status_code=204)
+
+
+@router.post("/password-reset/request", status_code=202,
+             responses=responses(422, 429, 503))
+def request_password_reset(body: ResetRequest, svc: Svc) -> Response:
+    """Mail a one-time reset token to the address if it belongs to an account that signs in
+    with a password. The answer is 202 whether or not it does (MIN-1: the address is looked up
+    by its keyed hash and never stored)."""
+    svc.password_resets.request(body.email)
+    return Response(status_code=202)
+
+
+@router.post("/password-reset", status_code=204, responses=responses(400, 422, 503))
+def reset_password(body: PasswordReset, svc: Svc, tokens: Tokens) -> Response:
+    """Set a new password with the mailed token; the token is spent, and every session of the
+    account ends (whoever had the old password is signed out)."""
+    person_id = svc.password_resets.complete(body.token, body.password)
+    ended = tokens.forget_subject(person_id)
+    log.info("password reset id=%s sessions_ended=%d", person_id, ended)
     return Response(status_code=204)
 
 

@@ -1,0 +1,126 @@
+"""Password reset by email (MIN-1: the student's address is kept only as its keyed hash, and
+this is one of the two things that hash is for).
+
+A request names an address. If it is on file (found through its blind index) for an account
+that signs in with a password, a one-time token is made and handed to the `Mailer` with the
+address *as the request gave it*: the address is never stored, and the answer is the same
+whether or not an account was found, so the endpoint tells no one who has an account. Only the
+token's SHA-256 rests, for an hour, and it goes when used, when a newer one is made, or when
+its person is erased. Requests are throttled per address like sign-ins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from crypto import passwords
+from ledger import people
+from ledger.accounts import valid_password
+from ledger.application import ErasedPerson, Ledger
+from ledger.identity import STUDENT_EMAIL, TEACHER_EMAIL
+from ledger.people import Person
+from ledger.throttle import Throttle
+
+log = logging.getLogger("ledger.password_reset")
+
+TOKEN_TTL = timedelta(hours=1)
+_DDL = ("CREATE TABLE IF NOT EXISTS password_resets (token_hash TEXT PRIMARY KEY,"
+        " subject_id TEXT NOT NULL, expires_at TEXT NOT NULL)")
+
+
+class Mailer(Protocol):
+    def send_password_reset(self, address: str, token: str) -> None: ...
+
+
+class Outbox:
+    """A mailer that keeps messages in memory: for development and tests (no mail leaves)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send_password_reset(self, address: str, token: str) -> None:
+        self.sent.append((address, token))
+        log.info("password reset mail queued in memory (address withheld)")
+
+
+class ResetTokenInvalid(Exception):
+    """Unknown, used, superseded, expired, or its person erased: one answer for all."""
+
+    def __init__(self) -> None:
+        super().__init__("the reset token is not valid")
+
+
+class PasswordResets:
+    def __init__(self, ledger: Ledger, mailer: Mailer, throttle: Throttle | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.ledger = ledger
+        self.mailer = mailer
+        self.throttle = throttle or Throttle(ledger.read_models)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        with ledger.read_models.transaction() as cur:
+            if ledger.read_models.backend == "postgres":
+                cur.execute("SELECT pg_advisory_xact_lock(4246)")
+            cur.execute(_DDL)
+        ledger.on_erase(self.forget)
+
+    def request(self, address: str) -> None:
+        """Mail a reset token to `address` if it belongs to a password account; else nothing.
+        The same outcome either way, in what it returns and in the work it does first."""
+        valid = people.email("email", address)
+        self.throttle.attempt(self.ledger.identity.token("reset", valid.lower()))
+        person = self._account(valid)
+        if person is None:
+            return
+        token = secrets.token_urlsafe(32)
+        with self.ledger.read_models.transaction() as cur:
+            cur.execute("DELETE FROM password_resets WHERE subject_id = ?", (str(person.id),))
+            cur.execute("INSERT INTO password_resets (token_hash, subject_id, expires_at)"
+                        " VALUES (?, ?, ?)", (_hash(token), str(person.id),
+                                              (self.clock() + TOKEN_TTL).isoformat()))
+        self.mailer.send_password_reset(valid, token)
+        log.info("password reset requested id=%s", person.id)
+
+    def complete(self, token: str, new_password: str) -> UUID:
+        """Set a new password with a token from `request`; the token is then spent."""
+        valid_password(new_password)
+        hashed = _hash(token)
+        with self.ledger.read_models.transaction() as cur:
+            cur.execute("SELECT token_hash, subject_id, expires_at FROM password_resets"
+                        " WHERE token_hash = ?", (hashed,))
+            row = cur.fetchone()
+            if row is None or not hmac.compare_digest(str(row[0]), hashed):
+                raise ResetTokenInvalid()
+            cur.execute("DELETE FROM password_resets WHERE token_hash = ?", (hashed,))
+        if datetime.fromisoformat(row[2]) <= self.clock():
+            raise ResetTokenInvalid()
+        subject = UUID(row[1])
+        person = self.ledger.person(subject)
+        if isinstance(person, ErasedPerson):
+            raise ResetTokenInvalid()
+        person.set_password(passwords.hash_password(new_password))
+        self.ledger.save(person)
+        log.info("password reset completed id=%s", subject)
+        return subject
+
+    def forget(self, subject_id: UUID) -> None:
+        with self.ledger.read_models.transaction() as cur:
+            cur.execute("DELETE FROM password_resets WHERE subject_id = ?", (str(subject_id),))
+
+    def _account(self, address: str) -> Person | None:
+        identity = self.ledger.identity
+        found = identity.find(STUDENT_EMAIL, address) or identity.find(TEACHER_EMAIL, address)
+        person = self.ledger.person(found) if found else None
+        if not isinstance(person, Person) or person.password_hash is None:
+            return None  # unknown, erased, a ghost claim, or an account without a password
+        return person
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
