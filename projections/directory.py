@@ -25,7 +25,7 @@ from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
 from ledger.people import Person, Student, Teacher
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, table_name
+from projections.runner import Projection, live_table
 
 _KINDS: dict[type | None, str] = {Student: "student", Teacher: "teacher"}
 _COLUMNS = ("person_id, kind, sealed_name, sealed_age, registered_at, sealed_username,"
@@ -143,9 +143,7 @@ class DirectoryReader:
         self.projection = projection
 
     def _table(self, cur: Cursor) -> str:
-        cur.execute("SELECT live FROM projection_generations WHERE projection = ?",
-                    (self.projection.name,))
-        return table_name(self.projection, int(cur.fetchone()[0]))
+        return live_table(cur, self.projection)
 
     def entries(self, kind: str | None = None, limit: int = 100, after: UUID | None = None
                 ) -> list[DirectoryEntry]:

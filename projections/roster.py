@@ -24,7 +24,7 @@ from ledger.people import Teacher
 from ledger.schools import School, district_id_for
 from ledger.sealing import ErasedEvent
 from ledger.sections import Section
-from projections.runner import Projection, table_name
+from projections.runner import Projection, live_table
 
 SCHOOL_SCOPE = "school"
 DISTRICT_SCOPE = "district"
@@ -199,6 +199,15 @@ _SECTION_COLUMNS = (
 )
 
 
+def _scope_column(scope: str) -> tuple[str, UUID] | None:
+    """The teachers' column a scope names, and its id; None for a malformed scope."""
+    parsed = parse_scope(scope)
+    if parsed is None:
+        return None
+    kind, scope_id = parsed
+    return ("school_id" if kind == SCHOOL_SCOPE else "district_id"), scope_id
+
+
 class RosterReader:
     """Answers who is in which section and which teacher is where; opens sealed columns."""
 
@@ -208,9 +217,7 @@ class RosterReader:
         self.projection = projection
 
     def _tables(self, cur: Cursor) -> Tables:
-        cur.execute("SELECT live FROM projection_generations WHERE projection = ?",
-                    (self.projection.name,))
-        return Tables(table_name(self.projection, int(cur.fetchone()[0])))
+        return Tables(live_table(cur, self.projection))
 
     def _ids(self, sql: str, params: tuple[Any, ...]) -> list[UUID]:
         """Run `sql` (with `{sections}`, `{members}`, `{teachers}` for the live tables)."""
@@ -268,21 +275,19 @@ class RosterReader:
 
     def teachers_in_scope(self, scope: str) -> set[UUID]:
         """Teachers at the school or district of `scope`; nobody for a malformed scope."""
-        parsed = parse_scope(scope)
-        if parsed is None:
+        where = _scope_column(scope)
+        if where is None:
             return set()
-        kind, scope_id = parsed
-        column = "school_id" if kind == SCHOOL_SCOPE else "district_id"
+        column, scope_id = where
         return set(self._ids(f"SELECT teacher_id FROM {{teachers}} WHERE {column} = ?",
                              (str(scope_id),)))
 
     def students_in_scope(self, scope: str) -> set[UUID]:
         """Students in sections of teachers at the school or district of `scope`."""
-        parsed = parse_scope(scope)
-        if parsed is None:
+        where = _scope_column(scope)
+        if where is None:
             return set()
-        kind, scope_id = parsed
-        column = "school_id" if kind == SCHOOL_SCOPE else "district_id"
+        column, scope_id = where
         return set(self._ids(
             "SELECT DISTINCT m.student_id FROM {members} m JOIN {teachers} t"
             f" ON t.teacher_id = m.teacher_id WHERE t.{column} = ?", (str(scope_id),)))

@@ -55,6 +55,17 @@ def table_name(projection: Projection, generation: int) -> str:
     return f"{projection.name}_g{generation}"
 
 
+def live_generation(cur: Cursor, projection: Projection) -> int:
+    """The generation readers use now (a rebuild switches it in one transaction)."""
+    cur.execute("SELECT live FROM projection_generations WHERE projection = ?",
+                (projection.name,))
+    return int(cur.fetchone()[0])
+
+
+def live_table(cur: Cursor, projection: Projection) -> str:
+    return table_name(projection, live_generation(cur, projection))
+
+
 class ProjectionRunner:
     def __init__(self, ledger: Ledger, db: Database, projection: Projection,
                  batch_size: int = 500) -> None:
@@ -166,9 +177,7 @@ class ProjectionRunner:
                     " VALUES (?, ?, 0)", (self.projection.name, generation))
 
     def _live(self, cur: Cursor) -> int:
-        cur.execute("SELECT live FROM projection_generations WHERE projection = ?",
-                    (self.projection.name,))
-        return int(cur.fetchone()[0])
+        return live_generation(cur, self.projection)
 
     def _position(self, cur: Cursor, generation: int, lock: bool = False) -> int:
         suffix = " FOR UPDATE" if lock and self.db.backend == "postgres" else ""
