@@ -32,6 +32,7 @@ from ledger.persistence import (
     open_database,
     open_subject_keys,
 )
+from ledger.progress import Progress
 from ledger.sealing import LEDGER_SUBJECT, SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
@@ -72,7 +73,8 @@ class ErasedPerson:
 class Ledger(Application[UUID]):
     name = "Ledger"
     is_snapshotting_enabled = True
-    snapshotting_intervals = {Student: 50, Teacher: 50}  # noqa: RUF012 (the library's shape)
+    snapshotting_intervals = {  # noqa: RUF012 (the library's shape)
+        Student: 50, Teacher: 50, Progress: 50}
 
     def __init__(self, settings: Settings, keys: SubjectKeys | None = None,
                  env: dict[str, str] | None = None, read_models: Database | None = None

@@ -1,0 +1,47 @@
+"""Recording attempts (PRG-1): the service over `Progress`, one attempt or a batch per save."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from ledger.application import Ledger
+from ledger.people import InvalidRecord, Student
+from ledger.progress import Attempt, LevelProgress, Progress, progress_id_for
+
+MAX_BATCH = 500
+
+
+class Attempts:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def record(self, student_id: UUID, attempt: Attempt) -> None:
+        self.record_many(student_id, [attempt])
+
+    def record_many(self, student_id: UUID, attempts: Sequence[Attempt]) -> None:
+        """All or none: a batch with one bad attempt records nothing."""
+        if not attempts:
+            return
+        if len(attempts) > MAX_BATCH:
+            raise InvalidRecord("attempts", f"at most {MAX_BATCH} in one batch")
+        progress = self._progress(student_id)
+        for attempt in attempts:
+            progress.record(attempt)
+        self.ledger.save(progress)
+
+    def progress(self, student_id: UUID) -> dict[str, LevelProgress]:
+        """Tries and best result per level, derived from the attempts (none yet: empty)."""
+        found: Progress | None = self.ledger.aggregate(progress_id_for(student_id), Progress)
+        if found is None:
+            self.ledger.live(student_id, Student)  # KeyErased, PersonNotFound
+            return {}
+        return found.levels
+
+    def _progress(self, student_id: UUID) -> Progress:
+        found: Progress | None = self.ledger.aggregate(progress_id_for(student_id), Progress)
+        if found is not None:
+            return found
+        # The first attempt: only for a live student (a key is never made for a made-up id).
+        self.ledger.live(student_id, Student)
+        return Progress(student_id)

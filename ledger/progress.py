@@ -1,0 +1,135 @@
+"""A student's progress (PRG-1): every attempt at a level, in a stream of its own.
+
+Attempts are the hottest write in the product, so they do not go into the student's account
+stream: each student has one progress stream, at an id derived from theirs, sealed under their
+key (`sealed_for_owner`), so erasing the student erases it with everything else. The stream is
+made on the first attempt. Tries and the best result per level are derived from the attempts,
+never stored twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.people import InvalidRecord, one_of
+
+PROGRESS_NAMESPACE = UUID("0c7a5f7e-3b1d-4f3a-8e2c-6d9b1a4e5f21")
+RESULTS = ("failed", "solved", "optimal")  # in order: a better result ranks higher
+_RANK = {result: rank for rank, result in enumerate(RESULTS)}
+MAX_CODE_BYTES = 64 * 1024
+MAX_ANSWERS = 50
+MAX_ANSWER_CHARS = 2_000
+MAX_SECONDS = 24 * 3600
+MAX_HINTS = 1_000
+_LEVEL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}(/[a-z0-9][a-z0-9_.-]{0,39}){0,4}$")
+
+
+def progress_id_for(student_id: UUID) -> UUID:
+    return uuid5(PROGRESS_NAMESPACE, str(student_id))
+
+
+def level_id(value: str) -> str:
+    """A level, as the curriculum names it: "csf-2024/unit-3/lesson-2/level-5"."""
+    if not _LEVEL.match(value):
+        raise InvalidRecord("level", "must be 1-5 path segments of lower-case letters, digits,"
+                                     " '.', '_' or '-'")
+    return value
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a level, as the client reports it; validated by `valid_attempt`."""
+
+    level: str
+    result: str
+    attempted_at: datetime
+    seconds: int | None = None  # time to completion
+    hints: int = 0
+    code: str = ""
+    answers: dict[str, str] = field(default_factory=dict)  # assessment question -> answer
+
+
+def valid_attempt(attempt: Attempt) -> Attempt:
+    level_id(attempt.level)
+    one_of("result", attempt.result, RESULTS)
+    if attempt.attempted_at.tzinfo is None:
+        raise InvalidRecord("attempted_at", "must carry a time zone")
+    if attempt.seconds is not None and not 0 <= attempt.seconds <= MAX_SECONDS:
+        raise InvalidRecord("seconds", f"must be 0 to {MAX_SECONDS}")
+    if not 0 <= attempt.hints <= MAX_HINTS:
+        raise InvalidRecord("hints", f"must be 0 to {MAX_HINTS}")
+    if len(attempt.code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+        raise InvalidRecord("code", f"must be at most {MAX_CODE_BYTES} bytes")
+    if len(attempt.answers) > MAX_ANSWERS or any(
+            len(q) > 200 or len(a) > MAX_ANSWER_CHARS for q, a in attempt.answers.items()):
+        raise InvalidRecord("answers", f"at most {MAX_ANSWERS}, each at most"
+                                       f" {MAX_ANSWER_CHARS} characters")
+    return attempt
+
+
+@dataclass(frozen=True)
+class LevelProgress:
+    """Derived from the attempts: how many, the best result, the latest try."""
+
+    tries: int
+    best: str
+    last_at: datetime
+
+    def add(self, result: str, at: datetime) -> LevelProgress:
+        return LevelProgress(self.tries + 1, max(self.best, result, key=_RANK.__getitem__),
+                             max(self.last_at, at))
+
+
+class Progress(Aggregate):
+    class Event(Aggregate.Event):
+        sealed_for_owner = True
+        owner_id: UUID
+
+    class Started(Aggregate.Created, Event):
+        pass
+
+    class AttemptRecorded(Event):
+        level: str
+        result: str
+        attempted_at: datetime
+        seconds: int | None
+        hints: int
+        code: str
+        answers: dict[str, str]
+
+    @staticmethod
+    def create_id(owner_id: UUID, **_: Any) -> UUID:
+        return progress_id_for(owner_id)
+
+    @event(Started)
+    def __init__(self, owner_id: UUID) -> None:
+        self.owner_id = owner_id
+        # level -> [tries, best, last_at]: plain values, so that snapshots transcode them
+        self.summary: dict[str, list[Any]] = {}
+
+    @event(AttemptRecorded)
+    def _record(self, owner_id: UUID, level: str, result: str, attempted_at: datetime,
+                seconds: int | None, hints: int, code: str, answers: dict[str, str]) -> None:
+        known = self.summary.get(level)
+        now = (LevelProgress(*known).add(result, attempted_at) if known
+               else LevelProgress(1, result, attempted_at))
+        self.summary[level] = [now.tries, now.best, now.last_at]
+
+    @property
+    def levels(self) -> dict[str, LevelProgress]:
+        return {level: LevelProgress(*row) for level, row in self.summary.items()}
+
+    def record(self, attempt: Attempt) -> None:
+        a = valid_attempt(attempt)
+        self._record(self.owner_id, a.level, a.result, a.attempted_at, a.seconds, a.hints,
+                     a.code, dict(a.answers))
+
+    @property
+    def student_id(self) -> UUID:
+        return self.owner_id
