@@ -25,7 +25,7 @@ class Attempts:
             return
         if len(attempts) > MAX_BATCH:
             raise InvalidRecord("attempts", f"at most {MAX_BATCH} in one batch")
-        progress = self._progress(student_id)
+        progress = progress_of(self.ledger, student_id)
         for attempt in attempts:
             progress.record(attempt)
         self.ledger.save(progress)
@@ -38,10 +38,13 @@ class Attempts:
             return {}
         return found.levels
 
-    def _progress(self, student_id: UUID) -> Progress:
-        found: Progress | None = self.ledger.aggregate(progress_id_for(student_id), Progress)
-        if found is not None:
-            return found
-        # The first attempt: only for a live student (a key is never made for a made-up id).
-        self.ledger.live(student_id, Student)
-        return Progress(student_id)
+
+
+def progress_of(ledger: Ledger, student_id: UUID) -> Progress:
+    """The student's progress stream, new if they have none yet; only for a live student (a
+    key is never made for a made-up id): `KeyErased`, `PersonNotFound`."""
+    found: Progress | None = ledger.aggregate(progress_id_for(student_id), Progress)
+    if found is not None:
+        return found
+    ledger.live(student_id, Student)
+    return Progress(student_id)

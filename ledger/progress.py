@@ -1,4 +1,5 @@
-"""A student's progress (PRG-1): every attempt at a level, in a stream of its own.
+"""A student's progress and coursework (PRG-1, PRG-3, PRG-4), in a stream of its own: every
+attempt at a level, free-text answers to prompts, survey answers, and teachers' feedback.
 
 Attempts are the hottest write in the product, so they do not go into the student's account
 stream: each student has one progress stream, at an id derived from theirs, sealed under their
@@ -110,8 +111,12 @@ class Progress(Aggregate):
     @event(Started)
     def __init__(self, owner_id: UUID) -> None:
         self.owner_id = owner_id
-        # level -> [tries, best, last_at]: plain values, so that snapshots transcode them
+        # Plain values throughout, so that snapshots transcode them.
+        # level -> [tries, best, last_at]
         self.summary: dict[str, list[Any]] = {}
+        self.prompt_answers: dict[str, list[Any]] = {}  # prompt -> [text, answered_at]
+        self.surveys: dict[str, dict[str, str]] = {}  # survey -> question -> answer
+        self.feedback: dict[str, list[list[Any]]] = {}  # level -> [[teacher, comment, at]]
 
     @event(AttemptRecorded)
     def _record(self, owner_id: UUID, level: str, result: str, attempted_at: datetime,
@@ -130,6 +135,70 @@ class Progress(Aggregate):
         self._record(self.owner_id, a.level, a.result, a.attempted_at, a.seconds, a.hints,
                      a.code, dict(a.answers))
 
+    # -- coursework (PRG-3, PRG-4) ---------------------------------------------------------
+    class PromptAnswered(Event):
+        prompt: str
+        text: str
+        answered_at: datetime
+
+    class SurveyAnswered(Event):
+        survey: str
+        answers: dict[str, str]
+        answered_at: datetime
+
+    class FeedbackGiven(Event):
+        teacher_id: UUID
+        level: str
+        comment: str
+        given_at: datetime
+
+    @event(PromptAnswered)
+    def _answer(self, owner_id: UUID, prompt: str, text: str, answered_at: datetime) -> None:
+        self.prompt_answers[prompt] = [text, answered_at]
+
+    def answer_prompt(self, prompt: str, text: str, at: datetime) -> None:
+        """PRG-3: the latest answer to each prompt is the one the teachers see."""
+        self._answer(self.owner_id, level_id(prompt), free_text("text", text), at)
+
+    @event(SurveyAnswered)
+    def _survey(self, owner_id: UUID, survey: str, answers: dict[str, str],
+                answered_at: datetime) -> None:
+        self.surveys[survey] = dict(answers)
+
+    def answer_survey(self, survey: str, answers: dict[str, str], at: datetime) -> None:
+        if not answers or len(answers) > MAX_ANSWERS:
+            raise InvalidRecord("answers", f"1 to {MAX_ANSWERS} answers")
+        self._survey(self.owner_id, level_id(survey),
+                     {question_id(q): free_text("answers", a) for q, a in answers.items()}, at)
+
+    @event(FeedbackGiven)
+    def _feedback(self, owner_id: UUID, teacher_id: UUID, level: str, comment: str,
+                  given_at: datetime) -> None:
+        self.feedback.setdefault(level, []).append([teacher_id, comment, given_at])
+
+    def give_feedback(self, teacher_id: UUID, level: str, comment: str, at: datetime) -> None:
+        """PRG-4: every comment is kept; the student is shown the latest per level."""
+        self._feedback(self.owner_id, teacher_id, level_id(level),
+                       free_text("comment", comment), at)
+
+    def latest_feedback(self) -> dict[str, str]:
+        """What the student sees: the latest comment per level (PRG-4)."""
+        return {level: comments[-1][1] for level, comments in self.feedback.items()}
+
     @property
     def student_id(self) -> UUID:
         return self.owner_id
+
+
+def free_text(field: str, value: str) -> str:
+    text = value.strip()
+    if not text or len(text) > MAX_ANSWER_CHARS:
+        raise InvalidRecord(field, f"must be 1-{MAX_ANSWER_CHARS} characters")
+    return text
+
+
+def question_id(value: str) -> str:
+    if not re.match(r"^[a-z0-9][a-z0-9_.-]{0,39}$", value):
+        raise InvalidRecord("answers", "question ids are 1-40 lower-case letters, digits,"
+                                       " '.', '_' or '-'")
+    return value
