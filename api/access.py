@@ -62,6 +62,8 @@ _BY_RELATION: dict[tuple[str, Relation], frozenset[str]] = {
     (Role.SCHOOL_ADMIN, Relation.IN_SCOPE): STAFF_FIELDS,
     (Role.DISTRICT_ADMIN, Relation.IN_SCOPE): STAFF_FIELDS,
 }
+_PROGRESS_ROLES = frozenset({Role.OPERATOR, Role.SUPPORT, Role.STUDENT, Role.PARENT, Role.TEACHER,
+                             Role.SCHOOL_ADMIN, Role.DISTRICT_ADMIN})
 # What an administrator's scope must name.
 _ADMIN_SCOPES: dict[str, str] = {Role.SCHOOL_ADMIN: SCHOOL_SCOPE,
                                  Role.DISTRICT_ADMIN: DISTRICT_SCOPE}
@@ -112,6 +114,12 @@ class Access:
 
     def may_see_student(self, principal: Principal, student_id: UUID) -> bool:
         return bool(self.student_fields(principal, student_id))
+
+    def may_see_progress(self, principal: Principal, student_id: UUID) -> bool:
+        """A student's progress (PRG-1, ACC-1, ACC-2): the student, a linked parent, their
+        teacher, an administrator in scope, support (with a purpose, asked by the route) and
+        the operator. Never a registrar, researcher or service."""
+        return principal.role in _PROGRESS_ROLES and self.may_see_student(principal, student_id)
 
     # -- teachers and sections ----------------------------------------------------------------
     def may_see_teacher(self, principal: Principal, teacher_id: UUID) -> bool:

@@ -16,12 +16,15 @@ from api.tokens import Principal
 from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
+from ledger.attempts import Attempts
 from ledger.enrolment import Sections
 from ledger.password_reset import Mailer, Outbox, PasswordResets
+from ledger.progress import LevelProgress
 from ledger.settings import Settings
 from ledger.signin import SignIn
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
-from projections.roster import Roster, RosterReader, SectionView
+from projections.progress import ProgressCounts, ProgressReader, ProgressView
+from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
 from projections.runner import ProjectionRunner, table_name
 
 
@@ -30,6 +33,24 @@ class SectionRoster:
     section: SectionView
     fields: frozenset[str]
     students: list[DirectoryEntry]
+
+
+@dataclass(frozen=True)
+class SectionProgress:
+    """A teacher's grid: each student of the section (enrolment order) with their levels."""
+
+    section: SectionView
+    students: list[DirectoryEntry]
+    levels: dict[UUID, dict[str, LevelProgress]]
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One student in one section of a school, with their totals (ACC-2)."""
+
+    student: DirectoryEntry
+    section: SectionView
+    counts: ProgressCounts
 
 
 @dataclass
@@ -46,6 +67,9 @@ class Services:
     sections: Sections
     sign_in: SignIn
     password_resets: PasswordResets
+    attempts: Attempts
+    progress: ProjectionRunner
+    progress_reader: ProgressReader
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -60,6 +84,7 @@ class Services:
         _rebuild_if_outdated(directory_runner, directory)
         roster = Roster(ledger.keys)
         roster_reader = RosterReader(read_models, ledger.keys, roster)
+        progress = ProgressView()
         return cls(
             settings=settings,
             ledger=ledger,
@@ -73,11 +98,14 @@ class Services:
             sections=Sections(ledger),
             sign_in=SignIn(ledger),
             password_resets=PasswordResets(ledger, mailer or Outbox()),
+            attempts=Attempts(ledger),
+            progress=ProjectionRunner(ledger, read_models, progress),
+            progress_reader=ProgressReader(read_models, progress),
         )
 
     @property
     def runners(self) -> list[ProjectionRunner]:
-        return [self.directory, self.roster]
+        return [self.directory, self.roster, self.progress]
 
     def start_projections(self) -> None:
         for runner in self.runners:
@@ -91,12 +119,13 @@ class Services:
             runner.catch_up()
 
     def settle(self) -> None:
-        """Bring the roster and the directory up to the log's end now, in this thread.
+        """Bring the roster, the directory and progress up to the log's end now, here.
 
         Safe beside the background runners: each batch locks its tracking row, so an event is
         applied once whichever runner gets to it."""
         self.roster.catch_up()
         self.directory.catch_up()
+        self.progress.catch_up()
 
     def section_roster(self, principal: Principal, section_id: UUID) -> SectionRoster | None:
         """A teacher's roster of their own section (ACC-1): each student's directory entry and
@@ -109,6 +138,33 @@ class Services:
         members = self.roster_reader.students_of_section(view.id)
         entries = self.directory_reader.entries_of(members)
         return SectionRoster(view, fields, [entries[m] for m in members if m in entries])
+
+    def section_progress(self, principal: Principal, section_id: UUID,
+                         levels: list[str] | None = None) -> SectionProgress | None:
+        """A teacher's progress grid of their own section (ACC-1): students x levels, in one
+        query of the progress view. None if the section is not the caller's (ACC-5)."""
+        view = self.roster_reader.section(section_id)
+        if view is None or not self.access.roster_fields(principal, view):
+            return None
+        members = self.roster_reader.students_of_section(view.id)
+        entries = self.directory_reader.entries_of(members)
+        students = [entries[m] for m in members if m in entries]
+        grid = self.progress_reader.grid([s.id for s in students], levels)
+        return SectionProgress(view, students, grid)
+
+    def school_report(self, school_id: UUID) -> list[ReportRow]:
+        """ACC-2: each student in each section of the school's teachers, with their totals;
+        the caller's scope is checked before (`Access.may_see_school`)."""
+        roster = self.roster_reader
+        placed: list[tuple[UUID, SectionView]] = []
+        for teacher_id in sorted(roster.teachers_in_scope(f"{SCHOOL_SCOPE}:{school_id}")):
+            for view in roster.sections_of_teacher(teacher_id):
+                placed += [(student, view) for student in roster.students_of_section(view.id)]
+        students = list(dict.fromkeys(student for student, _ in placed))
+        entries = self.directory_reader.entries_of(students)
+        counts = self.progress_reader.report(students)
+        return [ReportRow(entries[student], view, counts[student])
+                for student, view in placed if student in entries]
 
     def close(self) -> None:
         self._stop.set()

@@ -55,6 +55,9 @@ class Permission(StrEnum):
     SCHOOLS_READ = "schools:read"  # a school's name, district and type: no personal data
     SCHOOLS_CREATE = "schools:create"
     SCHOOL_ROSTER_READ = "schools:roster"  # within the administrator's scope only (ACC-2)
+    PROGRESS_RECORD = "progress:record"  # a student's own attempts (PRG-1)
+    PROGRESS_READ = "progress:read"  # one student's progress; api/access.py says whose
+    SCHOOL_PROGRESS_READ = "schools:progress"  # the report, in the admin's scope (ACC-2)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -66,15 +69,21 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.REGISTRAR: frozenset({Permission.PEOPLE_CREATE, Permission.PEOPLE_READ,
                                Permission.PEOPLE_RENAME, Permission.DIRECTORY_READ,
                                Permission.SCHOOLS_READ, Permission.SCHOOLS_CREATE}),
-    Role.SUPPORT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ}),
+    Role.SUPPORT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
+                             Permission.PROGRESS_READ}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
-    Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT},
-    Role.TEACHER: _SIGNED_IN | {Permission.ME_TEACHER, Permission.SECTIONS_MANAGE},
+    Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT, Permission.PROGRESS_RECORD,
+                                Permission.PROGRESS_READ},
+    Role.TEACHER: _SIGNED_IN | {Permission.ME_TEACHER, Permission.SECTIONS_MANAGE,
+                                Permission.PROGRESS_READ},
     Role.SCHOOL_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
-                                  Permission.SCHOOL_ROSTER_READ}),
+                                  Permission.SCHOOL_ROSTER_READ, Permission.PROGRESS_READ,
+                                  Permission.SCHOOL_PROGRESS_READ}),
     Role.DISTRICT_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
-                                    Permission.SCHOOL_ROSTER_READ}),
-    Role.PARENT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ}),
+                                    Permission.SCHOOL_ROSTER_READ, Permission.PROGRESS_READ,
+                                    Permission.SCHOOL_PROGRESS_READ}),
+    Role.PARENT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
+                            Permission.PROGRESS_READ}),
     Role.RESEARCHER: frozenset({Permission.SCHOOLS_READ}),  # aggregates come later (ACC-3)
 }
 

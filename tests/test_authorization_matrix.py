@@ -106,6 +106,7 @@ STAFF = frozenset({"operator", "registrar"})
 READERS = frozenset({"operator", "registrar", "support", "student", "teacher", "school_admin",
                      "district_admin", "parent"})  # researchers: aggregates only (ACC-3)
 ADMINS = frozenset({"operator", "school_admin", "district_admin"})
+PROGRESS_READERS = READERS - {"registrar"}  # the education record: not a registrar's
 SIGNED_IN = frozenset({"operator", "registrar", "support", "student", "teacher",
                        "school_admin", "district_admin", "parent", "researcher"})
 
@@ -171,6 +172,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/schools"): Rule(STAFF, 201),
     ("GET", "/schools/{school_id}"): Rule(SIGNED_IN, 200),
     ("GET", "/schools/{school_id}/roster"): Rule(ADMINS, 200, "over_school_A"),
+    # progress (PRG-1, ACC-1, ACC-2)
+    ("POST", "/me/attempts"): Rule(STUDENT, 201),
+    ("GET", "/me/progress"): Rule(STUDENT, 200),
+    ("GET", "/sections/{section_id}/progress"): Rule(TEACHER, 200, "owns_section"),
+    ("GET", "/students/{person_id}/progress"): Rule(PROGRESS_READERS, 200, "sees_S",
+                                                    purpose=True),
+    ("GET", "/schools/{school_id}/progress"): Rule(ADMINS, 200, "over_school_A"),
 }
 
 
@@ -375,6 +383,14 @@ BUILDERS: dict[tuple[str, str], Build] = {
     ("GET", "/schools/{school_id}"): lambda w, c: (f"/schools/{w.ids['A']}", None),
     ("GET", "/schools/{school_id}/roster"): lambda w, c: (f"/schools/{w.ids['A']}/roster",
                                                           None),
+    ("POST", "/me/attempts"): lambda w, c: ("/me/attempts", {
+        "level": "csf/unit-1/level-1", "result": "solved", "code": "move()"}),
+    ("GET", "/sections/{section_id}/progress"): lambda w, c: (
+        f"/sections/{w.ids['X']}/progress", None),
+    ("GET", "/students/{person_id}/progress"): lambda w, c: (
+        f"/students/{w.ids['S']}/progress", None),
+    ("GET", "/schools/{school_id}/progress"): lambda w, c: (f"/schools/{w.ids['A']}/progress",
+                                                            None),
 }
 
 

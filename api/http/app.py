@@ -2,14 +2,15 @@
 
 The caller owns `services` (and starts its projections); the app only uses them. Routers, in
 the order a newcomer meets them: health; signing up, in and out (sessions); one's own record
-(me); a teacher's sections; schools and their rosters; reading people (people).
+(me); a teacher's sections; schools and their rosters; reading people (people); progress
+(attempts, the teacher's grid, the school report).
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.http import health, me, people, problems, schools, sections, sessions
+from api.http import health, me, people, problems, progress, schools, sections, sessions
 from api.http.context import RequestContext
 from api.services import Services
 from api.tokens import TokenStore
@@ -25,7 +26,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
-    for module in (health, sessions, me, sections, schools, people):
+    for module in (health, sessions, me, sections, schools, people, progress):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

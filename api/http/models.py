@@ -380,3 +380,86 @@ class RosterSection(BaseModel):
 class SchoolRoster(BaseModel):
     school_id: UUID
     sections: list[RosterSection]
+
+
+# -- progress (PRG-1) -------------------------------------------------------------------------
+Result = Literal["failed", "solved", "optimal"]
+
+
+class AttemptIn(_Request):
+    """One try at a level. The code and answers rest sealed under the student's key."""
+
+    level: Text = Field(max_length=240, examples=["csf-2024/unit-3/lesson-2/level-5"])
+    result: Result
+    attempted_at: datetime | None = Field(
+        None, description="ISO 8601 with a time zone (default: now)")
+    seconds: int | None = Field(None, description="time to completion")
+    hints: int = 0
+    code: Text = ""
+    answers: dict[Text, Text] = Field(default_factory=dict,
+                                      description="assessment question -> answer")
+
+
+class AttemptBatch(_Request):
+    """Up to 500 attempts, recorded all together or, if one is refused, none."""
+
+    attempts: list[AttemptIn] = Field(min_length=1, max_length=500)
+
+
+class LevelOut(BaseModel):
+    tries: int
+    best: Result
+    last_at: datetime
+
+
+class StudentProgressOut(BaseModel):
+    student_id: UUID
+    levels: dict[str, LevelOut]
+
+    @classmethod
+    def of(cls, student_id: UUID, levels: dict[str, Any]) -> StudentProgressOut:
+        return cls(student_id=student_id, levels={
+            level: LevelOut(tries=p.tries, best=p.best, last_at=p.last_at)
+            for level, p in levels.items()})
+
+
+class GridStudent(BaseModel):
+    id: UUID
+    display_name: str
+    levels: dict[str, LevelOut]
+
+
+class SectionProgressOut(BaseModel):
+    section_id: UUID
+    students: list[GridStudent]
+
+
+class CountsOut(BaseModel):
+    levels: int
+    solved: int
+    optimal: int
+    attempts: int
+
+
+class ReportStudent(BaseModel):
+    id: UUID
+    display_name: str
+    section_id: UUID
+    teacher_id: UUID
+    grade: str
+    counts: CountsOut
+
+
+class ReportGroup(BaseModel):
+    key: str
+    students: int
+    counts: CountsOut
+
+
+class SchoolProgressOut(BaseModel):
+    school_id: UUID
+    students: list[ReportStudent]
+    by_section: list[ReportGroup]
+    by_teacher: list[ReportGroup]
+    by_grade: list[ReportGroup]
+    school: CountsOut

@@ -1,0 +1,166 @@
+"""Progress (PRG-1): tries, best result and latest try per student and level, for the views.
+
+Built from `Progress.AttemptRecorded`, one row per (student, level). Every column is
+pseudonymous (DESIGN: ids, level codes, counts, times, a rank from a fixed list), so nothing is
+sealed here: the attempt's code and answers stay in the student's sealed stream and never reach
+this table. The best result rests as its rank in `RESULTS`, so that the upsert keeps the best
+with a plain comparison on both backends; times rest as UTC text of fixed width, which sorts
+as time does.
+
+Erasure: live, the `ErasureRecord.SubjectErased` record deletes the student's rows; on a
+rebuild their events arrive as `ErasedEvent` placeholders whose stream is the progress stream,
+so a small table maps each progress stream back to its student (and its row goes too).
+
+The teacher's grid reads 30 students x 100 levels in one query on the primary key
+(student_id, level), whatever the number of attempts in the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from crypto.sql import Cursor, Database
+from ledger.erasure import ErasureRecord
+from ledger.progress import RESULTS, LevelProgress, Progress
+from ledger.sealing import ErasedEvent
+from projections.runner import Projection, live_table
+
+_RANK = {result: rank for rank, result in enumerate(RESULTS)}
+_SOLVED, _OPTIMAL = _RANK["solved"], _RANK["optimal"]
+_CHUNK = 500
+
+
+def _at(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+@dataclass(frozen=True)
+class ProgressCounts:
+    """One student's totals: levels tried, solved (or better), optimal, attempts."""
+
+    levels: int = 0
+    solved: int = 0
+    optimal: int = 0
+    attempts: int = 0
+
+    def __add__(self, other: ProgressCounts) -> ProgressCounts:
+        return ProgressCounts(self.levels + other.levels, self.solved + other.solved,
+                              self.optimal + other.optimal, self.attempts + other.attempts)
+
+
+class Tables:
+    def __init__(self, prefix: str) -> None:
+        self.levels = f"{prefix}_levels"
+        self.streams = f"{prefix}_streams"
+
+
+class ProgressView(Projection):
+    name = "progress"
+
+    def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
+        t = Tables(table)
+        cur.execute(
+            f"CREATE TABLE {t.levels} (student_id TEXT NOT NULL, level TEXT NOT NULL,"
+            " tries INTEGER NOT NULL, best INTEGER NOT NULL, last_at TEXT NOT NULL,"
+            " PRIMARY KEY (student_id, level))"
+        )
+        cur.execute(f"CREATE TABLE {t.streams} (progress_id TEXT PRIMARY KEY,"
+                    " student_id TEXT NOT NULL)")
+        cur.execute(f"CREATE INDEX {t.streams}_by_student ON {t.streams} (student_id)")
+
+    def drop_tables(self, cur: Cursor, table: str) -> None:
+        t = Tables(table)
+        for name in (t.levels, t.streams):
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def process(self, cur: Cursor, table: str, event: Any) -> None:
+        t = Tables(table)
+        if isinstance(event, Progress.AttemptRecorded):
+            cur.execute(
+                f"INSERT INTO {t.levels} AS p (student_id, level, tries, best, last_at)"
+                " VALUES (?, ?, 1, ?, ?) ON CONFLICT (student_id, level) DO UPDATE SET"
+                " tries = p.tries + 1,"
+                " best = CASE WHEN excluded.best > p.best THEN excluded.best ELSE p.best END,"
+                " last_at = CASE WHEN excluded.last_at > p.last_at THEN excluded.last_at"
+                " ELSE p.last_at END",
+                (str(event.owner_id), event.level, _RANK[event.result],
+                 _at(event.attempted_at)),
+            )
+        elif isinstance(event, Progress.Started):
+            cur.execute(f"INSERT INTO {t.streams} (progress_id, student_id) VALUES (?, ?)"
+                        " ON CONFLICT DO NOTHING",
+                        (str(event.originator_id), str(event.owner_id)))
+        elif isinstance(event, ErasedEvent):
+            self._forget_stream(cur, t, str(event.originator_id))
+        elif isinstance(event, ErasureRecord.SubjectErased):
+            self._forget_student(cur, t, str(event.subject_id))
+
+    def _forget_stream(self, cur: Cursor, t: Tables, stream_id: str) -> None:
+        """An erased stream: a progress stream (its student's rows), or the student's own."""
+        cur.execute(f"SELECT student_id FROM {t.streams} WHERE progress_id = ?", (stream_id,))
+        row = cur.fetchone()
+        self._forget_student(cur, t, str(row[0]) if row else stream_id)
+
+    def _forget_student(self, cur: Cursor, t: Tables, student_id: str) -> None:
+        cur.execute(f"DELETE FROM {t.levels} WHERE student_id = ?", (student_id,))
+        cur.execute(f"DELETE FROM {t.streams} WHERE student_id = ?", (student_id,))
+
+
+class ProgressReader:
+    """Reads the progress view; the API decides who may read whose."""
+
+    def __init__(self, db: Database, projection: ProgressView) -> None:
+        self.db = db
+        self.projection = projection
+
+    def of_student(self, student_id: UUID) -> dict[str, LevelProgress]:
+        """Per level, in level order; empty for a student with no attempts (or erased)."""
+        return self.grid([student_id]).get(student_id, {})
+
+    def grid(self, student_ids: list[UUID], levels: list[str] | None = None
+             ) -> dict[UUID, dict[str, LevelProgress]]:
+        """The teacher's grid: each student's levels (only `levels`, if given), in one query
+        for a section (500 students a query past that). Students with no attempts: absent."""
+        found: dict[UUID, dict[str, LevelProgress]] = {}
+        if not student_ids or levels == []:
+            return found
+        level_filter, level_params = "", []
+        if levels is not None:
+            level_filter = f" AND level IN ({', '.join('?' for _ in levels)})"
+            level_params = list(levels)
+        with self.db.transaction(write=False) as cur:
+            t = Tables(live_table(cur, self.projection))
+            for chunk in _chunks(student_ids):
+                cur.execute(
+                    f"SELECT student_id, level, tries, best, last_at FROM {t.levels}"
+                    f" WHERE student_id IN ({', '.join('?' for _ in chunk)}){level_filter}"
+                    " ORDER BY student_id, level", (*chunk, *level_params))
+                for student, level, tries, best, last_at in cur.fetchall():
+                    found.setdefault(UUID(student), {})[level] = LevelProgress(
+                        int(tries), RESULTS[int(best)], datetime.fromisoformat(last_at))
+        return found
+
+    def report(self, student_ids: list[UUID]) -> dict[UUID, ProgressCounts]:
+        """Totals per student (every student asked for; zeros for one with no attempts)."""
+        counts = {student: ProgressCounts() for student in student_ids}
+        with self.db.transaction(write=False) as cur:
+            t = Tables(live_table(cur, self.projection))
+            for chunk in _chunks(student_ids):
+                cur.execute(
+                    f"SELECT student_id, count(*),"
+                    f" sum(CASE WHEN best >= {_SOLVED} THEN 1 ELSE 0 END),"
+                    f" sum(CASE WHEN best >= {_OPTIMAL} THEN 1 ELSE 0 END), sum(tries)"
+                    f" FROM {t.levels} WHERE student_id IN ({', '.join('?' for _ in chunk)})"
+                    " GROUP BY student_id", chunk)
+                for student, levels, solved, optimal, attempts in cur.fetchall():
+                    counts[UUID(student)] = ProgressCounts(int(levels), int(solved),
+                                                           int(optimal), int(attempts))
+        return counts
+
+
+def _chunks(ids: list[UUID]) -> list[list[str]]:
+    unique = list(dict.fromkeys(str(i) for i in ids))
+    return [unique[start:start + _CHUNK] for start in range(0, len(unique), _CHUNK)]
