@@ -5,6 +5,8 @@ LEDGER_SCHEMA           PostgreSQL schema of the events and read models (default
 LEDGER_READ_MODELS_URL  default: var/read_models.sqlite3 on SQLite; the events' PostgreSQL database
 LEDGER_KEYSTORE_URL     default: var/keys.sqlite3 on SQLite; the same PostgreSQL database
 LEDGER_KEYSTORE_SCHEMA  PostgreSQL schema of the key store (default: <LEDGER_SCHEMA>_keys)
+LEDGER_MEDIA_URL        uploads (default: var/media.sqlite3; the events' PostgreSQL database)
+LEDGER_MAX_UPLOAD_BYTES the largest upload accepted (default: 5 MiB)
 LEDGER_KEK_FILE         the KEK keyring file (default: var/kek.json, mode 0600)
 LEDGER_KEK              a KEK keyring given inline ("1:<base64>,..."); overrides the file
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
@@ -31,6 +33,8 @@ class Settings:
     kek_inline: str | None = field(default=None, repr=False)
     var_dir: str = "var"
     key_sync_seconds: float = 1.0
+    media_url: str = ""
+    max_upload_bytes: int = 5 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -46,13 +50,16 @@ class Settings:
             kek_inline=env.get("LEDGER_KEK") or None,
             var_dir=var_dir,
             key_sync_seconds=float(env.get("LEDGER_KEY_SYNC_SECONDS", "1.0")),
+            media_url=env.get("LEDGER_MEDIA_URL", ""),
+            max_upload_bytes=int(env.get("LEDGER_MAX_UPLOAD_BYTES", str(5 * 1024 * 1024))),
         )
 
     @classmethod
     def build(cls, *, database_url: str = "", schema: str = "ledger", keystore_url: str = "",
               read_models_url: str = "",
               keystore_schema: str = "", kek_file: str = "", kek_inline: str | None = None,
-              var_dir: str = "var", key_sync_seconds: float = 1.0) -> Settings:
+              var_dir: str = "var", key_sync_seconds: float = 1.0, media_url: str = "",
+              max_upload_bytes: int = 5 * 1024 * 1024) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -65,8 +72,17 @@ class Settings:
                 database_url if is_postgres(database_url)
                 else f"sqlite:///{os.path.join(var_dir, 'read_models.sqlite3')}"
             )
+        if not media_url:
+            media_url = (
+                database_url if is_postgres(database_url)
+                else f"sqlite:///{os.path.join(var_dir, 'media.sqlite3')}"
+            )
+        if max_upload_bytes <= 0:
+            raise ValueError("LEDGER_MAX_UPLOAD_BYTES must be positive")
         return cls(
             database_url=database_url,
+            media_url=media_url,
+            max_upload_bytes=max_upload_bytes,
             read_models_url=read_models_url,
             schema=valid_schema_name(schema),
             keystore_url=keystore_url,
