@@ -1,0 +1,186 @@
+"""Projects and the public gallery (PRG-2, AGE-3), for listings.
+
+One row per live project: kind, remix origin and gallery state are pseudonymous (plain); the
+name rests sealed under the owner's key. The gallery shows of the owner only the first letter
+of their display name (AGE-3), kept sealed per owner and updated when they are renamed. A
+deleted project's row goes; an erased owner's rows go (live, on `SubjectErased`; on a
+rebuild, their events arrive as `ErasedEvent` placeholders), and a remix of their project
+stays, since it is its own owner's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from crypto import KeyErased, SubjectKeys
+from crypto.sql import Cursor, Database
+from ledger.erasure import ErasureRecord
+from ledger.people import Person
+from ledger.projects import Project
+from ledger.sealing import ErasedEvent
+from projections.runner import Projection, live_table
+
+
+def _aad(table: str, row: str, column: str) -> bytes:
+    return f"{table}|{row}|{column}".encode()
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    id: UUID
+    owner_id: UUID
+    kind: str
+    name: str
+    remixed_from: UUID | None
+    shared_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GalleryCard:
+    """What anyone may see of a shared project: no owner id, only their initial."""
+
+    id: UUID
+    kind: str
+    name: str
+    owner_initial: str
+    remixed_from: UUID | None
+    shared_at: datetime
+
+
+class Tables:
+    def __init__(self, prefix: str) -> None:
+        self.projects = prefix
+        self.owners = f"{prefix}_owners"
+
+
+class ProjectsView(Projection):
+    name = "projects"
+
+    def __init__(self, keys: SubjectKeys) -> None:
+        self.keys = keys
+
+    def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
+        t = Tables(table)
+        cur.execute(f"CREATE TABLE {t.projects} (project_id TEXT PRIMARY KEY,"
+                    f" owner_id TEXT NOT NULL, kind TEXT NOT NULL, sealed_name {blob} NOT NULL,"
+                    " remixed_from TEXT, shared_at TEXT)")
+        cur.execute(f"CREATE INDEX {t.projects}_by_owner ON {t.projects} (owner_id)")
+        cur.execute(f"CREATE INDEX {t.projects}_gallery ON {t.projects} (shared_at, project_id)")
+        cur.execute(f"CREATE TABLE {t.owners} (owner_id TEXT PRIMARY KEY,"
+                    f" sealed_initial {blob} NOT NULL)")
+
+    def drop_tables(self, cur: Cursor, table: str) -> None:
+        t = Tables(table)
+        for name in (t.projects, t.owners):
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def process(self, cur: Cursor, table: str, event: Any) -> None:
+        t = Tables(table)
+        if isinstance(event, ErasedEvent):
+            gone = str(event.originator_id)  # a project's stream, or a person's
+            cur.execute(f"DELETE FROM {t.projects} WHERE project_id = ? OR owner_id = ?",
+                        (gone, gone))
+            cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
+        elif isinstance(event, ErasureRecord.SubjectErased):
+            gone = str(event.subject_id)
+            cur.execute(f"DELETE FROM {t.projects} WHERE owner_id = ?", (gone,))
+            cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
+        elif isinstance(event, Person.Registered | Person.Renamed):
+            self._owner(cur, t, event.originator_id, event.display_name)
+        elif isinstance(event, Project.Created):
+            pid = str(event.originator_id)
+            sealed = self._seal(event.owner_id, "projects", pid, "name", event.name)
+            if sealed is not None:
+                cur.execute(f"INSERT INTO {t.projects} (project_id, owner_id, kind, sealed_name,"
+                            " remixed_from, shared_at) VALUES (?, ?, ?, ?, ?, NULL)",
+                            (pid, str(event.owner_id), event.kind, sealed,
+                             str(event.remixed_from) if event.remixed_from else None))
+        elif isinstance(event, Project.Renamed):
+            pid = str(event.originator_id)
+            sealed = self._seal(event.owner_id, "projects", pid, "name", event.name)
+            if sealed is not None:
+                cur.execute(f"UPDATE {t.projects} SET sealed_name = ? WHERE project_id = ?",
+                            (sealed, pid))
+        elif isinstance(event, Project.SharedToGallery):
+            cur.execute(f"UPDATE {t.projects} SET shared_at = ? WHERE project_id = ?",
+                        (_at(event.timestamp), str(event.originator_id)))
+        elif isinstance(event, Project.UnsharedFromGallery):
+            cur.execute(f"UPDATE {t.projects} SET shared_at = NULL WHERE project_id = ?",
+                        (str(event.originator_id),))
+        elif isinstance(event, Project.Deleted):
+            cur.execute(f"DELETE FROM {t.projects} WHERE project_id = ?",
+                        (str(event.originator_id),))
+
+    def _owner(self, cur: Cursor, t: Tables, person_id: UUID, display_name: str) -> None:
+        sealed = self._seal(person_id, "projects_owners", str(person_id), "initial",
+                            display_name[:1].upper())
+        if sealed is None:
+            return
+        cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (str(person_id),))
+        cur.execute(f"INSERT INTO {t.owners} (owner_id, sealed_initial) VALUES (?, ?)",
+                    (str(person_id), sealed))
+
+    def _seal(self, owner_id: UUID, table: str, row: str, column: str, value: str
+              ) -> bytes | None:
+        """Sealed under the owner's key, bound to the table (by its name without generation),
+        row and column."""
+        try:
+            aead = self.keys.sealer(owner_id)
+        except KeyErased:
+            return None  # erased since the event was written: nothing to show, ever
+        return aead.seal(value.encode(), _aad(table, row, column))
+
+
+def _at(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+class ProjectsReader:
+    def __init__(self, db: Database, keys: SubjectKeys, projection: ProjectsView) -> None:
+        self.db = db
+        self.keys = keys
+        self.projection = projection
+
+    def of_owner(self, owner_id: UUID) -> list[ProjectSummary]:
+        with self.db.transaction(write=False) as cur:
+            t = Tables(live_table(cur, self.projection))
+            cur.execute(f"SELECT project_id, owner_id, kind, sealed_name, remixed_from,"
+                        f" shared_at FROM {t.projects} WHERE owner_id = ? ORDER BY project_id",
+                        (str(owner_id),))
+            rows = cur.fetchall()
+        try:
+            aead = self.keys.opener(owner_id)
+        except KeyErased:
+            return []
+        return [ProjectSummary(UUID(r[0]), owner_id, r[2],
+                               aead.open(bytes(r[3]), _aad("projects", r[0], "name")).decode(),
+                               UUID(r[4]) if r[4] else None,
+                               datetime.fromisoformat(r[5]) if r[5] else None) for r in rows]
+
+    def gallery(self, limit: int = 50, before: datetime | None = None) -> list[GalleryCard]:
+        """Shared projects, newest first; page with `before` = the last card's `shared_at`."""
+        with self.db.transaction(write=False) as cur:
+            t = Tables(live_table(cur, self.projection))
+            cur.execute(
+                f"SELECT p.project_id, p.owner_id, p.kind, p.sealed_name, p.remixed_from,"
+                f" p.shared_at, o.sealed_initial FROM {t.projects} p LEFT JOIN {t.owners} o"
+                " ON o.owner_id = p.owner_id WHERE p.shared_at IS NOT NULL AND p.shared_at < ?"
+                " ORDER BY p.shared_at DESC, p.project_id LIMIT ?",
+                (_at(before) if before else "9999", limit))
+            rows = cur.fetchall()
+        cards = []
+        for r in rows:
+            try:
+                aead = self.keys.opener(UUID(r[1]))
+            except KeyErased:
+                continue
+            initial = (aead.open(bytes(r[6]), _aad("projects_owners", r[1], "initial"))
+                       .decode() if r[6] is not None else "")
+            cards.append(GalleryCard(UUID(r[0]), r[2],
+                                     aead.open(bytes(r[3]), _aad("projects", r[0], "name"))
+                                     .decode(), initial, UUID(r[4]) if r[4] else None,
+                                     datetime.fromisoformat(r[5])))
+        return cards

@@ -1,0 +1,78 @@
+"""The projects read model and the gallery (PRG-2, AGE-3), both backends: listings follow the
+log, the gallery shows an owner's initial only, erased owners vanish live and after a rebuild,
+and their remixed projects' remixes stay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from uuid import uuid4
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.media import MediaStore
+from ledger.persistence import open_database
+from ledger.project_service import Projects
+from projections.projects import ProjectsReader, ProjectsView
+from projections.runner import ProjectionRunner
+from tests.test_leak_scan import haystack
+
+
+@dataclass
+class World:
+    ledger: Ledger
+    projects: Projects
+    runner: ProjectionRunner
+    reader: ProjectsReader
+
+
+@pytest.fixture
+def world(ledger: Ledger) -> Iterator[World]:
+    media = MediaStore(open_database(ledger.settings.media_url, ledger.settings.schema),
+                       ledger.keys)
+    view = ProjectsView(ledger.keys)
+    yield World(ledger, Projects(ledger, media, lambda s: True),
+                ProjectionRunner(ledger, ledger.read_models, view),
+                ProjectsReader(ledger.read_models, ledger.keys, view))
+    media.db.close()
+
+
+def test_listings_and_the_gallery_follow_the_log(world: World) -> None:
+    sam = world.ledger.register_student("samantha", "14")
+    ana = world.ledger.register_student("Ana", "15")
+    name = f"Clicker {uuid4().hex[:8]}"
+    clicker = world.projects.create(sam, "app", name)
+    story = world.projects.create(sam, "story", "Draft")
+    world.projects.share_to_gallery(sam, clicker)
+    remix = world.projects.remix(ana, clicker, "My clicker")
+    world.projects.share_to_gallery(ana, remix)
+    world.projects.delete(sam, story)
+    world.ledger.rename(sam, "Tam")
+    world.runner.catch_up()
+
+    assert {(p.name, p.shared_at is not None) for p in world.reader.of_owner(sam)} == {
+        (name, True)}
+    cards = world.reader.gallery()
+    assert [(c.name, c.owner_initial, c.remixed_from) for c in cards] == [
+        ("My clicker", "A", clicker), (name, "T", None)]
+    assert not hasattr(cards[0], "owner_id")
+    assert haystack(world.ledger.settings).find({"name": name.encode()}) == []
+
+
+def test_an_erased_owner_vanishes_live_and_after_a_rebuild_and_remixes_stay(
+        world: World) -> None:
+    sam = world.ledger.register_student("Sam", "14")
+    ana = world.ledger.register_student("Ana", "15")
+    clicker = world.projects.create(sam, "app", "Clicker")
+    world.projects.share_to_gallery(sam, clicker)
+    remix = world.projects.remix(ana, clicker)
+    world.projects.share_to_gallery(ana, remix)
+    world.runner.catch_up()
+
+    world.ledger.erase_subject(sam, "user_request")
+    world.runner.catch_up()
+    live = [(c.id, c.owner_initial) for c in world.reader.gallery()]
+    world.runner.rebuild()
+    assert [(c.id, c.owner_initial) for c in world.reader.gallery()] == live == [(remix, "A")]
+    assert world.reader.of_owner(sam) == []
