@@ -54,8 +54,25 @@ NUMERIC_KEYS = (
     "roster_http_ratio",
     "plain_read_section_per_s",
     "plain_read_section_ms",
+    # attempts through the service layer, 1 and 10 per save, against plain get-record-save
+    "attempt_single_ratio",
+    "plain_attempt_single_per_s",
+    "ledger_attempt_single_per_s",
+    "attempt_batch_ratio",
+    "plain_attempt_batch_per_s",
+    "ledger_attempt_batch_per_s",
+    # the teacher's progress grid of a 30-student section over 100 levels
+    "grid_attempts",
+    "grid_cells",
+    "grid_fill_attempts_per_s",
+    "grid_catch_up_s",
+    "grid_service_p50_ms",
+    "grid_service_p99_ms",
+    "grid_reader_p50_ms",
+    "grid_reader_p99_ms",
 )
-SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6"]
+SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6", "--attempts", "40",
+         "--grid-attempts", "6000", "--grid-reads", "5"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -84,6 +101,13 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
     assert (result["roster_reads"], result["roster_section_size"]) == (6, 30)
     assert result["roster_service_p50_ms"] <= result["roster_service_p99_ms"]
     assert result["roster_http_p50_ms"] <= result["roster_http_p99_ms"]
+    assert (result["attempts"], result["attempt_batch"]) == (40, 10)
+    # 6,000 attempts: 100 each for the section's 30 students (a cell per level), the rest to
+    # others; the grid is read whole.
+    assert (result["grid_attempts"], result["grid_students"], result["grid_levels"]) == (
+        6000, 30, 100)
+    assert (result["grid_cells"], result["grid_reads"]) == (3000, 5)
+    assert result["grid_service_p50_ms"] <= result["grid_service_p99_ms"]
     return result
 
 
@@ -95,14 +119,19 @@ def test_bench_sqlite_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5",
-                           "--sign-ins", "1", "--roster-reads", "3"], capsys)
+                           "--sign-ins", "1", "--roster-reads", "3", "--attempts", "20",
+                           "--grid-attempts", "300", "--grid-reads", "2"], capsys)
     assert code == 0
     for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5",
                   "sign-in, service layer: 1 by password", "password (hash included)",
                   "its scrypt hash", "password minus its hash", "secret words (no hash)",
                   "scrypt alone (n=2^15, r=8, p=1)",
                   "roster of a 30-student section, 3 reads a door", "service layer",
-                  "HTTP in-process", "plain (median)"):
+                  "HTTP in-process", "plain (median)",
+                  "attempts, service layer: 20 a row", "attempt, 1 per save",
+                  "attempts, 10 per save",
+                  "progress grid of a 30-student section x 100 levels (150 cells), 300",
+                  "ProgressReader.grid alone"):
         assert label in out
 
 
@@ -112,10 +141,12 @@ def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> Non
     assert out == ""
 
 
-@pytest.mark.parametrize("flag", ["--sign-ins", "--roster-reads"])
-def test_bench_refuses_no_sign_ins_or_roster_reads(
-        flag: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_bench(["--events", "400", flag, "0", "--json"], capsys)
+@pytest.mark.parametrize(("flag", "value"), [("--sign-ins", "0"), ("--roster-reads", "0"),
+                                             ("--attempts", "9"), ("--grid-attempts", "29"),
+                                             ("--grid-reads", "0")])
+def test_bench_refuses_too_few_of_a_kind(
+        flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_bench(["--events", "400", flag, value, "--json"], capsys)
     assert code == 2
     assert out == ""
 
@@ -161,3 +192,34 @@ def test_bench_postgres_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     check_report(out, "postgres")
     assert bench_schemas(url) - before == set(), "the bench left its schemas behind"
+
+
+def test_attempt_workload_is_the_same_on_both_sides(tmp_path: Path) -> None:
+    """The plain aggregate derives what `Progress` derives, from the same attempts; the
+    payload is a realistic attempt (about 300 bytes of code, two answers)."""
+    from api.cli import bench_progress
+    from ledger.attempts import Attempts
+    from ledger.progress import valid_attempt
+
+    made = bench_progress.attempt(7)
+    assert valid_attempt(made) is made
+    assert 250 <= len(made.code.encode()) <= 400 and len(made.answers) == 2
+    services = Services.open(Settings.build(var_dir=str(tmp_path)))
+    plain = bench_progress.PlainProgressBench(
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    try:
+        fixture = bench_progress.set_up(services.ledger, plain, students=3)
+        for per_save in (1, bench_progress.BATCH):
+            bench_progress.ledger_attempts(services.ledger, fixture.students, 60, per_save, 3)
+            bench_progress.plain_attempts(plain, fixture.plain, 60, per_save, 3)
+        attempts = Attempts(services.ledger)
+        for student, plain_id in zip(fixture.students, fixture.plain, strict=True):
+            ledger_side = attempts.progress(student)
+            plain_side = plain.repository.get(plain_id).summary
+            assert {level: [p.tries, p.best, p.last_at] for level, p in ledger_side.items()
+                    } == plain_side
+        assert sum(p.tries for s in fixture.students
+                   for p in attempts.progress(s).values()) == 3 + 2 * 60
+    finally:
+        plain.close()
+        services.close()

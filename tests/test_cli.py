@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from api.cli.main import main
-from api.cli.seed import SEED_PASSWORD, seed_school, usernames
+from api.cli.seed import (
+    COURSES,
+    SEED_PASSWORD,
+    TERM_WEEKS,
+    course_levels,
+    seed_progress,
+    seed_school,
+    usernames,
+)
 from api.services import Services
 from ledger.application import ErasedPerson
+from ledger.attempts import Attempts
 from ledger.people import Student, Teacher
 from ledger.policy import CURRENT_POLICY_VERSION
+from ledger.progress import Progress, progress_id_for
 from ledger.settings import Settings
 
 
@@ -112,8 +125,10 @@ def test_project_and_rebuild(var_dir: Path, capsys: pytest.CaptureFixture[str]) 
     services.close()
     assert main(["project"]) == 0
     reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {r["read_model"]: r["position"] for r in reports} == {"student_directory": 1,
-                                                                 "roster": 1}
+    positions = {r["read_model"]: r["position"] for r in reports}
+    # Every read model (the directory, the roster, and any added since) at the one event.
+    assert {"student_directory", "roster"} <= set(positions)
+    assert set(positions.values()) == {1}
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "read_model": "student_directory", "generation": 2, "position": 1}
@@ -145,6 +160,60 @@ def test_seed_school_has_sections_consent_and_sign_ups(tmp_path: Path) -> None:
         assert services.sign_in.with_password(teacher_login, SEED_PASSWORD).id == rivera
         services.catch_up()
         assert len(services.directory_reader.entries(limit=1000)) == 22
+    finally:
+        services.close()
+
+
+def test_seed_school_has_a_term_of_progress(tmp_path: Path) -> None:
+    """PRG-1 in the synthetic school: every student has attempts over their section's course,
+    thousands in all, a plausible mix of results, in the 12 weeks before the seed."""
+    services = Services.open(Settings.build(var_dir=str(tmp_path)))
+    try:
+        before = datetime.now(UTC)
+        school = seed_school(services.ledger, students=20)
+        attempts, sections = Attempts(services.ledger), services.sections
+        young, older = (sections.section(s) for s in school["sections"])
+        tries: Counter[str] = Counter()
+        best: Counter[str] = Counter()
+        for section, course in ((young, "csf"), (older, "csd")):
+            levels = course_levels(course)
+            for student_id in section.students:
+                progress = attempts.progress(student_id)
+                assert levels[0] in progress and len(progress) >= len(levels) // 3
+                assert set(progress) <= set(levels)
+                for level in progress.values():
+                    assert 1 <= level.tries <= 5
+                    assert before - timedelta(weeks=TERM_WEEKS, days=1) <= level.last_at
+                    assert level.last_at <= before + timedelta(days=1)
+                tries.update({course: sum(level.tries for level in progress.values())})
+                best.update(level.best for level in progress.values())
+        assert course_levels("csf")[0] == f"{COURSES['csf']}/unit-1/lesson-1/level-1"
+        assert 1_000 <= sum(tries.values()) <= 10_000  # thousands, in a few saves each
+        assert set(best) == {"failed", "solved", "optimal"}
+        assert best["solved"] + best["optimal"] > 10 * best["failed"]  # most levels get done
+        # Each attempt is recorded whole: code at the levels, answers at each lesson's quiz.
+        events = [e for e in services.ledger.history(progress_id_for(young.students[0]))
+                  if isinstance(e, Progress.AttemptRecorded)]
+        assert len(events) == sum(
+            level.tries for level in attempts.progress(young.students[0]).values())
+        assert {e.result for e in events} >= {"failed", "solved"}
+        assert any(e.code for e in events) and any(e.answers for e in events)
+        assert all(e.seconds and e.seconds > 0 for e in events)
+    finally:
+        services.close()
+
+
+def test_seed_progress_is_reproducible(tmp_path: Path) -> None:
+    services = Services.open(Settings.build(var_dir=str(tmp_path)))
+    try:
+        ledger = services.ledger
+        ana, ben = (ledger.register_student(name, "12") for name in ("Ana", "Ben"))
+        end = datetime(2026, 11, 27, 15, tzinfo=UTC)
+        first = seed_progress(ledger, [ana], "csd", random.Random(7), term_end=end)
+        assert first == seed_progress(ledger, [ben], "csd", random.Random(7), term_end=end)
+        progress = Attempts(ledger)
+        assert progress.progress(ana) == progress.progress(ben)
+        assert sum(level.tries for level in progress.progress(ana).values()) == first
     finally:
         services.close()
 

@@ -11,7 +11,12 @@ Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
   hash reported apart and taken out of the ratio, and by secret words, each against a plain
   get-and-append of one event;
 - a teacher's roster of a 30-student section (what backs `GET /sections/{id}/students`),
-  through the service layer and through HTTP in-process, against a plain read of 30 streams.
+  through the service layer and through HTTP in-process, against a plain read of 30 streams;
+- attempts recorded through the service layer (see `api.cli.bench_progress`), one per save and
+  10 per save, on students who already have progress streams, each against a plain get, record
+  and save of an aggregate of the same shape;
+- a teacher's progress grid of a 30-student section over 100 levels (what backs
+  `GET /sections/{id}/progress`), p50 and p99, with `--grid-attempts` attempts in the store.
 
 The machine is shared and noisy, so appends and replays run in rounds, plain and ledger taking
 turns to go first, and each ratio is the median of the per-round ratios (ledger / plain).
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from api.cli import bench_accounts as accounts
+from api.cli import bench_progress as progress
 from api.cli import bench_workload as workload
 from api.services import Services
 from crypto import passwords
@@ -67,6 +73,14 @@ def register(commands: Any) -> None:
     parser.add_argument("--roster-reads", type=int, default=200,
                         help="reads of a 30-student roster, through the service layer and again"
                              " through HTTP (default 200)")
+    parser.add_argument("--attempts", type=int, default=5_000,
+                        help="attempts recorded by each side one per save, and as many again"
+                             f" {progress.BATCH} per save (default 5000)")
+    parser.add_argument("--grid-attempts", type=int, default=20_000,
+                        help="attempts in the store for the teacher grid, recorded"
+                             f" {progress.FILL_BATCH} a save (default 20000)")
+    parser.add_argument("--grid-reads", type=int, default=200,
+                        help="reads of the 30-student x 100-level grid (default 200)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -88,6 +102,10 @@ class Plan:
     account_rounds: int = 1
     roster_reads: int = 200
     roster_rounds: int = 1
+    attempts: int = 5_000
+    attempt_rounds: int = 1
+    grid_attempts: int = 20_000
+    grid_reads: int = 200
 
     @property
     def secret_sign_ins(self) -> int:
@@ -95,7 +113,8 @@ class Plan:
 
     @classmethod
     def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None,
-                  sign_ins: int = 10, roster_reads: int = 200) -> Plan:
+                  sign_ins: int = 10, roster_reads: int = 200, attempts: int = 5_000,
+                  grid_attempts: int = 20_000, grid_reads: int = 200) -> Plan:
         if events < 100:
             raise ValueError("--events must be at least 100")
         rounds = max(1, min(rounds, events // 10))
@@ -108,8 +127,15 @@ class Plan:
             raise ValueError("--sign-ins must be at least 1")
         if roster_reads < 1:
             raise ValueError("--roster-reads must be at least 1")
+        if attempts < progress.BATCH:
+            raise ValueError(f"--attempts must be at least {progress.BATCH}")
+        if grid_attempts < accounts.SECTION_SIZE:
+            raise ValueError(f"--grid-attempts must be at least {accounts.SECTION_SIZE}")
+        if grid_reads < 1:
+            raise ValueError("--grid-reads must be at least 1")
         return cls(backend, events, rounds, singles, erasures, sign_ins,
-                   min(rounds, sign_ins), roster_reads, min(rounds, roster_reads))
+                   min(rounds, sign_ins), roster_reads, min(rounds, roster_reads), attempts,
+                   min(rounds, attempts // progress.BATCH), grid_attempts, grid_reads)
 
     def share(self, total: int, round_index: int, rounds: int | None = None) -> int:
         """Round `round_index`'s part of `total` (of `rounds`, by default `self.rounds`), the
@@ -172,6 +198,8 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
             fixture = accounts.set_up(services, min(accounts.TEACHERS, plan.sign_ins))
             result.update(_measure_sign_in(plan, services, plain_app, fixture))
             result.update(_measure_roster(plan, services, plain_app, fixture))
+            result.update(_measure_grid(plan, services, fixture))
+            result.update(_measure_attempts(plan, stores, services.ledger))
             result["seconds"] = time.perf_counter() - started
             return result
         finally:
@@ -378,12 +406,105 @@ def _measure_roster(plan: Plan, services: Services, plain_app: workload.PlainBen
     }
 
 
+def _measure_attempts(plan: Plan, stores: workload.Stores, ledger: Ledger) -> dict[str, Any]:
+    plain_app = progress.PlainProgressBench(env=stores.plain_env)
+    try:
+        log.info("attempts: %d students a side, each with a progress stream (outside the"
+                 " timing)", progress.STUDENTS)
+        fixture = progress.set_up(ledger, plain_app)
+        # Warm-up, untimed: both paths, one save each.
+        progress.ledger_attempts(ledger, fixture.students, progress.BATCH, progress.BATCH, 0)
+        progress.plain_attempts(plain_app, fixture.plain, progress.BATCH, progress.BATCH, 0)
+
+        rounds = plan.attempt_rounds
+        out: dict[str, Any] = {"attempts": plan.attempts, "attempt_rounds": rounds,
+                               "attempt_batch": progress.BATCH}
+        for key, per_save in (("attempt_single", 1), ("attempt_batch", progress.BATCH)):
+            log.info("attempts: %d a side, %d a save, in %d rounds", plan.attempts, per_save,
+                     rounds)
+            paired = Paired()
+            done = progress.BATCH  # after the warm-up's
+            for r in range(rounds):
+                n = plan.share(plan.attempts, r, rounds) // per_save * per_save
+
+                def plain(n: int = n, offset: int = done, per_save: int = per_save) -> float:
+                    return n / progress.plain_attempts(plain_app, fixture.plain, n, per_save,
+                                                       offset)
+
+                def sealed(n: int = n, offset: int = done, per_save: int = per_save) -> float:
+                    return n / progress.ledger_attempts(ledger, fixture.students, n, per_save,
+                                                        offset)
+
+                paired.add(*_alternate(r, plain, sealed))
+                done += n
+            out[f"{key}_ratio"] = paired.ratio
+            out[f"plain_{key}_per_s"] = paired.plain_median
+            out[f"ledger_{key}_per_s"] = paired.ledger_median
+        return out
+    finally:
+        plain_app.close()
+
+
+def _measure_grid(plan: Plan, services: Services, fixture: accounts.AccountFixture
+                  ) -> dict[str, Any]:
+    section = services.roster_reader.students_of_section(fixture.section_id)
+    log.info("grid: %d attempts into the store, %d a save", plan.grid_attempts,
+             progress.FILL_BATCH)
+    started = time.perf_counter()
+    filled = progress.fill(
+        services.ledger, section, plan.grid_attempts,
+        lambda n: services.ledger.register_student(f"Grid Student {n}", "12"),
+        lambda done: log.info("grid: %d attempts recorded", done))
+    fill_seconds = time.perf_counter() - started
+    log.info("grid: catching the progress view up")
+    started = time.perf_counter()
+    services.settle()
+    catch_up_seconds = time.perf_counter() - started
+
+    levels = progress.LEVELS
+
+    def by_service() -> int:
+        found = services.section_progress(fixture.principal, fixture.section_id, levels)
+        if found is None:
+            raise LookupError("not this teacher's section")
+        return sum(len(row) for row in found.levels.values())
+
+    def by_reader() -> int:
+        return sum(len(row) for row in services.progress_reader.grid(section, levels).values())
+
+    each = progress.section_attempts(plan.grid_attempts, len(section))
+    cells = len(section) * min(each, len(levels))  # the first `each` levels are tried
+    for read in (by_service, by_reader):  # warm-up, untimed, and a check of the cells
+        if (got := read()) != cells:
+            raise RuntimeError(f"the grid gave {got} cells, not {cells}")
+    log.info("grid: %d reads of %d students x %d levels", plan.grid_reads, len(section),
+             len(levels))
+    service_ms = accounts.latencies_ms(by_service, plan.grid_reads)
+    reader_ms = accounts.latencies_ms(by_reader, plan.grid_reads)
+    return {
+        "grid_attempts": filled,
+        "grid_students": len(section),
+        "grid_levels": len(levels),
+        "grid_cells": cells,
+        "grid_reads": plan.grid_reads,
+        "grid_fill_attempts_per_s": filled / fill_seconds,
+        "grid_catch_up_s": catch_up_seconds,
+        "grid_service_p50_ms": percentile(service_ms, 50),
+        "grid_service_p99_ms": percentile(service_ms, 99),
+        "grid_reader_p50_ms": percentile(reader_ms, 50),
+        "grid_reader_p99_ms": percentile(reader_ms, 99),
+    }
+
+
 TARGETS: dict[str, tuple[str, float]] = {
     "append_ratio": (">=", 0.95),
     "append_single_ratio": (">=", 0.95),
     "replay_ratio": (">=", 1.0),
     "erase_p99_ms": ("<=", 20.0),
     "replay_peak_rss_mb": ("<=", 300.0),
+    "attempt_single_ratio": (">=", 0.9),
+    "attempt_batch_ratio": (">=", 0.9),
+    "grid_service_p99_ms": ("<=", 50.0),
 }
 
 
@@ -448,6 +569,29 @@ def render(result: dict[str, Any]) -> str:
         f"{result['roster_http_ratio']:>8.2f}",
         f"{'plain (median)':<32}{result['plain_read_section_per_s']:>9,.0f}"
         f"{result['plain_read_section_ms']:>9.2f}",
+        "",
+        f"attempts, service layer: {result['attempts']:,} a row"
+        f" ({result['attempt_rounds']} rounds); plain: get the stream, record, save",
+        f"{'attempts/s':<24}{'plain':>12}{'ledger':>12}{'ratio':>8}  ",
+    ]
+    for label, key in (("attempt, 1 per save", "attempt_single"),
+                       (f"attempts, {result['attempt_batch']} per save", "attempt_batch")):
+        lines.append(f"{label:<24}{result[f'plain_{key}_per_s']:>12,.0f}"
+                     f"{result[f'ledger_{key}_per_s']:>12,.0f}{result[f'{key}_ratio']:>8.2f}  "
+                     f"{verdict(f'{key}_ratio')}")
+    lines += [
+        "",
+        f"progress grid of a {result['grid_students']}-student section x"
+        f" {result['grid_levels']} levels ({result['grid_cells']:,} cells),"
+        f" {result['grid_attempts']:,} attempts in the store, {result['grid_reads']} reads",
+        f"  filled at {result['grid_fill_attempts_per_s']:,.0f} attempts/s"
+        f" ({progress.FILL_BATCH} a save); progress view caught up in"
+        f" {result['grid_catch_up_s']:.1f} s",
+        f"{'':<32}{'p50 ms':>9}{'p99 ms':>9}",
+        f"{'service layer':<32}{result['grid_service_p50_ms']:>9.2f}"
+        f"{result['grid_service_p99_ms']:>9.2f}  {verdict('grid_service_p99_ms')}",
+        f"{'ProgressReader.grid alone':<32}{result['grid_reader_p50_ms']:>9.2f}"
+        f"{result['grid_reader_p99_ms']:>9.2f}",
     ]
     return "\n".join(lines)
 
@@ -455,7 +599,8 @@ def render(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures,
-                              args.sign_ins, args.roster_reads)
+                              args.sign_ins, args.roster_reads, args.attempts,
+                              args.grid_attempts, args.grid_reads)
     except ValueError as error:
         log.error("%s", error)
         return 2
