@@ -127,6 +127,7 @@ class ProgressReader:
         found: dict[UUID, dict[str, LevelProgress]] = {}
         if not student_ids or levels == []:
             return found
+        wanted = {str(student): student for student in student_ids}  # no UUID parse per row
         level_filter, level_params = "", []
         if levels is not None:
             level_filter = f" AND level IN ({', '.join('?' for _ in levels)})"
@@ -138,9 +139,13 @@ class ProgressReader:
                     f"SELECT student_id, level, tries, best, last_at FROM {t.levels}"
                     f" WHERE student_id IN ({', '.join('?' for _ in chunk)}){level_filter}"
                     " ORDER BY student_id, level", (*chunk, *level_params))
-                for student, level, tries, best, last_at in cur.fetchall():
-                    found.setdefault(UUID(student), {})[level] = LevelProgress(
-                        int(tries), RESULTS[int(best)], datetime.fromisoformat(last_at))
+                rows = cur.fetchall()
+                current, levels_of = None, {}
+                for student, level, tries, best, last_at in rows:  # in student order
+                    if student != current:
+                        current, levels_of = student, found.setdefault(wanted[student], {})
+                    levels_of[level] = LevelProgress(int(tries), RESULTS[int(best)],
+                                                     datetime.fromisoformat(last_at))
         return found
 
     def report(self, student_ids: list[UUID]) -> dict[UUID, ProgressCounts]:
