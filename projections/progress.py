@@ -135,10 +135,8 @@ class ProgressReader:
         with self.db.transaction(write=False) as cur:
             t = Tables(live_table(cur, self.projection))
             for chunk in _chunks(student_ids):
-                cur.execute(
-                    f"SELECT student_id, level, tries, best, last_at FROM {t.levels}"
-                    f" WHERE student_id IN ({', '.join('?' for _ in chunk)}){level_filter}"
-                    " ORDER BY student_id, level", (*chunk, *level_params))
+                cur.execute(self._grid_sql(t, len(chunk), level_filter),
+                            (*chunk, *level_params))
                 rows = cur.fetchall()
                 current, levels_of = None, {}
                 for student, level, tries, best, last_at in rows:  # in student order
@@ -147,6 +145,20 @@ class ProgressReader:
                     levels_of[level] = LevelProgress(int(tries), RESULTS[int(best)],
                                                      datetime.fromisoformat(last_at))
         return found
+
+    def _grid_sql(self, t: Tables, students: int, level_filter: str) -> str:
+        """SQLite: an IN list on the primary key. PostgreSQL: one index range per student
+        (LATERAL), which its planner keeps to even before statistics exist (a fresh generation
+        after a rebuild), where an IN list would scan the whole table."""
+        if self.db.backend == "postgres":
+            values = ", ".join("(?)" for _ in range(students))
+            return (f"SELECT p.student_id, p.level, p.tries, p.best, p.last_at"
+                    f" FROM (VALUES {values}) AS w (student_id) CROSS JOIN LATERAL"
+                    f" (SELECT * FROM {t.levels} x WHERE x.student_id = w.student_id"
+                    f"{level_filter} ORDER BY x.level) p")
+        return (f"SELECT student_id, level, tries, best, last_at FROM {t.levels}"
+                f" WHERE student_id IN ({', '.join('?' for _ in range(students))})"
+                f"{level_filter} ORDER BY student_id, level")
 
     def report(self, student_ids: list[UUID]) -> dict[UUID, ProgressCounts]:
         """Totals per student (every student asked for; zeros for one with no attempts)."""
