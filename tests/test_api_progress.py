@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.http.app import create_app
 from api.services import Services
+from ledger.progress import Progress, progress_id_for
+from tests.test_leak_scan import haystack
 
 L1, L2, L3 = "csf/unit-1/level-1", "csf/unit-1/level-2", "csf/unit-2/level-1"
 
@@ -98,6 +100,22 @@ def test_PRG_1_read_your_writes_one_attempt_then_a_batch(school: School) -> None
     mine = w.http.get("/me/progress", headers=w.as_("S")).json()["levels"]
     assert {level: (p["tries"], p["best"]) for level, p in mine.items()} == {
         L1: (2, "optimal"), L2: (1, "solved")}
+
+
+def test_PRG_1_every_field_sent_is_kept_sealed_in_the_students_stream(school: School) -> None:
+    w = school
+    code, answer = f"repeat(4) {{ move() }} // {uuid4().hex}", f"four sides {uuid4().hex}"
+    sent = post(w, "S", {"level": L2, "result": "solved", "attempted_at":
+                         "2026-09-01T10:00:00-05:00", "seconds": 75, "hints": 2, "code": code,
+                         "answers": {"why": answer}})
+    assert sent.status_code == 201, sent.text
+    [recorded] = [e for e in w.svc.ledger.history(progress_id_for(w.ids["S"]))
+                  if isinstance(e, Progress.AttemptRecorded)]
+    assert (recorded.level, recorded.result, recorded.attempted_at, recorded.seconds,
+            recorded.hints, recorded.code, recorded.answers) == (
+        L2, "solved", datetime(2026, 9, 1, 15, tzinfo=UTC), 75, 2, code, {"why": answer})
+    assert haystack(w.svc.settings).find({"code": code.encode(),
+                                          "answer": answer.encode()}) == []
 
 
 @pytest.mark.parametrize("body", [
