@@ -17,13 +17,18 @@ from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
 from ledger.attempts import Attempts
+from ledger.coursework import Coursework
 from ledger.enrolment import Sections
+from ledger.media import MediaStore
 from ledger.password_reset import Mailer, Outbox, PasswordResets
+from ledger.persistence import open_database
 from ledger.progress import LevelProgress
+from ledger.project_service import Projects
 from ledger.settings import Settings
 from ledger.signin import SignIn
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
 from projections.progress import ProgressCounts, ProgressReader, ProgressView
+from projections.projects import ProjectsReader, ProjectsView
 from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
 from projections.runner import ProjectionRunner, table_name
 
@@ -70,6 +75,11 @@ class Services:
     attempts: Attempts
     progress: ProjectionRunner
     progress_reader: ProgressReader
+    coursework: Coursework
+    media: MediaStore
+    projects: Projects
+    projects_view: ProjectionRunner
+    projects_reader: ProjectsReader
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -85,6 +95,17 @@ class Services:
         roster = Roster(ledger.keys)
         roster_reader = RosterReader(read_models, ledger.keys, roster)
         progress = ProgressView()
+        media = MediaStore(open_database(settings.media_url, settings.schema), ledger.keys,
+                           settings.max_upload_bytes)
+        ledger.on_erase(media.forget_owner)
+        projects = ProjectsView(ledger.keys)
+
+        def in_a_section(student_id: UUID) -> bool:  # AGE-4
+            return bool(roster_reader.sections_of_student(student_id))
+
+        def teaches(teacher_id: UUID, student_id: UUID) -> bool:  # PRG-4
+            return teacher_id in roster_reader.teachers_of_student(student_id)
+
         return cls(
             settings=settings,
             ledger=ledger,
@@ -101,11 +122,16 @@ class Services:
             attempts=Attempts(ledger),
             progress=ProjectionRunner(ledger, read_models, progress),
             progress_reader=ProgressReader(read_models, progress),
+            coursework=Coursework(ledger, teaches),
+            media=media,
+            projects=Projects(ledger, media, in_a_section),
+            projects_view=ProjectionRunner(ledger, read_models, projects),
+            projects_reader=ProjectsReader(read_models, ledger.keys, projects),
         )
 
     @property
     def runners(self) -> list[ProjectionRunner]:
-        return [self.directory, self.roster, self.progress]
+        return [self.directory, self.roster, self.progress, self.projects_view]
 
     def start_projections(self) -> None:
         for runner in self.runners:
@@ -170,6 +196,7 @@ class Services:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.media.db.close()
         self.ledger.close()  # and the read models, which it opened
 
 

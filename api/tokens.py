@@ -58,6 +58,7 @@ class Permission(StrEnum):
     PROGRESS_RECORD = "progress:record"  # a student's own attempts (PRG-1)
     PROGRESS_READ = "progress:read"  # one student's progress; api/access.py says whose
     SCHOOL_PROGRESS_READ = "schools:progress"  # the report, in the admin's scope (ACC-2)
+    PROJECTS_WRITE = "projects:write"  # one's own projects and uploads (PRG-2)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -73,9 +74,9 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                              Permission.PROGRESS_READ}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
     Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT, Permission.PROGRESS_RECORD,
-                                Permission.PROGRESS_READ},
+                                Permission.PROGRESS_READ, Permission.PROJECTS_WRITE},
     Role.TEACHER: _SIGNED_IN | {Permission.ME_TEACHER, Permission.SECTIONS_MANAGE,
-                                Permission.PROGRESS_READ},
+                                Permission.PROGRESS_READ, Permission.PROJECTS_WRITE},
     Role.SCHOOL_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
                                   Permission.SCHOOL_ROSTER_READ, Permission.PROGRESS_READ,
                                   Permission.SCHOOL_PROGRESS_READ}),

@@ -45,6 +45,7 @@ from ledger.identity import PARENT_EMAIL
 from tests.conftest import BACKENDS, drop_schemas, make_settings
 
 PASSWORD = "correct horse battery"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 LINKED_PARENT = "linked.parent@home.example"
 P = "https://ledger.invalid/problems/"
 
@@ -95,6 +96,8 @@ RELATIONS: dict[str, frozenset[str]] = {
     "owns_section": frozenset({"teacher_of_section"}),
     "in_section": frozenset({"student_self"}),
     "over_school_A": frozenset({"school_admin_in", "district_admin_in", "operator"}),
+    "teaches_S": frozenset({"teacher_of_section"}),
+    "owns_S_project": frozenset({"student_self"}),  # P, S's project in the gallery
 }
 
 PUBLIC: None = None
@@ -179,6 +182,32 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/students/{person_id}/progress"): Rule(PROGRESS_READERS, 200, "sees_S",
                                                     purpose=True),
     ("GET", "/schools/{school_id}/progress"): Rule(ADMINS, 200, "over_school_A"),
+    # projects and uploads (PRG-2, AGE-3, AGE-4)
+    ("POST", "/me/projects"): Rule(PEOPLE, 201),
+    ("GET", "/me/projects"): Rule(PEOPLE, 200),
+    ("GET", "/me/projects/{project_id}"): Rule(PEOPLE, 200, "owns_S_project"),
+    ("PATCH", "/me/projects/{project_id}"): Rule(PEOPLE, 204, "owns_S_project"),
+    ("PUT", "/me/projects/{project_id}/source"): Rule(PEOPLE, 204, "owns_S_project"),
+    ("DELETE", "/me/projects/{project_id}"): Rule(PEOPLE, 204, "owns_S_project"),
+    ("POST", "/me/projects/{project_id}/media"): Rule(PEOPLE, 201, "owns_S_project"),
+    ("GET", "/me/media/{media_id}"): Rule(PEOPLE, 200, "owns_S_project"),
+    ("PUT", "/me/projects/{project_id}/gallery"): Rule(PEOPLE, 204, "owns_S_project"),
+    ("DELETE", "/me/projects/{project_id}/gallery"): Rule(PEOPLE, 204, "owns_S_project"),
+    ("POST", "/me/projects/{project_id}/social-posts"): Rule(PEOPLE, 204, "owns_S_project"),
+    ("POST", "/projects/{project_id}/remixes"): Rule(PEOPLE, 201),
+    ("GET", "/gallery"): Rule(PUBLIC, 200),
+    ("GET", "/students/{person_id}/projects"): Rule(PROGRESS_READERS, 200, "sees_S",
+                                                    purpose=True),
+    # coursework (PRG-3, PRG-4)
+    ("POST", "/me/answers"): Rule(STUDENT, 204),
+    ("POST", "/me/surveys"): Rule(STUDENT, 204),
+    ("GET", "/me/feedback"): Rule(STUDENT, 200),
+    ("POST", "/students/{person_id}/feedback"): Rule(TEACHER, 201, "teaches_S"),
+    ("GET", "/students/{person_id}/feedback"): Rule(PROGRESS_READERS, 200, "sees_S",
+                                                    purpose=True),
+    ("GET", "/students/{person_id}/answers"): Rule(PROGRESS_READERS, 200, "sees_S",
+                                                   purpose=True),
+    ("GET", "/sections/{section_id}/surveys"): Rule(TEACHER, 200, "owns_section"),
 }
 
 
@@ -227,6 +256,12 @@ class World:
         self.svc.settle()
         return section
 
+    def fresh_project(self, shared: bool = False) -> UUID:
+        project = self.svc.projects.create(self.ids["S"], "app", "Spare")
+        if shared:
+            self.svc.projects.share_to_gallery(self.ids["S"], project)
+        return project
+
     def fresh_student(self, enrolled: bool = False) -> UUID:
         if enrolled:
             student = self.svc.sections.create_student(self.ids["T"], self.ids["X"], "Fresh",
@@ -255,9 +290,12 @@ def _build_world(svc: Services) -> World:
     student = sections.create_student(teacher, x, "Sunny Learnwright", "18")
     other_student = sections.create_student(other_teacher, z, "Otto Elsewhere", "18")
     accounts.link_parent_email(student, LINKED_PARENT)
+    project = svc.projects.create(student, "app", "Sunny's app", "onClick()")
+    media = svc.projects.upload(student, project, PNG, "image/png").media_id
+    svc.projects.share_to_gallery(student, project)
     svc.settle()
     world.ids.update(S=student, O=other_student, T=teacher, U=other_teacher, X=x, Z=z,
-                     A=school_a, B=school_b)
+                     A=school_a, B=school_b, P=project, M=media)
     identity = svc.ledger.identity
     world.scopes.update(
         school_A=f"school:{school_a}", school_B=f"school:{school_b}",
@@ -298,6 +336,14 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 # -- one valid request per endpoint -------------------------------------------------------------
+@dataclass(frozen=True)
+class Raw:
+    """A body sent as is (an upload), not as JSON."""
+
+    content: bytes
+    content_type: str
+
+
 Request = tuple[str, Any]  # (url, JSON body or None)
 Build = Callable[[World, Caller], Request]
 
@@ -391,6 +437,40 @@ BUILDERS: dict[tuple[str, str], Build] = {
         f"/students/{w.ids['S']}/progress", None),
     ("GET", "/schools/{school_id}/progress"): lambda w, c: (f"/schools/{w.ids['A']}/progress",
                                                             None),
+    ("POST", "/me/projects"): lambda w, c: ("/me/projects", {"kind": "story", "name": "Tale"}),
+    ("GET", "/me/projects/{project_id}"): lambda w, c: (f"/me/projects/{w.ids['P']}", None),
+    ("PATCH", "/me/projects/{project_id}"): lambda w, c: (f"/me/projects/{w.ids['P']}", {
+        "name": "Sunny's app"}),
+    ("PUT", "/me/projects/{project_id}/source"): lambda w, c: (
+        f"/me/projects/{w.ids['P']}/source", {"source": "onClick()"}),
+    ("DELETE", "/me/projects/{project_id}"): lambda w, c: (
+        f"/me/projects/{w.fresh_project()}", None),
+    ("POST", "/me/projects/{project_id}/media"): lambda w, c: (
+        f"/me/projects/{w.fresh_project()}/media", Raw(PNG, "image/png")),
+    ("GET", "/me/media/{media_id}"): lambda w, c: (f"/me/media/{w.ids['M']}", None),
+    ("PUT", "/me/projects/{project_id}/gallery"): lambda w, c: (
+        f"/me/projects/{w.ids['P']}/gallery", None),
+    ("DELETE", "/me/projects/{project_id}/gallery"): lambda w, c: (
+        f"/me/projects/{w.fresh_project(shared=True)}/gallery", None),
+    ("POST", "/me/projects/{project_id}/social-posts"): lambda w, c: (
+        f"/me/projects/{w.ids['P']}/social-posts", {"network": "twitter"}),
+    ("POST", "/projects/{project_id}/remixes"): lambda w, c: (
+        f"/projects/{w.ids['P']}/remixes", {}),
+    ("GET", "/students/{person_id}/projects"): lambda w, c: (
+        f"/students/{w.ids['S']}/projects", None),
+    ("POST", "/me/answers"): lambda w, c: ("/me/answers", {
+        "prompt": "csf/unit-1/reflection", "text": "Loops repeat things."}),
+    ("POST", "/me/surveys"): lambda w, c: ("/me/surveys", {
+        "survey": "csf/unit-1/survey", "answers": {"enjoyed": "yes"}}),
+    ("POST", "/students/{person_id}/feedback"): lambda w, c: (
+        f"/students/{w.ids['S']}/feedback", {"level": "csf/unit-1/level-1",
+                                             "comment": "Nice work."}),
+    ("GET", "/students/{person_id}/feedback"): lambda w, c: (
+        f"/students/{w.ids['S']}/feedback", None),
+    ("GET", "/students/{person_id}/answers"): lambda w, c: (
+        f"/students/{w.ids['S']}/answers", None),
+    ("GET", "/sections/{section_id}/surveys"): lambda w, c: (
+        f"/sections/{w.ids['X']}/surveys?survey=csf/unit-1/survey", None),
 }
 
 
@@ -426,7 +506,11 @@ def test_every_endpoint_by_every_caller(world: World) -> None:
             # sign-out revokes the token it is called with: give it one of its own
             auth = (world.token(caller) if path == "/sign-out" else world.auth[caller.name])
             before = world.svc.ledger.recorder.max_notification_id()
-            response = world.http.request(method, url, json=body, headers=auth)
+            if isinstance(body, Raw):
+                response = world.http.request(method, url, content=body.content, headers={
+                    **auth, "Content-Type": body.content_type})
+            else:
+                response = world.http.request(method, url, json=body, headers=auth)
             _restore(world, method, path)
             if response.status_code != want:
                 failures.append((method, path, caller.name, response.status_code, want))

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.http import health, me, people, problems, progress, schools, sections, sessions
+from api.http import (
+    coursework,
+    health,
+    me,
+    people,
+    problems,
+    progress,
+    projects,
+    schools,
+    sections,
+    sessions,
+)
 from api.http.context import RequestContext
 from api.services import Services
 from api.tokens import TokenStore
@@ -26,7 +37,8 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
-    for module in (health, sessions, me, sections, schools, people, progress):
+    for module in (health, sessions, me, sections, schools, people, progress, projects,
+                   coursework):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

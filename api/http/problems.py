@@ -29,8 +29,10 @@ from crypto.sql import DatabaseUnavailable
 from ledger.accounts import SchoolNotFound
 from ledger.application import AlreadyInUse, PersonNotFound
 from ledger.enrolment import ConsentRequired, SectionNotFound
+from ledger.media import MediaTooLarge
 from ledger.password_reset import ResetTokenInvalid
 from ledger.people import InvalidRecord
+from ledger.project_service import ProjectNotFound
 from ledger.signin import SignInFailed
 from ledger.throttle import SignInThrottled
 
@@ -52,6 +54,7 @@ INTERNAL = BASE + "internal"
 SIGN_IN_FAILED = BASE + "sign-in-failed"
 TOO_MANY_ATTEMPTS = BASE + "too-many-attempts"
 RESET_TOKEN_INVALID = BASE + "reset-token-invalid"
+UPLOAD_TOO_LARGE = BASE + "upload-too-large"
 ALREADY_IN_USE = BASE + "already-in-use"
 CONSENT_REQUIRED = BASE + "consent-required"
 PURPOSE_REQUIRED = BASE + "purpose-required"
@@ -217,6 +220,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRecord, _on_invalid_record)  # type: ignore[arg-type]
     app.add_exception_handler(PersonNotFound, _on_not_found)
     app.add_exception_handler(SectionNotFound, _on_section_not_found)
+    app.add_exception_handler(ProjectNotFound, _on_project_not_found)
+    app.add_exception_handler(MediaTooLarge, _on_media_too_large)  # type: ignore[arg-type]
     app.add_exception_handler(SchoolNotFound, _on_school_not_found)
     app.add_exception_handler(AlreadyInUse, _on_already_in_use)  # type: ignore[arg-type]
     app.add_exception_handler(ConsentRequired, _on_consent_required)
@@ -249,6 +254,16 @@ async def _on_invalid_record(request: Request, error: InvalidRecord) -> JSONResp
 
 async def _on_not_found(request: Request, error: Exception) -> JSONResponse:
     return await _on_problem(request, not_found())
+
+
+async def _on_project_not_found(request: Request, error: Exception) -> JSONResponse:
+    """Another's project, a deleted one, or none: one answer (ACC-5)."""
+    return await _on_problem(request, not_found("project"))
+
+
+async def _on_media_too_large(request: Request, error: MediaTooLarge) -> JSONResponse:
+    return problem_response(413, UPLOAD_TOO_LARGE, "Upload too large",
+                            f"An upload is at most {error.limit} bytes.")
 
 
 async def _on_section_not_found(request: Request, error: Exception) -> JSONResponse:
