@@ -56,6 +56,17 @@ def display_name(value: str) -> str:
     return name
 
 
+def short_text(field: str, value: str, max_chars: int) -> str:
+    """A name of a thing (a section, a project, a school): 1 to `max_chars` printable
+    characters."""
+    text = unicodedata.normalize("NFC", value).strip()
+    if not text or len(text) > max_chars:
+        raise InvalidRecord(field, f"must be 1-{max_chars} characters")
+    if any(unicodedata.category(c).startswith("C") for c in text):
+        raise InvalidRecord(field, "must not contain control characters")
+    return text
+
+
 def age(value: str | None) -> str | None:
     """MIN-3: an age from 4 to 20, or "21+", or none given. Never a date of birth."""
     if value is not None and value not in AGES:

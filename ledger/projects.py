@@ -10,13 +10,12 @@ erased (the log is append-only).
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.people import InvalidRecord, one_of
+from ledger.people import InvalidRecord, one_of, short_text
 
 PROJECT_KINDS = ("app", "animation", "story", "code_art")
 MAX_SOURCE_BYTES = 256 * 1024
@@ -25,12 +24,7 @@ MAX_MEDIA = 50
 
 
 def project_name(value: str) -> str:
-    name = unicodedata.normalize("NFC", value).strip()
-    if not name or len(name) > MAX_NAME:
-        raise InvalidRecord("name", f"must be 1-{MAX_NAME} characters")
-    if any(unicodedata.category(c).startswith("C") for c in name):
-        raise InvalidRecord("name", "must not contain control characters")
-    return name
+    return short_text("name", value, MAX_NAME)
 
 
 def source_code(value: str) -> str:

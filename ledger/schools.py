@@ -7,12 +7,11 @@ derived from its name so that schools of one district share it without a distric
 
 from __future__ import annotations
 
-import unicodedata
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.people import InvalidRecord, one_of
+from ledger.people import one_of, short_text
 
 SCHOOL_TYPES = ("public", "private", "charter", "homeschool", "afterschool", "other")
 DISTRICT_NAMESPACE = UUID("6a1c7f0e-2d4b-4c1e-9b7a-5e3f2a8d9c01")
@@ -24,12 +23,7 @@ def district_id_for(district: str) -> UUID:
 
 
 def _name(field: str, value: str) -> str:
-    name = unicodedata.normalize("NFC", value).strip()
-    if not name or len(name) > MAX_NAME:
-        raise InvalidRecord(field, f"must be 1-{MAX_NAME} characters")
-    if any(unicodedata.category(c).startswith("C") for c in name):
-        raise InvalidRecord(field, "must not contain control characters")
-    return name
+    return short_text(field, value, MAX_NAME)
 
 
 class School(Aggregate):

@@ -8,12 +8,11 @@ section unreadable with everything else of theirs.
 from __future__ import annotations
 
 import secrets
-import unicodedata
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.people import RACES, InvalidRecord, one_of
+from ledger.people import RACES, InvalidRecord, one_of, short_text
 
 SECTION_LOGIN_TYPES = ("email", "word", "picture")  # word and picture: for young classes
 GRADES = ("K", *(str(n) for n in range(1, 13)), "other")
@@ -35,12 +34,7 @@ def normalise_join_code(code: str) -> str:
 
 
 def section_name(value: str) -> str:
-    name = unicodedata.normalize("NFC", value).strip()
-    if not name or len(name) > MAX_NAME:
-        raise InvalidRecord("name", f"must be 1-{MAX_NAME} characters")
-    if any(unicodedata.category(c).startswith("C") for c in name):
-        raise InvalidRecord("name", "must not contain control characters")
-    return name
+    return short_text("name", value, MAX_NAME)
 
 
 def race_estimate(distribution: dict[str, int]) -> dict[str, int]:
