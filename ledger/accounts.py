@@ -142,19 +142,11 @@ class Accounts:
             self.ledger.save(person)
 
     def give_gender(self, person_id: UUID, gender: str | None) -> None:
-        person: Person = self.ledger.live(person_id)
-        people.one_of("gender", gender, people.GENDERS)
-        if gender != person.gender:
-            person.give_gender(gender)
-            self.ledger.save(person)
+        self.change_profile(person_id, ProfileChange(gender=gender))
 
     def give_race(self, person_id: UUID, race: str | None) -> None:
         """AGE-2: 13 or older, fixed list, never for teachers."""
-        person: Person = self.ledger.live(person_id)
-        if not isinstance(person, Student):
-            raise InvalidRecord("race", "is never recorded for teachers (AGE-2)")
-        person.give_race(race)
-        self.ledger.save(person)
+        self.change_profile(person_id, ProfileChange(race=race))
 
     def set_password(self, person_id: UUID, password: str) -> None:
         person: Person = self.ledger.live(person_id)

@@ -60,6 +60,11 @@ class StoredMedia:
     content_type: str
     size: int
 
+    @property
+    def kind(self) -> str:
+        """image, sound or video"""
+        return MEDIA_KINDS[self.content_type]
+
 
 def _aad(media_id: UUID, owner_id: UUID, content_type: str) -> bytes:
     return f"media|{media_id}|{owner_id}|{content_type}".encode()

@@ -72,10 +72,9 @@ class Projects:
         if under_13 and not self.in_a_section(owner_id):
             raise InvalidRecord("upload", "students under 13 upload only when they are in a"
                                           " teacher's section (AGE-4)")
-        kind = self.media.check(data, content_type)
-        stored = self.media.put(owner_id, data, content_type)
+        stored = self.media.put(owner_id, data, content_type)  # checks size and type first
         try:
-            project.attach(stored.media_id, kind, content_type, stored.size, under_13)
+            project.attach(stored.media_id, stored.kind, content_type, stored.size, under_13)
             self.ledger.save(project)
         except BaseException:
             self.media.remove([stored.media_id])  # nothing half-written
