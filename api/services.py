@@ -169,14 +169,11 @@ class Services:
                          levels: list[str] | None = None) -> SectionProgress | None:
         """A teacher's progress grid of their own section (ACC-1): students x levels, in one
         query of the progress view. None if the section is not the caller's (ACC-5)."""
-        view = self.roster_reader.section(section_id)
-        if view is None or not self.access.roster_fields(principal, view):
+        roster = self.section_roster(principal, section_id)
+        if roster is None:
             return None
-        members = self.roster_reader.students_of_section(view.id)
-        entries = self.directory_reader.entries_of(members)
-        students = [entries[m] for m in members if m in entries]
-        grid = self.progress_reader.grid([s.id for s in students], levels)
-        return SectionProgress(view, students, grid)
+        grid = self.progress_reader.grid([s.id for s in roster.students], levels)
+        return SectionProgress(roster.section, roster.students, grid)
 
     def school_report(self, school_id: UUID) -> list[ReportRow]:
         """ACC-2: each student in each section of the school's teachers, with their totals;

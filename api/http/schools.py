@@ -63,16 +63,15 @@ def school_roster(school_id: str, svc: Svc, who: Administrator) -> SchoolRoster:
     if not svc.access.may_see_school(who, school.id, school.district_id):
         raise not_found("school")
     roster, directory = svc.roster_reader, svc.directory_reader
-    sections = []
-    for teacher_id in sorted(roster.teachers_in_scope(f"{SCHOOL_SCOPE}:{school.id}")):
-        for view in roster.sections_of_teacher(teacher_id):
-            members = []
-            for student_id in roster.students_of_section(view.id):
-                entry = directory.entry(student_id)
-                if entry is not None:
-                    members.append(RosterMember(id=student_id, display_name=entry.display_name))
-            sections.append(RosterSection(id=view.id, teacher_id=view.teacher_id,
-                                          name=view.name, course=view.course, grade=view.grade,
-                                          students=members))
+    views = [view for teacher_id in sorted(roster.teachers_in_scope(
+        f"{SCHOOL_SCOPE}:{school.id}")) for view in roster.sections_of_teacher(teacher_id)]
+    members = {view.id: roster.students_of_section(view.id) for view in views}
+    entries = directory.entries_of(list(dict.fromkeys(s for ids in members.values()
+                                                      for s in ids)))
+    sections = [RosterSection(id=view.id, teacher_id=view.teacher_id, name=view.name,
+                              course=view.course, grade=view.grade,
+                              students=[RosterMember(id=s, display_name=entries[s].display_name)
+                                        for s in members[view.id] if s in entries])
+                for view in views]
     log.info("school roster read school=%s principal=%s", school.id, who.id)
     return SchoolRoster(school_id=school.id, sections=sections)
