@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
@@ -216,6 +216,24 @@ class Ledger(Application[UUID]):
     def history(self, aggregate_id: UUID) -> list[Any]:
         """Every event of a stream, opened (an erased subject's come back as placeholders)."""
         return list(self.events.get(aggregate_id))
+
+    # -- snapshots ------------------------------------------------------------------------
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot each saved aggregate whose events reached a multiple of its interval, from
+        the aggregate as it stands after the save: it is the recorded state, so reading the
+        stream back (the library's default, per crossing) would only decode it again. One
+        snapshot per save, at the aggregate's latest version, sealed like any other."""
+        if self.snapshots is None:
+            return
+        due: dict[UUID, Any] = {}
+        for saved in processing_event.events:
+            found = processing_event.aggregates.get(saved.originator_id)
+            interval = self.snapshotting_intervals.get(type(found)) if found else None
+            if found is not None and interval and saved.originator_version % interval == 0:
+                due[saved.originator_id] = found
+        for aggregate in due.values():
+            snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)
+            self.snapshots.put([snapshot_class.take(aggregate)])
 
     # -- erasure --------------------------------------------------------------------------
     def erase_subject(self, subject_id: UUID, reason: str) -> DestroyedKey:

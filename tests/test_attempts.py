@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from eventsourcing.application import project_aggregate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,3 +134,28 @@ def test_an_erased_students_progress_is_unreadable_and_takes_no_more_attempts(
     with pytest.raises(KeyErased):
         attempts.record(ana, attempt(minute=99))
     assert attempts.progress(ben)["csf/unit-1/level-1"].tries == 60
+
+
+def test_a_snapshot_is_taken_from_the_saved_aggregate_and_opens_to_the_replayed_state(
+        ledger: Ledger) -> None:
+    """Snapshots are taken from the aggregate in hand after its save (not by reading the stream
+    back): one per save that reaches a multiple of 50, at the save's last version, sealed, and
+    the state it gives is the one a replay of every event gives."""
+    attempts = Attempts(ledger)
+    ana = ledger.register_student("Ana", "12")
+    code = f"turnLeft(); // {uuid4().hex}"
+    attempts.record(ana, attempt(code=code))  # versions 1 (started) and 2
+    for batch in range(6):  # 10 a save: versions 12 ... 62; 50 falls inside the 5th save
+        attempts.record_many(ana, [attempt(level=f"csf/unit-1/level-{n % 3}",
+                                           result=RESULTS[n % 3], minute=10 * batch + n)
+                                   for n in range(10)])
+    assert ledger.snapshots is not None
+    stream = progress_id_for(ana)
+    assert [s.originator_version for s in ledger.snapshots.get(stream)] == [52]
+    assert haystack(ledger.settings).find({"code": code.encode()}) == []
+
+    from_snapshot = ledger.aggregate(stream, Progress)
+    events = ledger.history(stream)
+    replayed = project_aggregate(None, events)
+    assert from_snapshot.version == replayed.version == len(events) == 62
+    assert vars(from_snapshot) == vars(replayed)
