@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -118,6 +120,17 @@ def region(value: str | None) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class PendingDeletion:
+    """A soft delete waiting for its grace window to end (DEL-1): why, who asked (a role and
+    an opaque principal id, never a name), when, and the teacher it cascaded from (DEL-5)."""
+
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    cascade_of: UUID | None = None
+
+
 # -- the aggregates -----------------------------------------------------------------------
 class Person(Aggregate):
     """What every account has."""
@@ -147,6 +160,20 @@ class Person(Aggregate):
         method: str
         region: str | None
 
+    class DeletionRequested(Aggregate.Event):
+        """DEL-1: a soft delete. Nothing else changes: recovery (DEL-2) is withdrawing it.
+        `cascade_of` is the teacher whose own deletion took this student with it (DEL-5)."""
+
+        reason: str
+        requested_by: str
+        requested_at: datetime  # from the lifecycle's clock, which tests move
+        cascade_of: UUID | None
+
+    class DeletionWithdrawn(Aggregate.Event):
+        """DEL-2: recovered within the grace window, exactly as it was."""
+
+        recovered_by: str
+
     class ConsentChanged(Aggregate.Event):
         """AGE-5: every consent is one of these, with its state before and after."""
 
@@ -166,6 +193,8 @@ class Person(Aggregate):
         self.password_hash: str | None = None
         self.consents: dict[str, object] = {}
         self.last_signed_in: object = None
+        # A plain list, not a `PendingDeletion`, so that snapshots transcode it.
+        self.pending_deletion: list[Any] | None = None
         self._start()
 
     def _start(self) -> None:
@@ -191,6 +220,32 @@ class Person(Aggregate):
     @event(SignedIn)
     def record_sign_in(self, method: str, region: str | None) -> None:
         self.last_signed_in = (method, region)
+
+    @event(DeletionRequested)
+    def _request_deletion(self, reason: str, requested_by: str, requested_at: datetime,
+                          cascade_of: UUID | None) -> None:
+        self.pending_deletion = [reason, requested_by, requested_at, cascade_of]
+
+    def request_deletion(self, reason: str, requested_by: str, at: datetime,
+                         cascade_of: UUID | None = None) -> bool:
+        """False (and no event) if a deletion is already pending: the first one's clock runs."""
+        if self.pending_deletion is not None:
+            return False
+        self._request_deletion(reason, requested_by, at, cascade_of)
+        return True
+
+    @event(DeletionWithdrawn)
+    def withdraw_deletion(self, recovered_by: str) -> None:
+        self.pending_deletion = None
+
+    @property
+    def deletion(self) -> PendingDeletion | None:
+        return PendingDeletion(*self.pending_deletion) if self.pending_deletion else None
+
+    @property
+    def deleted(self) -> bool:
+        """Soft-deleted: no sign-in, in no teacher's or administrator's view (DEL-1)."""
+        return self.pending_deletion is not None
 
     @event(ConsentChanged)
     def _change_consent(self, consent: str, before: object, after: object) -> None:
