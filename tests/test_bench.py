@@ -223,3 +223,18 @@ def test_attempt_workload_is_the_same_on_both_sides(tmp_path: Path) -> None:
     finally:
         plain.close()
         services.close()
+
+
+def test_the_bench_runs_under_the_servers_collector_settings_and_gives_them_back() -> None:
+    """`ledger serve` and `ledger bench` share one start-up tuning (`api.cli.runtime`); the
+    bench, which also runs inside the tests, undoes it when done."""
+    import gc
+
+    from api.cli import runtime
+
+    before = gc.get_threshold()
+    with runtime.tuned_after_start_up():
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == runtime.YOUNG_THRESHOLD
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
