@@ -20,3 +20,7 @@ __all__ = [
     "SealBroken",
     "SubjectKeys",
 ]
+
+from crypto.signing import LedgerPublicKey, LedgerSigner
+
+__all__ += ["LedgerPublicKey", "LedgerSigner"]
