@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -74,9 +74,10 @@ def valid_attempt(attempt: Attempt) -> Attempt:
     return attempt
 
 
-@dataclass(frozen=True)
-class LevelProgress:
-    """Derived from the attempts: how many, the best result, the latest try."""
+class LevelProgress(NamedTuple):
+    """Derived from the attempts: how many, the best result, the latest try. A named tuple,
+    not a dataclass: a teacher's grid makes 3,000 of these a read, and a tuple is made in half
+    the time of a frozen dataclass, with one allocation instead of two."""
 
     tries: int
     best: str

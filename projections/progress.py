@@ -62,10 +62,15 @@ class ProgressView(Projection):
 
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
         t = Tables(table)
+        # On SQLite the rows are stored in the primary key's order (`WITHOUT ROWID`), so that
+        # a student's levels are one contiguous range: the grid reads them without a look-up
+        # from the index into the table per row, in half the time. PostgreSQL's table keeps its
+        # index; the grid there reads one index range per student.
+        clustered = " WITHOUT ROWID" if blob == "BLOB" else ""  # BLOB: SQLite's binary type
         cur.execute(
             f"CREATE TABLE {t.levels} (student_id TEXT NOT NULL, level TEXT NOT NULL,"
             " tries INTEGER NOT NULL, best INTEGER NOT NULL, last_at TEXT NOT NULL,"
-            " PRIMARY KEY (student_id, level))"
+            f" PRIMARY KEY (student_id, level)){clustered}"
         )
         cur.execute(f"CREATE TABLE {t.streams} (progress_id TEXT PRIMARY KEY,"
                     " student_id TEXT NOT NULL)")
@@ -142,7 +147,8 @@ class ProgressReader:
                 for student, level, tries, best, last_at in rows:  # in student order
                     if student != current:
                         current, levels_of = student, found.setdefault(wanted[student], {})
-                    levels_of[level] = LevelProgress(int(tries), RESULTS[int(best)],
+                    # Both drivers give INTEGER columns as int: no conversion per cell.
+                    levels_of[level] = LevelProgress(tries, RESULTS[best],
                                                      datetime.fromisoformat(last_at))
         return found
 
