@@ -12,21 +12,27 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from api.access import Access
-from api.tokens import Principal
+from api.tokens import Principal, TokenStore
 from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
 from ledger.attempts import Attempts
 from ledger.coursework import Coursework
 from ledger.enrolment import Sections
+from ledger.holds import Holds
+from ledger.lifecycle import Clock, Lifecycle, system_clock
 from ledger.media import MediaStore
 from ledger.password_reset import Mailer, Outbox, PasswordResets
 from ledger.persistence import open_database
 from ledger.progress import LevelProgress
 from ledger.project_service import Projects
+from ledger.purge import PurgeJob, ReviewQueue
+from ledger.residue import ResiduePool
+from ledger.retention import RetentionSchedule
 from ledger.settings import Settings
 from ledger.signin import SignIn
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
+from projections.lifecycle import LifecycleReader, LifecycleView
 from projections.progress import ProgressCounts, ProgressReader, ProgressView
 from projections.projects import ProjectsReader, ProjectsView
 from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
@@ -80,13 +86,19 @@ class Services:
     projects: Projects
     projects_view: ProjectionRunner
     projects_reader: ProjectsReader
+    lifecycle_view: ProjectionRunner
+    lifecycle_reader: LifecycleReader
+    holds: Holds
+    lifecycle: Lifecycle
+    purge_job: PurgeJob
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def open(cls, settings: Settings, mailer: Mailer | None = None) -> Services:
+    def open(cls, settings: Settings, mailer: Mailer | None = None,
+             clock: Clock = system_clock) -> Services:
         """`mailer` sends password-reset mail; by default an in-memory outbox (no mail server
-        is configured: a deployment passes its own)."""
+        is configured: a deployment passes its own). `clock` is the deletion lifecycle's."""
         ledger = Ledger(settings)
         read_models = ledger.read_models
         directory = StudentDirectory(ledger.keys)
@@ -97,7 +109,8 @@ class Services:
         progress = ProgressView()
         media = MediaStore(open_database(settings.media_url, settings.schema), ledger.keys,
                            settings.max_upload_bytes)
-        ledger.on_erase(media.forget_owner)
+        ledger.on_erase("uploads", media.forget_owner)
+        ledger.on_erase("api_tokens", TokenStore(read_models).forget_subject)
         projects = ProjectsView(ledger.keys)
 
         def in_a_section(student_id: UUID) -> bool:  # AGE-4
@@ -105,6 +118,19 @@ class Services:
 
         def teaches(teacher_id: UUID, student_id: UUID) -> bool:  # PRG-4
             return teacher_id in roster_reader.teachers_of_student(student_id)
+
+        def students_of(teacher_id: UUID) -> list[tuple[UUID, frozenset[UUID]]]:  # DEL-5
+            students = {s for view in roster_reader.sections_of_teacher(teacher_id)
+                        for s in roster_reader.students_of_section(view.id)}
+            return [(s, frozenset(roster_reader.teachers_of_student(s))) for s in students]
+
+        lifecycle_view = LifecycleView()
+        lifecycle_reader = LifecycleReader(read_models, lifecycle_view)
+        holds = Holds(ledger, clock)
+        lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
+                              students_of,
+                              ResiduePool(read_models) if settings.keep_residue else None,
+                              clock)
 
         return cls(
             settings=settings,
@@ -127,11 +153,17 @@ class Services:
             projects=Projects(ledger, media, in_a_section),
             projects_view=ProjectionRunner(ledger, read_models, projects),
             projects_reader=ProjectsReader(read_models, ledger.keys, projects),
+            lifecycle_view=ProjectionRunner(ledger, read_models, lifecycle_view),
+            lifecycle_reader=lifecycle_reader,
+            holds=holds,
+            lifecycle=lifecycle,
+            purge_job=PurgeJob(lifecycle, lifecycle_reader, ReviewQueue(read_models)),
         )
 
     @property
     def runners(self) -> list[ProjectionRunner]:
-        return [self.directory, self.roster, self.progress, self.projects_view]
+        return [self.directory, self.roster, self.progress, self.projects_view,
+                self.lifecycle_view]
 
     def start_projections(self) -> None:
         for runner in self.runners:

@@ -19,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
-from crypto import DestroyedKey, KeyErased, SubjectKeys
+from crypto import KeyErased, SubjectKeys
 from crypto.sql import Database
 from ledger import people, usernames
 from ledger.erasure import ErasureRecord
@@ -30,17 +30,18 @@ from ledger.persistence import (
     enforce_append_only,
     eventsourcing_env,
     open_database,
+    open_signer,
     open_subject_keys,
 )
 from ledger.progress import Progress
+from ledger.receipts import RECEIPT_REASONS, ErasureReceipt, SignedReceipt
 from ledger.sealing import LEDGER_SUBJECT, SealedMapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
 # A claim is made a moment before its save; one this old with no events never got saved.
 ORPHAN_CLAIM_AGE = timedelta(minutes=10)
-ERASURE_REASONS = ("user_request", "school_request", "support_request", "parent_request",
-                   "expired_window", "inactivity", "missing_parental_consent")
+ERASURE_REASONS = RECEIPT_REASONS
 
 
 class AlreadyInUse(ValueError):
@@ -85,7 +86,10 @@ class Ledger(Application[UUID]):
         self.read_models = read_models or open_database(settings.read_models_url,
                                                         settings.schema)
         self.identity = IdentityIndex(self.read_models, self.keys)
-        self._erasure_hooks: list[Callable[[UUID], object]] = [self.identity.forget]
+        self.signer = open_signer(settings)
+        # name -> forget(subject) -> rows deleted: what each erasure's receipt reports.
+        self._erasure_hooks: dict[str, Callable[[UUID], int]] = {
+            "identity_index": self.identity.forget}
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
         enforce_append_only(self.recorder, settings.backend)
         if settings.backend == "sqlite" and ":memory:" not in self.env["SQLITE_DBNAME"]:
@@ -197,11 +201,12 @@ class Ledger(Application[UUID]):
         return aggregate
 
     def live(self, person_id: UUID, kind: type[Person] = Person) -> Any:
-        """The person, if not erased (`KeyErased`) and of `kind` (else `PersonNotFound`)."""
+        """The person, if not erased (`KeyErased`), of `kind` and not soft-deleted (else
+        `PersonNotFound`: to every command, a deleted account is as if gone, DEL-1)."""
         person = self.person(person_id)
         if isinstance(person, ErasedPerson):
             raise KeyErased(person_id)
-        if not isinstance(person, kind):
+        if not isinstance(person, kind) or person.deleted:
             raise PersonNotFound(person_id)
         return person
 
@@ -236,30 +241,42 @@ class Ledger(Application[UUID]):
             self.snapshots.put([snapshot_class.take(aggregate)])
 
     # -- erasure --------------------------------------------------------------------------
-    def erase_subject(self, subject_id: UUID, reason: str) -> DestroyedKey:
-        """Destroy the subject's key, then record the erasure in the log for the projections.
+    def erase_subject(self, subject_id: UUID, reason: str, requester: str = "operator",
+                      requested_at: datetime | None = None) -> SignedReceipt:
+        """Destroy the subject's key, delete their rows beside the log, and append the signed
+        erasure receipt (DEL-8) for the projections and for auditors.
 
-        Idempotent, and safe to run again after a crash between the two steps.
+        Idempotent, and safe to run again after a crash between any two steps: a second run
+        finds the key gone, deletes whatever rows are left and appends the receipt; once the
+        receipt is in the log, it is the answer.
         """
         if reason not in ERASURE_REASONS:
             raise people.InvalidRecord("reason", f"must be one of {', '.join(ERASURE_REASONS)}")
+        done = self.receipt_of(subject_id)
+        if done is not None:
+            return done
         if self.keys.erasure_of(subject_id) is None:
             self.person(subject_id)  # PersonNotFound for an id that never existed
         destroyed = self.keys.erase(subject_id)
-        for forget in self._erasure_hooks:
-            forget(subject_id)
-        record_id = ErasureRecord.id_for(subject_id)
-        try:
-            self.repository.get(record_id)
-        except AggregateNotFoundError:
-            self.save(ErasureRecord(subject_id, reason, destroyed.key_id, destroyed.kek_version,
-                                    destroyed.erased_at))
-        return destroyed
+        deleted = {name: forget(subject_id) for name, forget in self._erasure_hooks.items()}
+        receipt = SignedReceipt.sign(ErasureReceipt(
+            subject_id=subject_id, reason=reason, requester=requester,
+            requested_at=requested_at, erased_at=destroyed.erased_at,
+            key_id=destroyed.key_id, kek_version=destroyed.kek_version, destroyed=deleted,
+            ledger_key_id=self.signer.public_key.key_id), self.signer)
+        self.save(ErasureRecord(subject_id, reason, destroyed.key_id, destroyed.kek_version,
+                                destroyed.erased_at, receipt.to_dict()))
+        return receipt
 
-    def on_erase(self, forget: Callable[[UUID], object]) -> None:
+    def receipt_of(self, subject_id: UUID) -> SignedReceipt | None:
+        record = self.aggregate(ErasureRecord.id_for(subject_id), ErasureRecord)
+        return SignedReceipt.from_dict(record.receipt) if record is not None else None
+
+    def on_erase(self, name: str, forget: Callable[[UUID], int]) -> None:
         """Call `forget(subject_id)` at each erasure, after the key is destroyed: for the
-        tables beside the log that hold rows of a person (blind indexes, reset tokens)."""
-        self._erasure_hooks.append(forget)
+        tables beside the log that hold rows of a person (blind indexes, reset tokens, read
+        models). It returns how many rows went, for the receipt, and must be idempotent."""
+        self._erasure_hooks[name] = forget
 
     def close(self) -> None:
         super().close()

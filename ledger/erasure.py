@@ -8,6 +8,7 @@ by running the erasure again.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -33,12 +34,15 @@ class ErasureRecord(Aggregate):
         key_id: UUID | None
         kek_version: int | None
         erased_at: datetime
+        receipt: dict[str, Any]  # the signed receipt (DEL-8), as `SignedReceipt.to_dict`
 
     @event(SubjectErased)
     def __init__(self, subject_id: UUID, reason: str, key_id: UUID | None,
-                 kek_version: int | None, erased_at: datetime) -> None:
+                 kek_version: int | None, erased_at: datetime, receipt: dict[str, Any]
+                 ) -> None:
         self.subject_id = subject_id
         self.reason = reason
         self.key_id = key_id
         self.kek_version = kek_version
         self.erased_at = erased_at
+        self.receipt = receipt

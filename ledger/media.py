@@ -126,11 +126,13 @@ class MediaStore:
                 cur.execute("DELETE FROM media_objects WHERE media_id = ?", (str(media_id),))
         self._scrub()
 
-    def forget_owner(self, owner_id: UUID) -> None:
+    def forget_owner(self, owner_id: UUID) -> int:
         """At the owner's erasure: the bytes were unreadable already; now they are gone."""
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM media_objects WHERE owner_id = ?", (str(owner_id),))
+            count = int(cur.rowcount)
         self._scrub()
+        return count
 
     def _scrub(self) -> None:
         if isinstance(self.db, SQLiteDatabase):

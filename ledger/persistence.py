@@ -12,6 +12,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from crypto import SubjectKeys
 from crypto.kek import Keyring
 from crypto.keystore import KeyStore
+from crypto.signing import LedgerSigner
 from crypto.sql import Database, PostgresDatabase, SQLiteDatabase, ensure_schema
 from ledger.settings import Settings, is_postgres, sqlite_path
 
@@ -94,3 +95,10 @@ def open_keyring(settings: Settings) -> Keyring:
 def open_subject_keys(settings: Settings) -> SubjectKeys:
     store = KeyStore(open_database(settings.keystore_url, settings.keystore_schema))
     return SubjectKeys(store, open_keyring(settings), sync_seconds=settings.key_sync_seconds)
+
+
+def open_signer(settings: Settings) -> LedgerSigner:
+    """The ledger's Ed25519 key (receipts, tree heads): inline if given, else the key file."""
+    if settings.signing_key_inline:
+        return LedgerSigner.from_environment(settings.signing_key_inline)
+    return LedgerSigner.from_file(settings.signing_key_file)

@@ -9,6 +9,10 @@ LEDGER_MEDIA_URL        uploads (default: var/media.sqlite3; the events' Postgre
 LEDGER_MAX_UPLOAD_BYTES the largest upload accepted (default: 5 MiB)
 LEDGER_KEK_FILE         the KEK keyring file (default: var/kek.json, mode 0600)
 LEDGER_KEK              a KEK keyring given inline ("1:<base64>,..."); overrides the file
+LEDGER_SIGNING_KEY_FILE the ledger's Ed25519 signing key (default: var/signing-key.json, mode 0600)
+LEDGER_SIGNING_KEY      the signing key inline (base64 of the raw 32 bytes); overrides the file
+LEDGER_RETENTION        the retention schedule (default: ledger/retention.json in the repo)
+LEDGER_RESIDUE          "on" (default) or "off": keep a de-identified residue at purge (DEL-10)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
 """
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from crypto.sql import valid_schema_name
+
+DEFAULT_RETENTION = os.path.join(os.path.dirname(__file__), "retention.json")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,10 @@ class Settings:
     key_sync_seconds: float = 1.0
     media_url: str = ""
     max_upload_bytes: int = 5 * 1024 * 1024
+    signing_key_file: str = ""
+    signing_key_inline: str | None = field(default=None, repr=False)
+    retention_file: str = DEFAULT_RETENTION
+    keep_residue: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -52,6 +62,10 @@ class Settings:
             key_sync_seconds=float(env.get("LEDGER_KEY_SYNC_SECONDS", "1.0")),
             media_url=env.get("LEDGER_MEDIA_URL", ""),
             max_upload_bytes=int(env.get("LEDGER_MAX_UPLOAD_BYTES", str(5 * 1024 * 1024))),
+            signing_key_file=env.get("LEDGER_SIGNING_KEY_FILE", ""),
+            signing_key_inline=env.get("LEDGER_SIGNING_KEY") or None,
+            retention_file=env.get("LEDGER_RETENTION", DEFAULT_RETENTION),
+            keep_residue=_on_or_off("LEDGER_RESIDUE", env.get("LEDGER_RESIDUE", "on")),
         )
 
     @classmethod
@@ -59,7 +73,9 @@ class Settings:
               read_models_url: str = "",
               keystore_schema: str = "", kek_file: str = "", kek_inline: str | None = None,
               var_dir: str = "var", key_sync_seconds: float = 1.0, media_url: str = "",
-              max_upload_bytes: int = 5 * 1024 * 1024) -> Settings:
+              max_upload_bytes: int = 5 * 1024 * 1024, signing_key_file: str = "",
+              signing_key_inline: str | None = None, retention_file: str = DEFAULT_RETENTION,
+              keep_residue: bool = True) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -91,11 +107,21 @@ class Settings:
             kek_inline=kek_inline,
             var_dir=var_dir,
             key_sync_seconds=key_sync_seconds,
+            signing_key_file=signing_key_file or os.path.join(var_dir, "signing-key.json"),
+            signing_key_inline=signing_key_inline,
+            retention_file=retention_file,
+            keep_residue=keep_residue,
         )
 
     @property
     def backend(self) -> str:
         return "postgres" if is_postgres(self.database_url) else "sqlite"
+
+
+def _on_or_off(name: str, value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off")
+    return value == "on"
 
 
 def is_postgres(url: str) -> bool:

@@ -79,7 +79,7 @@ def narrate(services: Services) -> None:
 
     grace = ids["Grace"]
     say("\n4. Grace asks to be erased. Her key is destroyed; the log is not touched.")
-    destroyed = ledger.erase_subject(grace, "user_request")
+    destroyed = ledger.erase_subject(grace, "user_request").receipt
     say(f"   destroyed key {destroyed.key_id} (KEK v{destroyed.kek_version})"
         f" at {destroyed.erased_at:%Y-%m-%d %H:%M:%S} UTC")
     services.catch_up()
@@ -226,7 +226,7 @@ def narrate_accounts(services: Services) -> None:
             f" {change.after!r}")
 
     say(f"\n16. {name} is erased. Her section was sealed under her key, so it goes with her:")
-    destroyed = ledger.erase_subject(teacher, "user_request")
+    destroyed = ledger.erase_subject(teacher, "user_request").receipt
     say(f"    destroyed key {destroyed.key_id}; the teacher reads as {ledger.person(teacher)!r}")
     try:
         sections.section(section_id)

@@ -15,8 +15,9 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from crypto import DestroyedKey, passwords
+from crypto import passwords
 from ledger.people import Person, Student, Teacher
+from ledger.receipts import SignedReceipt
 from ledger.schools import School
 from projections.directory import DirectoryEntry
 from projections.roster import SectionView
@@ -86,18 +87,31 @@ class PersonOut(BaseModel):
                    age_given_on=person.age_given_on)
 
 
-class ErasureOut(BaseModel):
-    """What was destroyed: facts for a receipt, never key material."""
+class ReceiptBody(BaseModel):
+    """What an erasure destroyed (DEL-8): ids, codes, times and row counts; no personal data,
+    never key material. Times and ids are given as the text that was signed."""
 
-    subject_id: UUID
-    key_id: UUID | None
+    subject_id: str
+    reason: str
+    requester: str
+    requested_at: str | None
+    erased_at: str
+    key_id: str | None
     kek_version: int | None
-    erased_at: datetime
+    destroyed: dict[str, int]
+    ledger_key_id: str
+
+
+class ErasureOut(BaseModel):
+    """The signed erasure receipt: `signature` is Ed25519 (base64) over the receipt's
+    canonical form; check it with the ledger's public key (`GET /ledger/public-key`)."""
+
+    receipt: ReceiptBody
+    signature: str
 
     @classmethod
-    def of(cls, destroyed: DestroyedKey) -> ErasureOut:
-        return cls(subject_id=destroyed.subject_id, key_id=destroyed.key_id,
-                   kek_version=destroyed.kek_version, erased_at=destroyed.erased_at)
+    def of(cls, signed: SignedReceipt) -> ErasureOut:
+        return cls.model_validate(signed.to_dict())
 
 
 class DirectoryItem(BaseModel):

@@ -15,7 +15,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response
 
 from api.http.auth import PurposeHeader, require, stated_purpose
-from api.http.deps import Svc, Tokens, path_id
+from api.http.deps import Svc, path_id
 from api.http.models import (
     DirectoryItem,
     DirectoryPage,
@@ -115,16 +115,14 @@ def rename(person_id: str, body: Rename, svc: Svc, who: Renamer) -> PersonOut:
 
 
 @router.delete("/people/{person_id}", response_model=ErasureOut, responses=_WRITE)
-def erase(person_id: str, svc: Svc, who: Eraser, tokens: Tokens,
+def erase(person_id: str, svc: Svc, who: Eraser,
           reason: Annotated[str, Query(description="one of: " + ", ".join(ERASURE_REASONS))],
           ) -> ErasureOut:
     """Erase now: the person's data key is destroyed; every record of them becomes unreadable."""
     subject = path_id(person_id)
-    destroyed = svc.ledger.erase_subject(subject, reason)
-    sessions = tokens.forget_subject(subject)
-    log.info("erased id=%s key_id=%s reason=%s principal=%s sessions_ended=%d", subject,
-             destroyed.key_id, reason, who.id, sessions)
-    return ErasureOut.of(destroyed)
+    signed = svc.ledger.erase_subject(subject, reason, f"{who.role}:{who.id}")
+    log.info("erased id=%s reason=%s principal=%s", subject, reason, who.id)
+    return ErasureOut.of(signed)
 
 
 @router.get("/people", response_model=DirectoryPage, responses=responses(401, 403, 422, 503))

@@ -1,0 +1,214 @@
+"""The deletion lifecycle (DEL-1..5, DEL-7, DEL-10): soft delete, recovery, cascades, purge.
+
+    request_deletion ──(grace window: 28 days)──> purge (the job, DEL-3)
+          │                                         ▲
+          └── recover (inside the window, DEL-2)    └── erase_now (DEL-4) skips the window
+
+A soft delete is an event on the person's own stream: nothing else is touched, so recovery
+is withdrawing it and the account is back exactly as it was. Every purge, whether the job's
+or an immediate one, goes through `purge`: holds checked (read from the log, never from a
+view that may lag), the residue taken (DEL-10), then `Ledger.erase_subject` destroys the key,
+deletes the rows beside the log and appends the signed receipt.
+
+Time comes from `clock`, so tests cross 28 days in microseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from crypto import KeyErased
+from ledger.application import ErasedPerson, Ledger
+from ledger.holds import Holds
+from ledger.people import Person, Student, Teacher
+from ledger.progress import Progress, progress_id_for
+from ledger.receipts import SignedReceipt
+from ledger.residue import Residue, ResiduePool, residue_of
+from ledger.retention import RetentionSchedule
+
+Clock = Callable[[], datetime]
+# A teacher's students, each with every teacher whose section they are in (DEL-5).
+StudentsOf = Callable[[UUID], Iterable[tuple[UUID, frozenset[UUID]]]]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotDeleted(LookupError):
+    def __init__(self) -> None:
+        super().__init__("this account has no deletion pending")
+
+
+class RecoveryWindowClosed(Exception):
+    """DEL-2: the grace window ended; the purge is due (or done, which is `KeyErased`)."""
+
+    def __init__(self, ended_at: datetime) -> None:
+        super().__init__(f"the recovery window ended at {ended_at.isoformat()}")
+        self.ended_at = ended_at
+
+
+class LegalHoldInPlace(Exception):
+    def __init__(self) -> None:
+        super().__init__("a legal hold is in place: the purge waits until it is lifted")
+
+
+class CascadeChanged(Exception):
+    """DEL-5: the teacher confirmed a list of students that is not (or no longer) the list."""
+
+    def __init__(self) -> None:
+        super().__init__("the students deleted with this account changed since the preview;"
+                         " preview again and confirm the new list")
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """DEL-5: who is deleted with a teacher (created or rostered by them, in no other
+    teacher's section, no personal login) and who only loses the teacher's sections."""
+
+    teacher_id: UUID
+    deletes: tuple[UUID, ...]
+    unenrols: tuple[UUID, ...]
+
+    @property
+    def confirmation(self) -> str:
+        """What the teacher sends back to confirm exactly this list."""
+        digest = hashlib.sha256(self.teacher_id.bytes)
+        for student_id in sorted(self.deletes):
+            digest.update(student_id.bytes)
+        return digest.hexdigest()[:32]
+
+
+class Lifecycle:
+    def __init__(self, ledger: Ledger, schedule: RetentionSchedule, holds: Holds,
+                 students_of: StudentsOf, residues: ResiduePool | None,
+                 clock: Clock = system_clock) -> None:
+        self.ledger = ledger
+        self.schedule = schedule
+        self.holds = holds
+        self.students_of = students_of
+        self.residues = residues  # None: no residue is kept (DEL-10 off)
+        self.clock = clock
+
+    # -- soft delete and recovery ----------------------------------------------------------
+    def cascade(self, teacher_id: UUID) -> Cascade:
+        self.ledger.live(teacher_id, Teacher)
+        deletes, unenrols = [], []
+        for student_id, teachers in self.students_of(teacher_id):
+            if self.depends_on(student_id, teacher_id, teachers):
+                deletes.append(student_id)
+            else:
+                unenrols.append(student_id)
+        return Cascade(teacher_id, tuple(sorted(deletes)), tuple(sorted(unenrols)))
+
+    def depends_on(self, student_id: UUID, teacher_id: UUID, teachers: frozenset[UUID]
+                   ) -> bool:
+        if teachers - {teacher_id}:
+            return False
+        student = self.ledger.person(student_id)
+        return isinstance(student, Student) and not student.deleted \
+            and student.login_type != "personal"
+
+    def request_deletion(self, subject_id: UUID, requester: str, reason: str = "user_request",
+                         confirmation: str | None = None) -> list[UUID]:
+        """DEL-1: soft-delete the account (and, for a teacher, the students who depend on
+        them, DEL-5, once the teacher has confirmed the preview's list). Returns who was
+        deleted; an account already deleted keeps its first request's clock."""
+        person: Person = self.ledger.live(subject_id)
+        now = self.clock()
+        dependents: list[Student] = []
+        if isinstance(person, Teacher):
+            cascade = self.cascade(subject_id)
+            if cascade.deletes and confirmation != cascade.confirmation:
+                raise CascadeChanged()
+            dependents = [self.ledger.live(s, Student) for s in cascade.deletes]
+        person.request_deletion(reason, requester, now, dependents=[s.id for s in dependents])
+        for student in dependents:
+            student.request_deletion(reason, requester, now, cascade_of=subject_id)
+        self.ledger.save(person, *dependents)  # one transaction: all of them or none
+        return [subject_id, *(s.id for s in dependents)]
+
+    def delete_dependent(self, teacher_id: UUID, student_id: UUID, requester: str) -> None:
+        """DEL-5, a student removed from a teacher's section who depends on that teacher."""
+        student: Student = self.ledger.live(student_id, Student)
+        if student.request_deletion("teacher_request", requester, self.clock(),
+                                    cascade_of=teacher_id):
+            self.ledger.save(student)
+
+    def mark_inactive(self, subject_id: UUID) -> bool:
+        """DEL-6: an account unused past the schedule is soft-deleted like any other (its
+        window runs from now, so it can still be recovered); no cascade: each student's own
+        activity decides for them. False if it is already deleted or gone."""
+        person = self.ledger.person(subject_id)
+        if not isinstance(person, Person) or not person.request_deletion(
+                "inactivity", "purge-job", self.clock()):
+            return False
+        self.ledger.save(person)
+        return True
+
+    def recover(self, subject_id: UUID, requester: str) -> list[UUID]:
+        """DEL-2: within the window, withdraw the deletion (and a teacher's cascade) so the
+        account is exactly as it was. `KeyErased` once purged; `RecoveryWindowClosed` after
+        the window; `NotDeleted` if nothing is pending."""
+        person = self.ledger.person(subject_id)
+        if isinstance(person, ErasedPerson):
+            raise KeyErased(subject_id)
+        deletion = person.deletion
+        if deletion is None:
+            raise NotDeleted()
+        if not self.schedule.grace.is_open(deletion.requested_at, self.clock()):
+            raise RecoveryWindowClosed(self.schedule.grace.ends(deletion.requested_at))
+        person.withdraw_deletion(requester)
+        recovered = [person]
+        for student_id in deletion.dependents:
+            student = self.ledger.person(student_id)
+            if isinstance(student, Student) and student.deletion is not None \
+                    and student.deletion.cascade_of == subject_id:
+                student.withdraw_deletion(requester)
+                recovered.append(student)
+        self.ledger.save(*recovered)
+        return [p.id for p in recovered]
+
+    # -- purge -----------------------------------------------------------------------------
+    def erase_now(self, subject_id: UUID, requester: str, reason: str) -> SignedReceipt:
+        """DEL-4: purge at once, skipping the window (deleted or not)."""
+        person = self.ledger.person(subject_id)  # PersonNotFound for an unknown id
+        requested_at = person.deletion.requested_at if isinstance(person, Person) \
+            and person.deletion else self.clock()
+        return self.purge(subject_id, reason, requester, requested_at)
+
+    def purge(self, subject_id: UUID, reason: str, requester: str,
+              requested_at: datetime | None) -> SignedReceipt:
+        """Destroy the subject's key and everything beside the log, with a signed receipt.
+        Idempotent: after a crash at any step, running it again finishes the job."""
+        done = self.ledger.receipt_of(subject_id)
+        if done is not None:
+            return done
+        if not self.ledger.keys.is_erased(subject_id):
+            if self.holds.of(subject_id):
+                raise LegalHoldInPlace()
+            residue = self._residue(subject_id)
+        else:
+            residue = None  # a run that crashed after the key went: its residue is lost
+        receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at)
+        if residue is not None and self.residues is not None:
+            self.residues.add(residue)
+        return receipt
+
+    def _residue(self, subject_id: UUID) -> Residue | None:
+        if self.residues is None:
+            return None
+        person = self.ledger.person(subject_id)
+        if not isinstance(person, Person):
+            return None
+        progress = self.ledger.aggregate(progress_id_for(subject_id), Progress)
+        return residue_of(person, progress)
+
+    def due_at(self, person: Person) -> datetime | None:
+        return self.schedule.grace.ends(person.deletion.requested_at) if person.deletion \
+            else None
+

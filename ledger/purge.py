@@ -1,0 +1,176 @@
+"""The purge job (DEL-3, DEL-6, DEL-9): `ledger purge [--dry-run] [--limit N]`.
+
+Each run:
+1. soft-deletes the accounts unused past the retention schedule (DEL-6);
+2. purges every soft-deleted account whose grace window is over, unless a legal hold is in
+   place (DEL-7), through `Lifecycle.purge`, the same path as an immediate erasure.
+
+The work list comes from the lifecycle view, but each subject is checked against their own
+stream before anything is destroyed: a view may lag a recovery. A failure (the key store
+unreachable, say) goes to the review queue with its kind, never its message, and the run goes
+on to the next subject; the subject stays on the list, so the next run tries again. A purge is
+idempotent at every step, so a run can be stopped at any point and run again: nothing is done
+twice and nothing is left half-erased. A run bigger than the cap is refused unless the operator
+says so: a wrong schedule should not erase a school before anyone notices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from crypto.sql import Database
+from ledger.application import ErasedPerson
+from ledger.lifecycle import Lifecycle
+from ledger.people import Person
+
+DEFAULT_CAP = 10_000
+REQUESTER = "purge-job"
+
+
+class Due(Protocol):
+    @property
+    def subject_id(self) -> UUID: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def requested_at(self) -> datetime: ...
+
+
+class Worklist(Protocol):
+    """Where the job finds work (the lifecycle view, projections/lifecycle.py)."""
+
+    def pending(self, requested_before: datetime | None = None, limit: int | None = None
+                ) -> Sequence[Due]: ...
+
+    def inactive(self, active_before: datetime, kind: str | None = None,
+                 limit: int | None = None) -> list[UUID]: ...
+
+
+class PurgeCapExceeded(Exception):
+    def __init__(self, due: int, cap: int) -> None:
+        super().__init__(f"{due} accounts are due, more than the cap of {cap}: run with a"
+                         f" --limit of at most {cap}, or confirm the whole run with"
+                         " --over-cap after checking the dry run")
+        self.due = due
+        self.cap = cap
+
+
+@dataclass(frozen=True)
+class Outcome:
+    subject_id: UUID
+    status: str  # purged, held, recovered, not_due, failed (and, in a dry run, would_purge)
+    reason: str  # the receipt's reason: expired_window or inactivity
+    error: str | None = None  # the failure's kind, never its message
+
+
+@dataclass
+class PurgeReport:
+    dry_run: bool
+    soft_deleted_for_inactivity: list[UUID] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+class ReviewQueue:
+    """Subjects whose purge failed, for a person to look at: id, time, kind of failure, tries.
+    A later success takes the subject off."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS purge_review (subject_id TEXT PRIMARY KEY,"
+                        " failed_at TEXT NOT NULL, error TEXT NOT NULL,"
+                        " attempts INTEGER NOT NULL)")
+
+    def failed(self, subject_id: UUID, at: datetime, error: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO purge_review AS r (subject_id, failed_at, error, attempts)"
+                        " VALUES (?, ?, ?, 1) ON CONFLICT (subject_id) DO UPDATE SET"
+                        " failed_at = excluded.failed_at, error = excluded.error,"
+                        " attempts = r.attempts + 1", (str(subject_id), at.isoformat(), error))
+
+    def succeeded(self, subject_id: UUID) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM purge_review WHERE subject_id = ?", (str(subject_id),))
+
+    def items(self) -> list[tuple[UUID, datetime, str, int]]:
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT subject_id, failed_at, error, attempts FROM purge_review"
+                        " ORDER BY failed_at")
+            rows = cur.fetchall()
+        return [(UUID(r[0]), datetime.fromisoformat(r[1]), r[2], int(r[3])) for r in rows]
+
+
+class PurgeJob:
+    def __init__(self, lifecycle: Lifecycle, worklist: Worklist, review: ReviewQueue,
+                 cap: int = DEFAULT_CAP) -> None:
+        self.lifecycle = lifecycle
+        self.worklist = worklist
+        self.review = review
+        self.cap = cap
+
+    def run(self, *, dry_run: bool = False, limit: int | None = None, over_cap: bool = False,
+            on_progress: Callable[[int, int], None] | None = None) -> PurgeReport:
+        """One run; `on_progress(done, total)` after each subject (a progress bar)."""
+        now = self.lifecycle.clock()
+        schedule = self.lifecycle.schedule
+        report = PurgeReport(dry_run)
+        inactive = self.worklist.inactive(schedule.inactive_since(now))
+        due = list(self.worklist.pending(requested_before=now - _days(schedule.grace.days)))
+        due_ids = {d.subject_id for d in due}
+        total = len(due) + sum(s not in due_ids for s in inactive)
+        if limit is not None:
+            if limit > self.cap and not over_cap:
+                raise PurgeCapExceeded(limit, self.cap)
+        elif total > self.cap and not over_cap:
+            raise PurgeCapExceeded(total, self.cap)
+        if not dry_run:
+            report.soft_deleted_for_inactivity = [
+                s for s in inactive if self._soft_delete_inactive(s)]
+        todo = due[:limit] if limit is not None else due
+        for n, item in enumerate(todo, 1):
+            report.outcomes.append(self._one(item, now, dry_run))
+            if on_progress is not None:
+                on_progress(n, len(todo))
+        return report
+
+    def _soft_delete_inactive(self, subject_id: UUID) -> bool:
+        try:
+            return self.lifecycle.mark_inactive(subject_id)
+        except Exception as error:
+            self.review.failed(subject_id, self.lifecycle.clock(), type(error).__name__)
+            return False
+
+    def _one(self, item: Due, now: datetime, dry_run: bool) -> Outcome:
+        subject_id = item.subject_id
+        reason = "inactivity" if item.reason == "inactivity" else "expired_window"
+        try:
+            person = self.lifecycle.ledger.person(subject_id)
+            if isinstance(person, Person):
+                if person.deletion is None:
+                    return Outcome(subject_id, "recovered", reason)
+                if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
+                    return Outcome(subject_id, "not_due", reason)
+                if self.lifecycle.holds.of(subject_id):
+                    return Outcome(subject_id, "held", reason)
+            elif isinstance(person, ErasedPerson) and dry_run:
+                return Outcome(subject_id, "would_finish", reason)
+            if dry_run:
+                return Outcome(subject_id, "would_purge", reason)
+            self.lifecycle.purge(subject_id, reason, REQUESTER, item.requested_at)
+        except Exception as error:
+            if not dry_run:
+                self.review.failed(subject_id, now, type(error).__name__)
+            return Outcome(subject_id, "failed", reason, type(error).__name__)
+        self.review.succeeded(subject_id)
+        return Outcome(subject_id, "purged", reason)
+
+
+def _days(days: int) -> timedelta:
+    return timedelta(days=days)
