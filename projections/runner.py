@@ -6,7 +6,9 @@ crash or a racing runner can neither skip nor repeat an event.
 
 Rebuilds: each projection's tables carry a generation number. `rebuild()` fills generation n+1
 from position 0 while generation n keeps serving, then switches readers over in one transaction
-once it has caught up, and drops generation n.
+once it has caught up, and drops generation n. Read models change shape only this way, never by
+ALTER: a runner whose live generation lacks a table or column its projection declares
+(`Projection.shape`) rebuilds it when it starts.
 
 Both backends poll (SQLite has no subscriptions); PostgreSQL's table lock on insert makes commit
 order equal id order, so paging by `> last id` never misses a late commit.
@@ -50,6 +52,12 @@ class Projection(ABC):
     def drop_tables(self, cur: Cursor, table: str) -> None:
         cur.execute(f"DROP TABLE IF EXISTS {table}")
 
+    def shape(self, table: str) -> dict[str, frozenset[str]]:
+        """The tables of the generation named `table`, each with the columns this version reads
+        and writes. A live generation made by an older version lacks some, and is rebuilt when
+        a runner starts. Empty (the default): nothing to check."""
+        return {}
+
 
 def table_name(projection: Projection, generation: int) -> str:
     return f"{projection.name}_g{generation}"
@@ -64,6 +72,17 @@ def live_generation(cur: Cursor, projection: Projection) -> int:
 
 def live_table(cur: Cursor, projection: Projection) -> str:
     return table_name(projection, live_generation(cur, projection))
+
+
+def columns_of(cur: Cursor, backend: str, table: str) -> set[str]:
+    """The columns of `table`; empty if there is no such table. From the catalogue, since a
+    query on a missing table would abort a PostgreSQL transaction."""
+    if backend == "postgres":
+        cur.execute("SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema() AND table_name = ?", (table,))
+    else:
+        cur.execute("SELECT name FROM pragma_table_info(?)", (table,))
+    return {str(row[0]) for row in cur.fetchall()}
 
 
 class ProjectionRunner:
@@ -82,6 +101,7 @@ class ProjectionRunner:
                 self._start_generation(cur, 1)
                 cur.execute("INSERT INTO projection_generations (projection, live) VALUES (?, 1)",
                             (projection.name,))
+        self.rebuild_if_outdated()
 
     # -- following --------------------------------------------------------------------------
     def live_generation(self) -> int:
@@ -133,6 +153,24 @@ class ProjectionRunner:
                 stop.wait(delay)
 
     # -- rebuilding -------------------------------------------------------------------------
+    def is_current(self, generation: int | None = None) -> bool:
+        """Whether `generation` (default: the live one) has every table and column that the
+        projection's `shape` declares."""
+        with self.db.transaction(write=False) as cur:
+            table = table_name(self.projection, generation or self._live(cur))
+            return all(columns <= columns_of(cur, self.db.backend, name)
+                       for name, columns in self.projection.shape(table).items())
+
+    def rebuild_if_outdated(self) -> bool:
+        """Replay the log into the current shape if the live generation is an older version's
+        (done at start: a read model's readers query the new shape). True if it rebuilt."""
+        if self.is_current():
+            return False
+        log.info("projection %s: live generation is an older shape, rebuilding",
+                 self.projection.name)
+        self.rebuild()
+        return True
+
     def rebuild(self) -> int:
         """Replay the whole log into a fresh generation, switch over, drop the old one."""
         with self.db.transaction() as cur:
