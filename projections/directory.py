@@ -6,9 +6,13 @@ from fixed lists (kind, login type, secret kind) and the registration time rest 
 goes when the person is erased: live, on the `SubjectErased` record; on a rebuild, because an
 erased person's events arrive as `ErasedEvent` placeholders.
 
-A directory table made before a column existed is rebuilt rather than altered: `is_current`
-tells the services to replay the log into a fresh generation (rebuilds are how read models
-change shape).
+A soft-deleted person (DEL-1, `Person.DeletionRequested`) keeps their row, flagged `hidden`,
+and every reader leaves it out; withdrawing the deletion (DEL-2) clears the flag, so the entry
+comes back exactly as it was (with any change made meanwhile) without reading sealed streams.
+
+A directory table made before a column existed is rebuilt rather than altered: `shape` tells
+the runner to replay the log into a fresh generation when it starts (rebuilds are how read
+models change shape).
 """
 
 from __future__ import annotations
@@ -60,15 +64,20 @@ class StudentDirectory(Projection):
             f"CREATE TABLE {table} (person_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
             f" sealed_name {blob} NOT NULL, sealed_age {blob},"
             f" registered_at TEXT NOT NULL, sealed_username {blob} NOT NULL,"
-            f" login_type TEXT NOT NULL, secret_kind TEXT, sealed_secret {blob})"
+            f" login_type TEXT NOT NULL, secret_kind TEXT, sealed_secret {blob},"
+            " hidden INTEGER NOT NULL DEFAULT 0)"
         )
         cur.execute(f"CREATE INDEX {table}_by_kind ON {table} (kind, registered_at, person_id)")
 
+    def shape(self, table: str) -> dict[str, frozenset[str]]:
+        return {table: frozenset({*(c.strip() for c in _COLUMNS.split(",")), "hidden"})}
+
     def is_current(self, cur: Cursor, table: str) -> bool:
-        """Whether `table` has every column this version writes (else: rebuild it)."""
+        """Whether `table` has every column of `shape`. The runner checks this itself when it
+        starts (`ProjectionRunner.rebuild_if_outdated`); api/services.py still asks here too."""
         cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
         present = {str(column[0]) for column in cur.description or ()}
-        return {c.strip() for c in _COLUMNS.split(",")} <= present
+        return self.shape(table)[table] <= present
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         if isinstance(event, ErasedEvent):
@@ -81,6 +90,11 @@ class StudentDirectory(Projection):
             self._update(cur, table, event.originator_id, display_name=event.display_name)
         elif isinstance(event, Person.AgeGiven):
             self._update(cur, table, event.originator_id, age=event.age)
+        elif isinstance(event, Person.DeletionRequested | Person.DeletionWithdrawn):
+            # A flag, not a delete: the row must come back as it is on withdrawal (DEL-2).
+            hidden = int(isinstance(event, Person.DeletionRequested))
+            cur.execute(f"UPDATE {table} SET hidden = ? WHERE person_id = ?",
+                        (hidden, str(event.originator_id)))
         elif isinstance(event, Student.SecretSet):
             sealed = self._seal(event.originator_id, secret=event.secret)
             if sealed is not None:
@@ -135,7 +149,8 @@ def _aggregate_class(event: Person.Registered) -> type | None:
 
 
 class DirectoryReader:
-    """Opens directory rows for a caller that may see them (the API decides who may)."""
+    """Opens directory rows for a caller that may see them (the API decides who may). A
+    soft-deleted person (DEL-1) is left out by every method, as if they had no entry."""
 
     def __init__(self, db: Database, keys: SubjectKeys, projection: StudentDirectory) -> None:
         self.db = db
@@ -149,7 +164,7 @@ class DirectoryReader:
                 ) -> list[DirectoryEntry]:
         with self.db.transaction(write=False) as cur:
             table = self._table(cur)
-            where, params = ["person_id > ?"], [str(after) if after else ""]
+            where, params = ["person_id > ?", "hidden = 0"], [str(after) if after else ""]
             if kind is not None:
                 where.append("kind = ?")
                 params.append(kind)
@@ -164,14 +179,14 @@ class DirectoryReader:
     def entry(self, person_id: UUID) -> DirectoryEntry | None:
         with self.db.transaction(write=False) as cur:
             table = self._table(cur)
-            cur.execute(f"SELECT {_COLUMNS} FROM {table} WHERE person_id = ?",
+            cur.execute(f"SELECT {_COLUMNS} FROM {table} WHERE person_id = ? AND hidden = 0",
                         (str(person_id),))
             row = cur.fetchone()
         return self._open(row) if row else None
 
     def entries_of(self, person_ids: list[UUID]) -> dict[UUID, DirectoryEntry]:
-        """The entries of many people in one query (a section's roster), erased ones left out;
-        their keys are fetched in one key-store round trip."""
+        """The entries of many people in one query (a section's roster), erased and
+        soft-deleted ones left out; their keys are fetched in one key-store round trip."""
         if not person_ids:
             return {}
         with self.db.transaction(write=False) as cur:
@@ -180,8 +195,8 @@ class DirectoryReader:
             for start in range(0, len(person_ids), 500):
                 chunk = [str(p) for p in person_ids[start:start + 500]]
                 marks = ", ".join("?" for _ in chunk)
-                cur.execute(f"SELECT {_COLUMNS} FROM {table} WHERE person_id IN ({marks})",
-                            chunk)
+                cur.execute(f"SELECT {_COLUMNS} FROM {table}"
+                            f" WHERE person_id IN ({marks}) AND hidden = 0", chunk)
                 rows.extend(cur.fetchall())
         self.keys.openers({UUID(row[0]).bytes for row in rows})  # one round trip for all
         opened = (self._open(row) for row in rows)
