@@ -9,6 +9,14 @@ Erasure: a teacher's rows (their school, their sections, those sections' members
 student's member rows go live on `ErasureRecord.SubjectErased`; on a rebuild the erased
 subject's events arrive as `ErasedEvent` placeholders (a section's with the section as their
 stream), which delete the same rows. Either way nothing of an erased person is left.
+
+Soft delete (DEL-1): a person whose deletion is pending is a row of the `hidden` table, and
+every reader leaves out what goes through them: a hidden student's memberships (so no teacher
+or administrator is related to them, api/access.py), a hidden teacher's sections, school and
+memberships. Nothing else changes, and enrolments, renames and school choices made meanwhile
+are applied as usual, so withdrawing the deletion (DEL-2) shows the true current state at once,
+without reading any sealed stream. The filter is part of each existing query (`NOT EXISTS` on
+the hidden table's key), so a read costs the same number of queries.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from uuid import UUID
 from crypto import KeyErased, SubjectKeys
 from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
-from ledger.people import Teacher
+from ledger.people import Person, Teacher
 from ledger.schools import School, district_id_for
 from ledger.sealing import ErasedEvent
 from ledger.sections import Section
@@ -65,9 +73,15 @@ class Tables:
         self.members = f"{prefix}_members"
         self.teachers = f"{prefix}_teachers"
         self.schools = f"{prefix}_schools"
+        self.hidden = f"{prefix}_hidden"
 
     def all(self) -> tuple[str, ...]:
-        return self.sections, self.members, self.teachers, self.schools
+        return self.sections, self.members, self.teachers, self.schools, self.hidden
+
+
+def _shown(hidden: str, column: str) -> str:
+    """A condition: the person in `column` is not soft-deleted (one look-up by primary key)."""
+    return f"NOT EXISTS (SELECT 1 FROM {hidden} h WHERE h.person_id = {column})"
 
 
 class Roster(Projection):
@@ -103,6 +117,18 @@ class Roster(Projection):
             f"CREATE TABLE {t.schools} (school_id TEXT PRIMARY KEY, district_id TEXT NOT NULL,"
             " school_type TEXT NOT NULL)"
         )
+        cur.execute(f"CREATE TABLE {t.hidden} (person_id TEXT PRIMARY KEY)")
+
+    def shape(self, table: str) -> dict[str, frozenset[str]]:
+        t = Tables(table)
+        return {
+            t.sections: frozenset({"section_id", "teacher_id", "course", "grade", "login_type",
+                                   "sealed_name", "sealed_join_code", "created_at"}),
+            t.members: frozenset({"section_id", "student_id", "teacher_id", "enrolled_at"}),
+            t.teachers: frozenset({"teacher_id", "school_id", "district_id"}),
+            t.schools: frozenset({"school_id", "district_id", "school_type"}),
+            t.hidden: frozenset({"person_id"}),
+        }
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
         for name in Tables(table).all():
@@ -119,6 +145,12 @@ class Roster(Projection):
             self._section_event(cur, t, event)
         elif isinstance(event, Teacher.SchoolChosen):
             self._school_chosen(cur, t, event)
+        elif isinstance(event, Person.DeletionRequested):
+            cur.execute(f"INSERT INTO {t.hidden} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
+                        (str(event.originator_id),))
+        elif isinstance(event, Person.DeletionWithdrawn):
+            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?",
+                        (str(event.originator_id),))
         elif isinstance(event, School.Registered):
             cur.execute(
                 f"INSERT INTO {t.schools} (school_id, district_id, school_type) VALUES (?, ?, ?)"
@@ -183,6 +215,7 @@ class Roster(Projection):
         cur.execute(f"DELETE FROM {t.sections} WHERE section_id = ? OR teacher_id = ?",
                     (subject_id, subject_id))
         cur.execute(f"DELETE FROM {t.teachers} WHERE teacher_id = ?", (subject_id,))
+        cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (subject_id,))
 
     def _seal(self, teacher_id: UUID, section_id: str, **fields: str) -> dict[str, bytes] | None:
         try:
@@ -193,10 +226,16 @@ class Roster(Projection):
                 for column, value in fields.items()}
 
 
+# A section's columns, with its count of members that are shown (a section is read only when
+# its teacher is shown, so only the students need the filter here).
 _SECTION_COLUMNS = (
     "s.section_id, s.teacher_id, s.sealed_name, s.course, s.grade, s.login_type,"
-    " s.sealed_join_code, (SELECT count(*) FROM {members} m WHERE m.section_id = s.section_id)"
+    " s.sealed_join_code, (SELECT count(*) FROM {members} m WHERE m.section_id = s.section_id"
+    " AND " + _shown("{hidden}", "m.student_id") + ")"
 )
+# A membership is shown when neither its student nor its section's teacher is soft-deleted.
+_MEMBER_SHOWN = (_shown("{hidden}", "m.student_id") + " AND "
+                 + _shown("{hidden}", "m.teacher_id"))
 
 
 def _scope_column(scope: str) -> tuple[str, UUID] | None:
@@ -209,7 +248,11 @@ def _scope_column(scope: str) -> tuple[str, UUID] | None:
 
 
 class RosterReader:
-    """Answers who is in which section and which teacher is where; opens sealed columns."""
+    """Answers who is in which section and which teacher is where; opens sealed columns.
+
+    Soft-deleted people (DEL-1) are left out of every answer: a hidden student is in no section
+    and has no teacher; a hidden teacher has no sections, no school and no students, and their
+    sections are not found by id. Withdrawal (DEL-2) brings all of it back as it now stands."""
 
     def __init__(self, db: Database, keys: SubjectKeys, projection: Roster) -> None:
         self.db = db
@@ -220,53 +263,63 @@ class RosterReader:
         return Tables(live_table(cur, self.projection))
 
     def _ids(self, sql: str, params: tuple[Any, ...]) -> list[UUID]:
-        """Run `sql` (with `{sections}`, `{members}`, `{teachers}` for the live tables)."""
+        """Run `sql` (with `{sections}`, `{members}`, `{teachers}`, `{hidden}` for the live
+        tables, and `{member_shown}` for `_MEMBER_SHOWN`)."""
         with self.db.transaction(write=False) as cur:
             t = self._tables(cur)
-            cur.execute(sql.format(sections=t.sections, members=t.members,
-                                   teachers=t.teachers), params)
+            cur.execute(sql.format(member_shown=_MEMBER_SHOWN.format(hidden=t.hidden),
+                                   sections=t.sections, members=t.members,
+                                   teachers=t.teachers, hidden=t.hidden), params)
             return [UUID(row[0]) for row in cur.fetchall()]
+
+    def _section_rows(self, where: str, params: tuple[Any, ...]) -> list[Any]:
+        """Sections matching `where` (on `s`) whose teacher is shown, oldest first."""
+        with self.db.transaction(write=False) as cur:
+            t = self._tables(cur)
+            columns = _SECTION_COLUMNS.format(members=t.members, hidden=t.hidden)
+            cur.execute(f"SELECT {columns} FROM {t.sections} s WHERE {where}"
+                        f" AND {_shown(t.hidden, 's.teacher_id')}"
+                        " ORDER BY s.created_at, s.section_id", params)
+            rows: list[Any] = cur.fetchall()
+        return rows
 
     # -- sections -----------------------------------------------------------------------------
     def sections_of_teacher(self, teacher_id: UUID) -> list[SectionView]:
-        """Oldest first."""
-        with self.db.transaction(write=False) as cur:
-            t = self._tables(cur)
-            cur.execute(f"SELECT {_SECTION_COLUMNS.format(members=t.members)}"
-                        f" FROM {t.sections} s WHERE s.teacher_id = ?"
-                        " ORDER BY s.created_at, s.section_id", (str(teacher_id),))
-            rows = cur.fetchall()
+        """Oldest first; none for a soft-deleted teacher."""
+        rows = self._section_rows("s.teacher_id = ?", (str(teacher_id),))
         return [view for row in rows if (view := self._open(row)) is not None]
 
     def section(self, section_id: UUID) -> SectionView | None:
-        with self.db.transaction(write=False) as cur:
-            t = self._tables(cur)
-            cur.execute(f"SELECT {_SECTION_COLUMNS.format(members=t.members)}"
-                        f" FROM {t.sections} s WHERE s.section_id = ?", (str(section_id),))
-            row = cur.fetchone()
-        return self._open(row) if row else None
+        """None also when its teacher is soft-deleted. `student_count` counts shown students."""
+        rows = self._section_rows("s.section_id = ?", (str(section_id),))
+        return self._open(rows[0]) if rows else None
 
     def students_of_section(self, section_id: UUID) -> list[UUID]:
-        """In enrolment order."""
-        return self._ids("SELECT student_id FROM {members} WHERE section_id = ?"
-                         " ORDER BY enrolled_at, student_id", (str(section_id),))
+        """In enrolment order; soft-deleted students (or a soft-deleted teacher's) left out."""
+        return self._ids("SELECT m.student_id FROM {members} m WHERE m.section_id = ?"
+                         " AND {member_shown} ORDER BY m.enrolled_at, m.student_id",
+                         (str(section_id),))
 
     # -- students -----------------------------------------------------------------------------
     def sections_of_student(self, student_id: UUID) -> list[UUID]:
-        """In enrolment order."""
-        return self._ids("SELECT section_id FROM {members} WHERE student_id = ?"
-                         " ORDER BY enrolled_at, section_id", (str(student_id),))
+        """In enrolment order; none for a soft-deleted student, and no soft-deleted teacher's."""
+        return self._ids("SELECT m.section_id FROM {members} m WHERE m.student_id = ?"
+                         " AND {member_shown} ORDER BY m.enrolled_at, m.section_id",
+                         (str(student_id),))
 
     def teachers_of_student(self, student_id: UUID) -> set[UUID]:
-        return set(self._ids("SELECT DISTINCT teacher_id FROM {members} WHERE student_id = ?",
-                             (str(student_id),)))
+        """None for a soft-deleted student; soft-deleted teachers left out."""
+        return set(self._ids("SELECT DISTINCT m.teacher_id FROM {members} m"
+                             " WHERE m.student_id = ? AND {member_shown}", (str(student_id),)))
 
     # -- schools and districts (ACC-2) --------------------------------------------------------
     def school_of_teacher(self, teacher_id: UUID) -> tuple[UUID, UUID] | None:
-        """(school id, district id), or None for a teacher with no school (or an unknown one)."""
+        """(school id, district id), or None for a teacher with no school (or an unknown one),
+        or soft-deleted (in no administrator's scope)."""
         with self.db.transaction(write=False) as cur:
             t = self._tables(cur)
-            cur.execute(f"SELECT school_id, district_id FROM {t.teachers} WHERE teacher_id = ?",
+            cur.execute(f"SELECT school_id, district_id FROM {t.teachers} x"
+                        f" WHERE x.teacher_id = ? AND {_shown(t.hidden, 'x.teacher_id')}",
                         (str(teacher_id),))
             row = cur.fetchone()
         if row is None or row[1] is None:
@@ -274,23 +327,24 @@ class RosterReader:
         return UUID(row[0]), UUID(row[1])
 
     def teachers_in_scope(self, scope: str) -> set[UUID]:
-        """Teachers at the school or district of `scope`; nobody for a malformed scope."""
+        """Shown teachers at the school or district of `scope`; nobody for a malformed scope."""
         where = _scope_column(scope)
         if where is None:
             return set()
         column, scope_id = where
-        return set(self._ids(f"SELECT teacher_id FROM {{teachers}} WHERE {column} = ?",
-                             (str(scope_id),)))
+        return set(self._ids(f"SELECT x.teacher_id FROM {{teachers}} x WHERE x.{column} = ?"
+                             " AND " + _shown("{hidden}", "x.teacher_id"), (str(scope_id),)))
 
     def students_in_scope(self, scope: str) -> set[UUID]:
-        """Students in sections of teachers at the school or district of `scope`."""
+        """Shown students in sections of shown teachers at the school or district of `scope`."""
         where = _scope_column(scope)
         if where is None:
             return set()
         column, scope_id = where
         return set(self._ids(
             "SELECT DISTINCT m.student_id FROM {members} m JOIN {teachers} t"
-            f" ON t.teacher_id = m.teacher_id WHERE t.{column} = ?", (str(scope_id),)))
+            f" ON t.teacher_id = m.teacher_id WHERE t.{column} = ? AND {{member_shown}}",
+            (str(scope_id),)))
 
     # -- opening ------------------------------------------------------------------------------
     def _open(self, row: Any) -> SectionView | None:
