@@ -6,6 +6,11 @@ of their display name (AGE-3), kept sealed per owner and updated when they are r
 deleted project's row goes; an erased owner's rows go (live, on `SubjectErased`; on a
 rebuild, their events arrive as `ErasedEvent` placeholders), and a remix of their project
 stays, since it is its own owner's.
+
+A soft-deleted owner (DEL-1) is a row of the `hidden` table: their projects leave every listing
+and the gallery, while their changes are still followed, and withdrawing the deletion (DEL-2)
+shows them again as they now are, without reading sealed streams. The filter is part of each
+existing query, so a read costs the same number of queries.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class Tables:
     def __init__(self, prefix: str) -> None:
         self.projects = prefix
         self.owners = f"{prefix}_owners"
+        self.hidden = f"{prefix}_hidden"
 
 
 class ProjectsView(Projection):
@@ -71,10 +77,18 @@ class ProjectsView(Projection):
         cur.execute(f"CREATE INDEX {t.projects}_gallery ON {t.projects} (shared_at, project_id)")
         cur.execute(f"CREATE TABLE {t.owners} (owner_id TEXT PRIMARY KEY,"
                     f" sealed_initial {blob} NOT NULL)")
+        cur.execute(f"CREATE TABLE {t.hidden} (person_id TEXT PRIMARY KEY)")
+
+    def shape(self, table: str) -> dict[str, frozenset[str]]:
+        t = Tables(table)
+        return {t.projects: frozenset({"project_id", "owner_id", "kind", "sealed_name",
+                                       "remixed_from", "shared_at"}),
+                t.owners: frozenset({"owner_id", "sealed_initial"}),
+                t.hidden: frozenset({"person_id"})}
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
         t = Tables(table)
-        for name in (t.projects, t.owners):
+        for name in (t.projects, t.owners, t.hidden):
             cur.execute(f"DROP TABLE IF EXISTS {name}")
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
@@ -84,10 +98,18 @@ class ProjectsView(Projection):
             cur.execute(f"DELETE FROM {t.projects} WHERE project_id = ? OR owner_id = ?",
                         (gone, gone))
             cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
+            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (gone,))
         elif isinstance(event, ErasureRecord.SubjectErased):
             gone = str(event.subject_id)
             cur.execute(f"DELETE FROM {t.projects} WHERE owner_id = ?", (gone,))
             cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
+            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (gone,))
+        elif isinstance(event, Person.DeletionRequested):
+            cur.execute(f"INSERT INTO {t.hidden} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
+                        (str(event.originator_id),))
+        elif isinstance(event, Person.DeletionWithdrawn):
+            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?",
+                        (str(event.originator_id),))
         elif isinstance(event, Person.Registered | Person.Renamed):
             self._owner(cur, t, event.originator_id, event.display_name)
         elif isinstance(event, Project.Created):
@@ -138,18 +160,27 @@ def _at(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
+def _shown(hidden: str, column: str) -> str:
+    """A condition: the owner in `column` is not soft-deleted (one look-up by primary key)."""
+    return f"NOT EXISTS (SELECT 1 FROM {hidden} h WHERE h.person_id = {column})"
+
+
 class ProjectsReader:
+    """Listings and the gallery; a soft-deleted owner's projects are in none of them."""
+
     def __init__(self, db: Database, keys: SubjectKeys, projection: ProjectsView) -> None:
         self.db = db
         self.keys = keys
         self.projection = projection
 
     def of_owner(self, owner_id: UUID) -> list[ProjectSummary]:
+        """Empty for a soft-deleted owner (their teachers see nothing of them, DEL-1)."""
         with self.db.transaction(write=False) as cur:
             t = Tables(live_table(cur, self.projection))
-            cur.execute(f"SELECT project_id, owner_id, kind, sealed_name, remixed_from,"
-                        f" shared_at FROM {t.projects} WHERE owner_id = ? ORDER BY project_id",
-                        (str(owner_id),))
+            cur.execute(f"SELECT p.project_id, p.owner_id, p.kind, p.sealed_name,"
+                        f" p.remixed_from, p.shared_at FROM {t.projects} p"
+                        f" WHERE p.owner_id = ? AND {_shown(t.hidden, 'p.owner_id')}"
+                        " ORDER BY p.project_id", (str(owner_id),))
             rows = cur.fetchall()
         try:
             aead = self.keys.opener(owner_id)
@@ -168,6 +199,8 @@ class ProjectsReader:
                 f"SELECT p.project_id, p.owner_id, p.kind, p.sealed_name, p.remixed_from,"
                 f" p.shared_at, o.sealed_initial FROM {t.projects} p LEFT JOIN {t.owners} o"
                 " ON o.owner_id = p.owner_id WHERE p.shared_at IS NOT NULL AND p.shared_at < ?"
+                # In the query, not after it, so that a page still holds `limit` cards.
+                f" AND {_shown(t.hidden, 'p.owner_id')}"
                 " ORDER BY p.shared_at DESC, p.project_id LIMIT ?",
                 (_at(before) if before else "9999", limit))
             rows = cur.fetchall()
