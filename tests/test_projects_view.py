@@ -1,17 +1,20 @@
 """The projects read model and the gallery (PRG-2, AGE-3), both backends: listings follow the
 log, the gallery shows an owner's initial only, erased owners vanish live and after a rebuild,
-and their remixed projects' remixes stay."""
+and their remixed projects' remixes stay; soft-deleted owners (DEL-1) are hidden until their
+deletion is withdrawn (DEL-2)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
 from ledger.application import Ledger
 from ledger.media import MediaStore
+from ledger.people import Person
 from ledger.persistence import open_database
 from ledger.project_service import Projects
 from projections.projects import ProjectsReader, ProjectsView
@@ -76,3 +79,33 @@ def test_an_erased_owner_vanishes_live_and_after_a_rebuild_and_remixes_stay(
     world.runner.rebuild()
     assert [(c.id, c.owner_initial) for c in world.reader.gallery()] == live == [(remix, "A")]
     assert world.reader.of_owner(sam) == []
+
+
+def test_a_soft_deleted_owner_is_hidden_live_and_after_a_rebuild_and_back_on_withdrawal(
+        world: World) -> None:
+    """DEL-1, DEL-2 (the rest of what a soft delete hides: tests/test_views_hide_deleted.py)."""
+    sam = world.ledger.register_student("Sam", "14")
+    ana = world.ledger.register_student("Ana", "15")
+    for owner in (sam, ana):
+        world.projects.share_to_gallery(owner, world.projects.create(owner, "app", "Game"))
+    world.runner.catch_up()
+    before = ([(c.id, c.owner_initial) for c in world.reader.gallery()],
+              world.reader.of_owner(sam))
+
+    person = world.ledger.person(sam)
+    assert isinstance(person, Person)
+    person.request_deletion("user_request", f"student:{uuid4()}", datetime.now(UTC))
+    world.ledger.save(person)
+    world.runner.catch_up()
+    hidden = ([(c.id, c.owner_initial) for c in world.reader.gallery()],
+              world.reader.of_owner(sam))
+    assert hidden == ([card for card in before[0] if card[1] == "A"], [])
+    world.runner.rebuild()
+    assert ([(c.id, c.owner_initial) for c in world.reader.gallery()],
+            world.reader.of_owner(sam)) == hidden
+
+    person.withdraw_deletion(f"support:{uuid4()}")
+    world.ledger.save(person)
+    world.runner.catch_up()
+    assert ([(c.id, c.owner_initial) for c in world.reader.gallery()],
+            world.reader.of_owner(sam)) == before
