@@ -69,6 +69,19 @@ _ADMIN_SCOPES: dict[str, str] = {Role.SCHOOL_ADMIN: SCHOOL_SCOPE,
                                  Role.DISTRICT_ADMIN: DISTRICT_SCOPE}
 
 
+# DEL-4: the subject, a parent, the school, support, or a teacher for the students they manage.
+_ERASURE_BY_RELATION: dict[tuple[str, Relation], str] = {
+    (Role.STUDENT, Relation.SELF): "user_request",
+    (Role.PARENT, Relation.PARENT): "parent_request",
+    (Role.TEACHER, Relation.TEACHER): "teacher_request",
+    (Role.SCHOOL_ADMIN, Relation.IN_SCOPE): "school_request",
+    (Role.DISTRICT_ADMIN, Relation.IN_SCOPE): "school_request",
+}
+# Staff erase anyone: support for the person who asked them; the operator gives the reason.
+STAFF_ERASURE_REASON: dict[str, str | None] = {Role.SUPPORT: "support_request",
+                                               Role.OPERATOR: None}
+
+
 def visible_fields(role: str, relation: Relation) -> frozenset[str]:
     """The fields of a student record that `role`, standing in `relation` to them, may see."""
     by_role = _BY_ROLE.get(role)
@@ -120,6 +133,11 @@ class Access:
         teacher, an administrator in scope, support (with a purpose, asked by the route) and
         the operator. Never a registrar, researcher or service."""
         return principal.role in _PROGRESS_ROLES and self.may_see_student(principal, student_id)
+
+    def erasure_reason(self, principal: Principal, student_id: UUID) -> str | None:
+        """DEL-4: who may have a student erased at once, skipping the window, and the reason
+        their receipt gives; None: not this caller. Staff may erase anyone (`by_staff`)."""
+        return _ERASURE_BY_RELATION.get((principal.role, self.relation(principal, student_id)))
 
     # -- teachers and sections ----------------------------------------------------------------
     def may_see_teacher(self, principal: Principal, teacher_id: UUID) -> bool:

@@ -59,6 +59,9 @@ class Permission(StrEnum):
     PROGRESS_READ = "progress:read"  # one student's progress; api/access.py says whose
     SCHOOL_PROGRESS_READ = "schools:progress"  # the report, in the admin's scope (ACC-2)
     PROJECTS_WRITE = "projects:write"  # one's own projects and uploads (PRG-2)
+    PEOPLE_RECOVER = "people:recover"  # withdraw a pending deletion (DEL-2)
+    HOLDS_MANAGE = "holds:manage"  # legal holds (DEL-7)
+    RECEIPTS_READ = "receipts:read"  # erasure receipts (DEL-8): ids and counts only
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -71,20 +74,22 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                                Permission.PEOPLE_RENAME, Permission.DIRECTORY_READ,
                                Permission.SCHOOLS_READ, Permission.SCHOOLS_CREATE}),
     Role.SUPPORT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
-                             Permission.PROGRESS_READ}),
+                             Permission.PROGRESS_READ, Permission.PEOPLE_ERASE,
+                             Permission.PEOPLE_RECOVER, Permission.RECEIPTS_READ}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
     Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT, Permission.PROGRESS_RECORD,
                                 Permission.PROGRESS_READ, Permission.PROJECTS_WRITE},
     Role.TEACHER: _SIGNED_IN | {Permission.ME_TEACHER, Permission.SECTIONS_MANAGE,
-                                Permission.PROGRESS_READ, Permission.PROJECTS_WRITE},
+                                Permission.PROGRESS_READ, Permission.PROJECTS_WRITE,
+                                Permission.PEOPLE_ERASE},
     Role.SCHOOL_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
                                   Permission.SCHOOL_ROSTER_READ, Permission.PROGRESS_READ,
-                                  Permission.SCHOOL_PROGRESS_READ}),
+                                  Permission.SCHOOL_PROGRESS_READ, Permission.PEOPLE_ERASE}),
     Role.DISTRICT_ADMIN: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
                                     Permission.SCHOOL_ROSTER_READ, Permission.PROGRESS_READ,
-                                    Permission.SCHOOL_PROGRESS_READ}),
+                                    Permission.SCHOOL_PROGRESS_READ, Permission.PEOPLE_ERASE}),
     Role.PARENT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
-                            Permission.PROGRESS_READ}),
+                            Permission.PROGRESS_READ, Permission.PEOPLE_ERASE}),
     Role.RESEARCHER: frozenset({Permission.SCHOOLS_READ}),  # aggregates come later (ACC-3)
 }
 

@@ -21,14 +21,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
 from crypto import KeyErased
 from ledger.application import ErasedPerson, Ledger
+from ledger.enrolment import SectionNotFound
 from ledger.holds import Holds
 from ledger.people import Person, Student, Teacher
 from ledger.progress import Progress, progress_id_for
 from ledger.receipts import SignedReceipt
 from ledger.residue import Residue, ResiduePool, residue_of
 from ledger.retention import RetentionSchedule
+from ledger.sections import Section
 
 Clock = Callable[[], datetime]
 # A teacher's students, each with every teacher whose section they are in (DEL-5).
@@ -132,12 +136,33 @@ class Lifecycle:
         self.ledger.save(person, *dependents)  # one transaction: all of them or none
         return [subject_id, *(s.id for s in dependents)]
 
-    def delete_dependent(self, teacher_id: UUID, student_id: UUID, requester: str) -> None:
-        """DEL-5, a student removed from a teacher's section who depends on that teacher."""
-        student: Student = self.ledger.live(student_id, Student)
-        if student.request_deletion("teacher_request", requester, self.clock(),
-                                    cascade_of=teacher_id):
-            self.ledger.save(student)
+    def removal(self, teacher_id: UUID, student_id: UUID) -> Cascade:
+        """DEL-5, before a teacher removes a student from a section: is the student deleted
+        (they depend on this teacher alone) or only unenrolled?"""
+        for found, teachers in self.students_of(teacher_id):
+            if found == student_id and self.depends_on(found, teacher_id, teachers):
+                return Cascade(teacher_id, (student_id,), ())
+        return Cascade(teacher_id, (), (student_id,))
+
+    def remove_from_section(self, teacher_id: UUID, section_id: UUID, student_id: UUID,
+                            requester: str, confirmation: str | None = None) -> bool:
+        """Unenrol the student; if they depend on this teacher alone, soft-delete them too,
+        in the same transaction, once the teacher has confirmed. True if they were deleted."""
+        section = self.ledger.aggregate(section_id, Section)
+        if section is None or section.owner_id != teacher_id:
+            raise SectionNotFound(section_id)
+        removal = self.removal(teacher_id, student_id)
+        if removal.deletes and confirmation != removal.confirmation:
+            raise CascadeChanged()
+        changed: list[Aggregate] = [section] if section.unenrol(student_id, "removed") else []
+        if removal.deletes:
+            student: Student = self.ledger.live(student_id, Student)
+            student.request_deletion("teacher_request", requester, self.clock(),
+                                     cascade_of=teacher_id)
+            changed.append(student)
+        if changed:
+            self.ledger.save(*changed)
+        return bool(removal.deletes)
 
     def mark_inactive(self, subject_id: UUID) -> bool:
         """DEL-6: an account unused past the schedule is soft-deleted like any other (its

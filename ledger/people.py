@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -129,6 +129,7 @@ class PendingDeletion:
     requested_by: str
     requested_at: datetime
     cascade_of: UUID | None = None
+    dependents: tuple[UUID, ...] = ()
 
 
 # -- the aggregates -----------------------------------------------------------------------
@@ -168,6 +169,7 @@ class Person(Aggregate):
         requested_by: str
         requested_at: datetime  # from the lifecycle's clock, which tests move
         cascade_of: UUID | None
+        dependents: list[UUID]  # a teacher's: the students deleted with them (DEL-5)
 
     class DeletionWithdrawn(Aggregate.Event):
         """DEL-2: recovered within the grace window, exactly as it was."""
@@ -223,15 +225,17 @@ class Person(Aggregate):
 
     @event(DeletionRequested)
     def _request_deletion(self, reason: str, requested_by: str, requested_at: datetime,
-                          cascade_of: UUID | None) -> None:
-        self.pending_deletion = [reason, requested_by, requested_at, cascade_of]
+                          cascade_of: UUID | None, dependents: list[UUID]) -> None:
+        self.pending_deletion = [reason, requested_by, requested_at, cascade_of,
+                                 tuple(dependents)]
 
     def request_deletion(self, reason: str, requested_by: str, at: datetime,
-                         cascade_of: UUID | None = None) -> bool:
+                         cascade_of: UUID | None = None,
+                         dependents: Sequence[UUID] = ()) -> bool:
         """False (and no event) if a deletion is already pending: the first one's clock runs."""
         if self.pending_deletion is not None:
             return False
-        self._request_deletion(reason, requested_by, at, cascade_of)
+        self._request_deletion(reason, requested_by, at, cascade_of, list(dependents))
         return True
 
     @event(DeletionWithdrawn)

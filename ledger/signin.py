@@ -33,8 +33,20 @@ class SignIn:
         self.throttle = throttle or Throttle(ledger.read_models)
 
     def with_password(self, login: str, password: str, region: str | None = None) -> Person:
-        """`login` is a username or an email address."""
+        """`login` is a username or an email address. A deleted account cannot sign in
+        (DEL-1): it fails like a wrong password."""
         people.region(region)
+        person = self._checked(login, password)
+        if person.deleted:
+            raise SignInFailed()
+        return self._record(person, "email" if "@" in login else "password", region)
+
+    def account_to_recover(self, login: str, password: str) -> Person:
+        """The owner of a deleted account proving it is theirs, to recover it (DEL-2): the
+        same checks and throttle as signing in, and no sign-in is recorded."""
+        return self._checked(login, password)
+
+    def _checked(self, login: str, password: str) -> Person:
         bucket = self.ledger.identity.token("throttle", login.strip().lower())
         self.throttle.attempt(bucket)  # counted as failed until it succeeds
         person = self._by_login(login)
@@ -43,7 +55,7 @@ class SignIn:
                 or stored is None:
             raise SignInFailed()
         self.throttle.succeeded(bucket)
-        return self._record(person, "email" if "@" in login else "password", region)
+        return person
 
     def with_secret(self, join_code: str, username: str, secret: str,
                     region: str | None = None) -> Person:
@@ -54,7 +66,7 @@ class SignIn:
         bucket = self.ledger.identity.token("throttle", f"{code}/{username.strip().lower()}")
         self.throttle.attempt(bucket)
         student = self._by_secret(code, username, secret)
-        if student is None:
+        if student is None or student.deleted:
             raise SignInFailed()
         self.throttle.succeeded(bucket)
         return self._record(student, f"secret_{student.secret_kind}", region)

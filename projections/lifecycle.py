@@ -38,6 +38,7 @@ class Tables:
     def __init__(self, prefix: str) -> None:
         self.deletions = f"{prefix}_deletions"
         self.activity = f"{prefix}_activity"
+        self.erasures = f"{prefix}_erasures"
 
 
 class LifecycleView(Projection):
@@ -51,16 +52,20 @@ class LifecycleView(Projection):
         cur.execute(f"CREATE TABLE {t.activity} (subject_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
                     " last_active_at TEXT NOT NULL)")
         cur.execute(f"CREATE INDEX {t.activity}_by_time ON {t.activity} (last_active_at)")
+        # Who was erased, in order: to list the receipts (the receipts are in the log).
+        cur.execute(f"CREATE TABLE {t.erasures} (position INTEGER PRIMARY KEY,"
+                    " subject_id TEXT NOT NULL UNIQUE)")
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
         t = Tables(table)
-        for name in (t.deletions, t.activity):
+        for name in (t.deletions, t.activity, t.erasures):
             cur.execute(f"DROP TABLE IF EXISTS {name}")
 
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
         return {t.deletions: frozenset({"subject_id", "reason", "requested_at"}),
-                t.activity: frozenset({"subject_id", "kind", "last_active_at"})}
+                t.activity: frozenset({"subject_id", "kind", "last_active_at"}),
+                t.erasures: frozenset({"position", "subject_id"})}
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         t = Tables(table)
@@ -79,6 +84,9 @@ class LifecycleView(Projection):
             self._active(cur, t, event.owner_id, "student", event.timestamp)
         elif isinstance(event, ErasureRecord.SubjectErased):
             self.forget(cur, table, event.subject_id)
+            cur.execute(f"INSERT INTO {t.erasures} (position, subject_id) VALUES"
+                        f" ((SELECT COALESCE(MAX(position), 0) + 1 FROM {t.erasures}), ?)"
+                        " ON CONFLICT (subject_id) DO NOTHING", (str(event.subject_id),))
         elif isinstance(event, ErasedEvent):  # a rebuild after an erasure
             self.forget(cur, table, UUID(str(event.originator_id)))
 
@@ -127,6 +135,15 @@ class LifecycleReader:
             rows = cur.fetchall()
         return [PendingDeletion(UUID(r[0]), r[1], datetime.fromisoformat(r[2]))
                 for r in rows]
+
+    def erased(self, after: int = 0, limit: int = 100) -> list[tuple[int, UUID]]:
+        """Erased subjects in the order of their receipts: (position, subject id)."""
+        with self.db.transaction(write=False) as cur:
+            t = Tables(live_table(cur, self.projection))
+            cur.execute(f"SELECT position, subject_id FROM {t.erasures} WHERE position > ?"
+                        " ORDER BY position LIMIT ?", (after, limit))
+            rows = cur.fetchall()
+        return [(int(r[0]), UUID(r[1])) for r in rows]
 
     def inactive(self, active_before: datetime, kind: str | None = None,
                  limit: int | None = None) -> list[UUID]:

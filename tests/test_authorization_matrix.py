@@ -98,6 +98,10 @@ RELATIONS: dict[str, frozenset[str]] = {
     "over_school_A": frozenset({"school_admin_in", "district_admin_in", "operator"}),
     "teaches_S": frozenset({"teacher_of_section"}),
     "owns_S_project": frozenset({"student_self"}),  # P, S's project in the gallery
+    # DEL-4: erasure at once of a student in T's section X with S's linked parent.
+    "may_erase_student": frozenset({"teacher_of_section", "school_admin_in",
+                                    "district_admin_in", "parent_linked", "support_with_purpose",
+                                    "support_without_purpose", "operator"}),
 }
 
 PUBLIC: None = None
@@ -110,6 +114,10 @@ READERS = frozenset({"operator", "registrar", "support", "student", "teacher", "
                      "district_admin", "parent"})  # researchers: aggregates only (ACC-3)
 ADMINS = frozenset({"operator", "school_admin", "district_admin"})
 PROGRESS_READERS = READERS - {"registrar"}  # the education record: not a registrar's
+ERASERS = frozenset({"operator", "support", "teacher", "school_admin", "district_admin",
+                     "parent"})
+RECOVERERS = frozenset({"operator", "support"})
+PRIVACY_OFFICER = frozenset({"operator"})
 SIGNED_IN = frozenset({"operator", "registrar", "support", "student", "teacher",
                        "school_admin", "district_admin", "parent", "researcher"})
 
@@ -169,7 +177,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/students"): Rule(STAFF, 201),
     ("POST", "/teachers"): Rule(STAFF, 201),
     ("PATCH", "/people/{person_id}"): Rule(STAFF, 200),
-    ("DELETE", "/people/{person_id}"): Rule(frozenset({"operator"}), 200),
+    ("DELETE", "/people/{person_id}"): Rule(ERASERS, 200, "may_erase_student"),
+    # the deletion lifecycle (DEL-1..8)
+    ("GET", "/me/deletion"): Rule(PEOPLE, 200),
+    ("DELETE", "/me"): Rule(PEOPLE, 200),
+    ("POST", "/recovery"): Rule(PUBLIC, 200),
+    ("POST", "/people/{person_id}/recovery"): Rule(RECOVERERS, 200),
+    ("GET", "/people/{person_id}/holds"): Rule(PRIVACY_OFFICER, 200),
+    ("POST", "/people/{person_id}/holds"): Rule(PRIVACY_OFFICER, 201),
+    ("POST", "/people/{person_id}/holds/{hold_id}/lift"): Rule(PRIVACY_OFFICER, 204),
+    ("GET", "/erasure-receipts"): Rule(RECOVERERS, 200),
+    ("GET", "/erasure-receipts/{subject_id}"): Rule(RECOVERERS, 200),
+    ("GET", "/ledger/public-key"): Rule(PUBLIC, 200),
+    ("GET", "/sections/{section_id}/students/{student_id}/removal"): Rule(TEACHER, 200,
+                                                                          "owns_section"),
     ("GET", "/people"): Rule(STAFF, 200),
     # schools
     ("POST", "/schools"): Rule(STAFF, 201),
@@ -262,14 +283,45 @@ class World:
             self.svc.projects.share_to_gallery(self.ids["S"], project)
         return project
 
-    def fresh_student(self, enrolled: bool = False) -> UUID:
+    def fresh_student(self, enrolled: bool = False, linked: bool = False) -> UUID:
         if enrolled:
             student = self.svc.sections.create_student(self.ids["T"], self.ids["X"], "Fresh",
                                                        "10")
         else:
             student = self.svc.ledger.register_student("Fresh", "10")
+        if linked:
+            self.svc.accounts.link_parent_email(student, LINKED_PARENT)
         self.svc.settle()
         return student
+
+    def removal_of(self, student: UUID) -> str:
+        """Removing a student who depends on T alone deletes them: confirmed (DEL-5)."""
+        removal = self.svc.lifecycle.removal(self.ids["T"], student)
+        return (f"/sections/{self.ids['X']}/students/{student}"
+                f"?confirmation={removal.confirmation}")
+
+    def soft_deleted(self, who: str) -> UUID:
+        """S or T, deleted by themself (recovered again by `_restore`)."""
+        if self.svc.ledger.person(self.ids[who]).deleted:  # type: ignore[union-attr]
+            return self.ids[who]
+        cascade = self.svc.lifecycle.cascade(self.ids["T"]).confirmation if who == "T" else None
+        self.svc.lifecycle.request_deletion(self.ids[who], "operator", confirmation=cascade)
+        self.svc.settle()
+        return self.ids[who]
+
+    def erased_student(self) -> UUID:
+        student = self.fresh_student()
+        self.svc.lifecycle.erase_now(student, "operator", "school_request")
+        return student
+
+    def recover_everyone(self) -> None:
+        """Undo a deletion of the world's people, and give their callers new sessions."""
+        for who in ("S", "O", "T", "U"):
+            person = self.svc.ledger.person(self.ids[who])
+            if person.deleted:  # type: ignore[union-attr]
+                self.svc.lifecycle.recover(self.ids[who], "operator")
+        self.svc.settle()
+        self.auth.update({c.name: self.token(c) for c in CALLERS if c.person})
 
 
 def _build_world(svc: Services) -> World:
@@ -411,7 +463,7 @@ BUILDERS: dict[tuple[str, str], Build] = {
     ("PUT", "/sections/{section_id}/students/{student_id}"): lambda w, c: (
         f"/sections/{w.ids['X']}/students/{w.fresh_student()}", None),
     ("DELETE", "/sections/{section_id}/students/{student_id}"): lambda w, c: (
-        f"/sections/{w.ids['X']}/students/{w.fresh_student(enrolled=True)}", None),
+        w.removal_of(w.fresh_student(enrolled=True)), None),
     ("POST", "/sections/{section_id}/students/{student_id}/secret"): lambda w, c: (
         f"/sections/{w.ids['X']}/students/{w.fresh_student(enrolled=True)}/secret", None),
     ("PUT", "/sections/{section_id}/race-estimate"): lambda w, c: (
@@ -423,7 +475,26 @@ BUILDERS: dict[tuple[str, str], Build] = {
     ("PATCH", "/people/{person_id}"): lambda w, c: (f"/people/{w.fresh_student()}", {
         "display_name": "Renamed"}),
     ("DELETE", "/people/{person_id}"): lambda w, c: (
-        f"/people/{w.fresh_student()}?reason=school_request", None),
+        f"/people/{w.fresh_student(enrolled=True, linked=True)}"
+        + ("?reason=school_request" if c.role == "operator" else ""), None),
+    ("DELETE", "/me"): lambda w, c: (
+        "/me?confirmation=" + (w.svc.lifecycle.cascade(w.ids[c.person]).confirmation
+                               if c.role == "teacher" and c.person else ""), None),
+    ("POST", "/recovery"): lambda w, c: (w.soft_deleted("T") and "/recovery", {
+        "login": w.personal["teacher_username"], "password": PASSWORD}),
+    ("POST", "/people/{person_id}/recovery"): lambda w, c: (
+        f"/people/{w.soft_deleted('S')}/recovery", None),
+    ("GET", "/people/{person_id}/holds"): lambda w, c: (f"/people/{w.ids['S']}/holds", None),
+    ("POST", "/people/{person_id}/holds"): lambda w, c: (f"/people/{w.ids['S']}/holds", {
+        "reason": "inspection request under 99.10(e)"}),
+    ("POST", "/people/{person_id}/holds/{hold_id}/lift"): lambda w, c: (
+        f"/people/{w.ids['S']}/holds/"
+        f"{w.svc.holds.place(w.ids['S'], 'inspection', 'operator')}/lift", {
+            "reason": "inspection closed"}),
+    ("GET", "/erasure-receipts/{subject_id}"): lambda w, c: (
+        f"/erasure-receipts/{w.erased_student()}", None),
+    ("GET", "/sections/{section_id}/students/{student_id}/removal"): lambda w, c: (
+        f"/sections/{w.ids['X']}/students/{w.ids['S']}/removal", None),
     ("POST", "/schools"): lambda w, c: ("/schools", {
         "name": "New School", "district": "North", "school_type": "charter"}),
     ("GET", "/schools/{school_id}"): lambda w, c: (f"/schools/{w.ids['A']}", None),
@@ -478,6 +549,12 @@ def _restore(world: World, method: str, path: str) -> None:
     """Undo what a call changed that the world's relations rest on."""
     if (method, path) == ("DELETE", "/me/parent-email"):
         world.svc.accounts.link_parent_email(world.ids["S"], LINKED_PARENT)
+    if (method, path) in {("DELETE", "/me"), ("POST", "/recovery"),
+                          ("POST", "/people/{person_id}/recovery")}:
+        world.recover_everyone()
+    if (method, path) == ("POST", "/people/{person_id}/holds"):
+        for hold in world.svc.holds.of(world.ids["S"]):
+            world.svc.holds.lift(world.ids["S"], hold.id, "placed by a test", "operator")
 
 
 _PROBLEM_TYPES = {401: {"unauthenticated"}, 403: {"forbidden", "purpose-required"},
@@ -511,21 +588,23 @@ def test_every_endpoint_by_every_caller(world: World) -> None:
                     **auth, "Content-Type": body.content_type})
             else:
                 response = world.http.request(method, url, json=body, headers=auth)
-            _restore(world, method, path)
-            if response.status_code != want:
-                failures.append((method, path, caller.name, response.status_code, want))
-                continue
-            if want < 400:
-                continue
-            problem = response.json()
-            assert response.headers["content-type"] == "application/problem+json"
-            assert problem["type"].removeprefix(P) in _PROBLEM_TYPES[want], (path, problem)
-            assert world.svc.ledger.recorder.max_notification_id() == before, (path, caller)
-            if want == 404:
-                not_found.setdefault((method, path), set()).add(response.content)
-            leaks += [f"{label} in {method} {path} as {caller.name}"
-                      for label, value in world.personal.items()
-                      if value and value.lower() in response.text.lower()]
+            try:
+                if response.status_code != want:
+                    failures.append((method, path, caller.name, response.status_code, want))
+                    continue
+                if want < 400:
+                    continue
+                problem = response.json()
+                assert response.headers["content-type"] == "application/problem+json"
+                assert problem["type"].removeprefix(P) in _PROBLEM_TYPES[want], (path, problem)
+                assert world.svc.ledger.recorder.max_notification_id() == before, (path, caller)
+                if want == 404:
+                    not_found.setdefault((method, path), set()).add(response.content)
+                leaks += [f"{label} in {method} {path} as {caller.name}"
+                          for label, value in world.personal.items()
+                          if value and value.lower() in response.text.lower()]
+            finally:
+                _restore(world, method, path)
     assert failures == []
     assert leaks == []
     assert {route: len(bodies) for route, bodies in not_found.items() if len(bodies) > 1} == {}

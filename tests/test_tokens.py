@@ -153,8 +153,13 @@ def test_permissions_deny_by_default() -> None:
     assert not allows(Role.STUDENT, Permission.ME_TEACHER)
     assert not allows(Role.PARENT, Permission.ME_READ)
     assert not allows(Role.SCHOOL_ADMIN, Permission.DIRECTORY_READ)
-    assert not any(allows(role, Permission.PEOPLE_ERASE) for role in ROLES
-                   if role != Role.OPERATOR)
+    # DEL-4: erasure at once is for staff and, through a relation, the people around a
+    # student; never a registrar, researcher, service, or a student's own token (they ask
+    # through DELETE /me, which has its own permission).
+    assert {role for role in ROLES if allows(role, Permission.PEOPLE_ERASE)} == {
+        Role.OPERATOR, Role.SUPPORT, Role.TEACHER, Role.SCHOOL_ADMIN, Role.DISTRICT_ADMIN,
+        Role.PARENT}
+    assert {role for role in ROLES if allows(role, Permission.HOLDS_MANAGE)} == {Role.OPERATOR}
 
 
 # -- the command line --------------------------------------------------------------------------

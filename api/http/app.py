@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api.http import (
     coursework,
+    deletion,
     health,
     me,
     people,
@@ -37,8 +38,8 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
-    for module in (health, sessions, me, sections, schools, people, progress, projects,
-                   coursework):
+    for module in (health, sessions, me, sections, schools, people, deletion, progress,
+                   projects, coursework):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

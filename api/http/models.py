@@ -477,3 +477,60 @@ class SchoolProgressOut(BaseModel):
     by_teacher: list[ReportGroup]
     by_grade: list[ReportGroup]
     school: CountsOut
+
+
+# -- the deletion lifecycle (DEL-1..9) -------------------------------------------------------
+class PersonRef(BaseModel):
+    id: UUID
+    display_name: str
+
+
+class DeletionPreview(BaseModel):
+    """DEL-5: what deleting this account does, before it is done."""
+
+    deletes: list[PersonRef] = Field(description="accounts deleted with this one: students who"
+                                                  " depend on this teacher")
+    unenrols: list[PersonRef] = Field(description="students who only lose this teacher's"
+                                                   " sections")
+    confirmation: str | None = Field(description="send as `confirmation` to delete exactly"
+                                                 " this list; null when nobody goes with you")
+    recoverable_for_days: int
+
+
+class DeletionOut(BaseModel):
+    deleted: list[UUID]
+    recoverable_until: datetime
+
+
+class RecoveryOut(BaseModel):
+    recovered: list[UUID]
+
+
+class RemovalPreview(BaseModel):
+    """DEL-5: removing this student from the section deletes their account when they depend
+    on this teacher alone (no personal login, in no other teacher's section)."""
+
+    deletes_account: bool
+    confirmation: str | None
+
+
+class HoldIn(_Request):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class HoldOut(BaseModel):
+    id: UUID
+    reason: str
+    placed_by: str
+    placed_at: datetime
+
+
+class PublicKeyOut(BaseModel):
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    key_id: str
+    public_key: str = Field(description="base64 of the raw 32-byte public key")
+
+
+class ReceiptPage(BaseModel):
+    items: list[ErasureOut]
+    next_after: int | None = Field(description="pass as `after` for the next page")

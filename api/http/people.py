@@ -19,7 +19,6 @@ from api.http.deps import Svc, path_id
 from api.http.models import (
     DirectoryItem,
     DirectoryPage,
-    ErasureOut,
     Kind,
     NewStudent,
     NewTeacher,
@@ -31,7 +30,7 @@ from api.http.problems import not_found, responses
 from api.services import Services
 from api.tokens import Permission, Principal
 from crypto import KeyErased
-from ledger.application import ERASURE_REASONS, ErasedPerson
+from ledger.application import ErasedPerson
 from ledger.people import Person
 
 log = logging.getLogger("api.http")
@@ -44,7 +43,6 @@ _WRITE = responses(401, 403, 404, 409, 410, 422, 503)
 Creator = Annotated[Principal, Depends(require(Permission.PEOPLE_CREATE))]
 Reader = Annotated[Principal, Depends(require(Permission.PEOPLE_READ))]
 Renamer = Annotated[Principal, Depends(require(Permission.PEOPLE_RENAME))]
-Eraser = Annotated[Principal, Depends(require(Permission.PEOPLE_ERASE))]
 Lister = Annotated[Principal, Depends(require(Permission.DIRECTORY_READ))]
 
 
@@ -112,17 +110,6 @@ def rename(person_id: str, body: Rename, svc: Svc, who: Renamer) -> PersonOut:
     svc.ledger.rename(subject, body.display_name)
     log.info("renamed id=%s principal=%s", subject, who.id)
     return PersonOut.of(_live(svc, subject))
-
-
-@router.delete("/people/{person_id}", response_model=ErasureOut, responses=_WRITE)
-def erase(person_id: str, svc: Svc, who: Eraser,
-          reason: Annotated[str, Query(description="one of: " + ", ".join(ERASURE_REASONS))],
-          ) -> ErasureOut:
-    """Erase now: the person's data key is destroyed; every record of them becomes unreadable."""
-    subject = path_id(person_id)
-    signed = svc.ledger.erase_subject(subject, reason, f"{who.role}:{who.id}")
-    log.info("erased id=%s reason=%s principal=%s", subject, reason, who.id)
-    return ErasureOut.of(signed)
 
 
 @router.get("/people", response_model=DirectoryPage, responses=responses(401, 403, 422, 503))

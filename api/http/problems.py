@@ -29,6 +29,8 @@ from crypto.sql import DatabaseUnavailable
 from ledger.accounts import SchoolNotFound
 from ledger.application import AlreadyInUse, PersonNotFound
 from ledger.enrolment import ConsentRequired, SectionNotFound
+from ledger.holds import HoldNotFound
+from ledger.lifecycle import CascadeChanged, LegalHoldInPlace, NotDeleted, RecoveryWindowClosed
 from ledger.media import MediaTooLarge
 from ledger.password_reset import ResetTokenInvalid
 from ledger.people import InvalidRecord
@@ -58,6 +60,11 @@ UPLOAD_TOO_LARGE = BASE + "upload-too-large"
 ALREADY_IN_USE = BASE + "already-in-use"
 CONSENT_REQUIRED = BASE + "consent-required"
 PURPOSE_REQUIRED = BASE + "purpose-required"
+RECOVERY_WINDOW_CLOSED = BASE + "recovery-window-closed"
+NOT_DELETED = BASE + "not-deleted"
+LEGAL_HOLD = BASE + "legal-hold"
+CONFIRMATION_REQUIRED = BASE + "confirmation-required"
+HOLD_NOT_FOUND = BASE + "hold-not-found"
 RETRY_AFTER_SECONDS = "2"
 
 _BIRTH_DATE_KEYS = {"birthdate": "birth_date", "dateofbirth": "date_of_birth", "dob": "dob",
@@ -230,6 +237,11 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ResetTokenInvalid, _on_reset_token_invalid)
     app.add_exception_handler(PasswordTooLong, _on_password_too_long)
     app.add_exception_handler(KeyErased, _on_erased)
+    app.add_exception_handler(RecoveryWindowClosed, _on_window_closed)  # type: ignore[arg-type]
+    app.add_exception_handler(NotDeleted, _on_not_deleted)
+    app.add_exception_handler(LegalHoldInPlace, _on_legal_hold)
+    app.add_exception_handler(CascadeChanged, _on_cascade_changed)
+    app.add_exception_handler(HoldNotFound, _on_hold_not_found)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
     for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
         app.add_exception_handler(unavailable, _on_unavailable)
@@ -324,6 +336,37 @@ async def _on_password_too_long(request: Request, error: Exception) -> JSONRespo
     return problem_response(422, VALIDATION, "Invalid request",
                             "The request breaks the rules listed in errors.",
                             errors=[{"field": "password", "rule": str(error)}])
+
+
+async def _on_window_closed(request: Request, error: RecoveryWindowClosed) -> JSONResponse:
+    return problem_response(
+        409, RECOVERY_WINDOW_CLOSED, "Recovery window closed",
+        f"The account was deleted and its recovery window ended at"
+        f" {error.ended_at.isoformat()}; it is being purged and cannot be recovered (DEL-2).",
+        ended_at=error.ended_at.isoformat())
+
+
+async def _on_not_deleted(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(409, NOT_DELETED, "Not deleted",
+                            "This account has no deletion pending: there is nothing to recover.")
+
+
+async def _on_legal_hold(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(409, LEGAL_HOLD, "Legal hold in place",
+                            "A legal hold is in place on this record: it cannot be purged until"
+                            " the hold is lifted (DEL-7).")
+
+
+async def _on_cascade_changed(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(
+        409, CONFIRMATION_REQUIRED, "Confirmation required",
+        "This deletion also deletes the students who depend on you (DEL-5). Read the list at"
+        " the preview route, then repeat the request with its confirmation value.")
+
+
+async def _on_hold_not_found(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(404, HOLD_NOT_FOUND, "No such hold",
+                            "No hold with this id is in place on this record.")
 
 
 async def _on_erased(request: Request, error: Exception) -> JSONResponse:

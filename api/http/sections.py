@@ -13,15 +13,16 @@ import logging
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from api.http.auth import Session, signed_in
-from api.http.deps import Svc, path_id
+from api.http.deps import Svc, Tokens, path_id
 from api.http.models import (
     NewSection,
     NewSectionStudent,
     RaceEstimate,
     RecordOut,
+    RemovalPreview,
     SecretOut,
     SectionChange,
     SectionOut,
@@ -132,14 +133,36 @@ def add_student(section_id: str, student_id: str, svc: Svc, me: Teacher) -> Resp
     return Response(status_code=204)
 
 
-@router.delete("/sections/{section_id}/students/{student_id}", status_code=204,
-               responses=_WRITE)
-def remove_student(section_id: str, student_id: str, svc: Svc, me: Teacher) -> Response:
+@router.get("/sections/{section_id}/students/{student_id}/removal",
+            response_model=RemovalPreview, responses=_WRITE)
+def removal_preview(section_id: str, student_id: str, svc: Svc, me: Teacher
+                    ) -> RemovalPreview:
+    """DEL-5: whether removing the student deletes their account; ask before removing."""
     sid = path_id(section_id, "section")
-    svc.sections.remove(me.person_id, sid, path_id(student_id))
+    svc.sections.section(sid, me.person_id)
+    removal = svc.lifecycle.removal(me.person_id, path_id(student_id))
+    return RemovalPreview(deletes_account=bool(removal.deletes),
+                          confirmation=removal.confirmation if removal.deletes else None)
+
+
+@router.delete("/sections/{section_id}/students/{student_id}", status_code=204,
+               responses=responses(401, 403, 404, 409, 410, 422, 503))
+def remove_student(section_id: str, student_id: str, svc: Svc, me: Teacher, tokens: Tokens,
+                   confirmation: Annotated[str | None, Query(
+                       max_length=64, description="from the removal preview, when it says the"
+                                                  " account is deleted (DEL-5)")] = None,
+                   ) -> Response:
+    """Unenrol the student. One who depends on you alone (no personal login, in no other
+    teacher's section) is deleted too, once confirmed: 409 confirmation-required otherwise."""
+    sid = path_id(section_id, "section")
+    student = path_id(student_id)
+    deleted = svc.lifecycle.remove_from_section(
+        me.person_id, sid, student, f"{me.principal.role}:{me.principal.id}", confirmation)
+    if deleted:
+        tokens.forget_subject(student)
     svc.settle()
-    log.info("student removed id=%s section=%s principal=%s", student_id, sid,
-             me.principal.id)
+    log.info("student removed id=%s section=%s deleted=%s principal=%s", student, sid,
+             deleted, me.principal.id)
     return Response(status_code=204)
 
 
