@@ -126,6 +126,7 @@ class Services:
 
         lifecycle_view = LifecycleView()
         lifecycle_reader = LifecycleReader(read_models, lifecycle_view)
+        lifecycle_runner = ProjectionRunner(ledger, read_models, lifecycle_view)
         holds = Holds(ledger, clock)
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
                               students_of,
@@ -153,11 +154,12 @@ class Services:
             projects=Projects(ledger, media, in_a_section),
             projects_view=ProjectionRunner(ledger, read_models, projects),
             projects_reader=ProjectsReader(read_models, ledger.keys, projects),
-            lifecycle_view=ProjectionRunner(ledger, read_models, lifecycle_view),
+            lifecycle_view=lifecycle_runner,
             lifecycle_reader=lifecycle_reader,
             holds=holds,
             lifecycle=lifecycle,
-            purge_job=PurgeJob(lifecycle, lifecycle_reader, ReviewQueue(read_models)),
+            purge_job=PurgeJob(lifecycle, lifecycle_reader, ReviewQueue(read_models),
+                               catch_up=lifecycle_runner.catch_up),
         )
 
     @property

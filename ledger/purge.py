@@ -109,15 +109,17 @@ class ReviewQueue:
 
 class PurgeJob:
     def __init__(self, lifecycle: Lifecycle, worklist: Worklist, review: ReviewQueue,
-                 cap: int = DEFAULT_CAP) -> None:
+                 cap: int = DEFAULT_CAP, catch_up: Callable[[], object] = lambda: None) -> None:
         self.lifecycle = lifecycle
         self.worklist = worklist
         self.review = review
         self.cap = cap
+        self.catch_up = catch_up  # brings the work list up to the log's end
 
     def run(self, *, dry_run: bool = False, limit: int | None = None, over_cap: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> PurgeReport:
         """One run; `on_progress(done, total)` after each subject (a progress bar)."""
+        self.catch_up()
         now = self.lifecycle.clock()
         schedule = self.lifecycle.schedule
         report = PurgeReport(dry_run)
