@@ -133,7 +133,7 @@ class Services:
                               ResiduePool(read_models) if settings.keep_residue else None,
                               clock)
 
-        return cls(
+        services = cls(
             settings=settings,
             ledger=ledger,
             read_models=read_models,
@@ -161,6 +161,9 @@ class Services:
             purge_job=PurgeJob(lifecycle, lifecycle_reader, ReviewQueue(read_models),
                                catch_up=lifecycle_runner.catch_up),
         )
+        for runner in services.runners:  # the receipt counts each read model's rows
+            ledger.on_erase(f"read_model_{runner.projection.name}", runner.forget_subject)
+        return services
 
     @property
     def runners(self) -> list[ProjectionRunner]:

@@ -79,11 +79,15 @@ class StudentDirectory(Projection):
         present = {str(column[0]) for column in cur.description or ()}
         return self.shape(table)[table] <= present
 
+    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+        cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(subject_id),))
+        return int(cur.rowcount)
+
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         if isinstance(event, ErasedEvent):
             cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(event.originator_id),))
         elif isinstance(event, ErasureRecord.SubjectErased):
-            cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(event.subject_id),))
+            self.forget(cur, table, event.subject_id)
         elif isinstance(event, Person.Registered):
             self._registered(cur, table, event)
         elif isinstance(event, Person.Renamed):

@@ -103,15 +103,20 @@ class ProgressView(Projection):
         elif isinstance(event, ErasureRecord.SubjectErased):
             self._forget_student(cur, t, str(event.subject_id))
 
+    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+        return self._forget_student(cur, Tables(table), str(subject_id))
+
     def _forget_stream(self, cur: Cursor, t: Tables, stream_id: str) -> None:
         """An erased stream: a progress stream (its student's rows), or the student's own."""
         cur.execute(f"SELECT student_id FROM {t.streams} WHERE progress_id = ?", (stream_id,))
         row = cur.fetchone()
         self._forget_student(cur, t, str(row[0]) if row else stream_id)
 
-    def _forget_student(self, cur: Cursor, t: Tables, student_id: str) -> None:
+    def _forget_student(self, cur: Cursor, t: Tables, student_id: str) -> int:
         cur.execute(f"DELETE FROM {t.levels} WHERE student_id = ?", (student_id,))
+        count = int(cur.rowcount)
         cur.execute(f"DELETE FROM {t.streams} WHERE student_id = ?", (student_id,))
+        return count + int(cur.rowcount)
 
 
 class ProgressReader:

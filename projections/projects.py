@@ -91,6 +91,16 @@ class ProjectsView(Projection):
         for name in (t.projects, t.owners, t.hidden):
             cur.execute(f"DROP TABLE IF EXISTS {name}")
 
+    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+        t = Tables(table)
+        count = 0
+        for sql in (f"DELETE FROM {t.projects} WHERE owner_id = ?",
+                    f"DELETE FROM {t.owners} WHERE owner_id = ?",
+                    f"DELETE FROM {t.hidden} WHERE person_id = ?"):
+            cur.execute(sql, (str(subject_id),))
+            count += int(cur.rowcount)
+        return count
+
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         t = Tables(table)
         if isinstance(event, ErasedEvent):
@@ -100,10 +110,7 @@ class ProjectsView(Projection):
             cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
             cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (gone,))
         elif isinstance(event, ErasureRecord.SubjectErased):
-            gone = str(event.subject_id)
-            cur.execute(f"DELETE FROM {t.projects} WHERE owner_id = ?", (gone,))
-            cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
-            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (gone,))
+            self.forget(cur, table, event.subject_id)
         elif isinstance(event, Person.DeletionRequested):
             cur.execute(f"INSERT INTO {t.hidden} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
                         (str(event.originator_id),))

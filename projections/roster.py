@@ -140,7 +140,7 @@ class Roster(Projection):
         if isinstance(event, ErasedEvent):
             self._forget(cur, t, str(event.originator_id))
         elif isinstance(event, ErasureRecord.SubjectErased):
-            self._forget(cur, t, str(event.subject_id))
+            self.forget(cur, table, event.subject_id)
         elif isinstance(event, Section.Event):
             self._section_event(cur, t, event)
         elif isinstance(event, Teacher.SchoolChosen):
@@ -208,14 +208,21 @@ class Roster(Projection):
             (teacher_id, str(event.school_id), row[0] if row else None),
         )
 
-    def _forget(self, cur: Cursor, t: Tables, subject_id: str) -> None:
+    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+        return self._forget(cur, Tables(table), str(subject_id))
+
+    def _forget(self, cur: Cursor, t: Tables, subject_id: str) -> int:
         """Every row naming `subject_id`, whatever it is: a teacher, a student or a section."""
         cur.execute(f"DELETE FROM {t.members} WHERE section_id = ? OR student_id = ?"
                     " OR teacher_id = ?", (subject_id, subject_id, subject_id))
+        count = int(cur.rowcount)
         cur.execute(f"DELETE FROM {t.sections} WHERE section_id = ? OR teacher_id = ?",
                     (subject_id, subject_id))
+        count += int(cur.rowcount)
         cur.execute(f"DELETE FROM {t.teachers} WHERE teacher_id = ?", (subject_id,))
+        count += int(cur.rowcount)
         cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (subject_id,))
+        return count + int(cur.rowcount)
 
     def _seal(self, teacher_id: UUID, section_id: str, **fields: str) -> dict[str, bytes] | None:
         try:

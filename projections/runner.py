@@ -21,6 +21,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable
@@ -51,6 +52,11 @@ class Projection(ABC):
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
         cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    @abstractmethod
+    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+        """Delete every row of an erased subject (what `SubjectErased` does when it arrives);
+        returns how many went, for the erasure receipt. Idempotent."""
 
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         """The tables of the generation named `table`, each with the columns this version reads
@@ -104,6 +110,13 @@ class ProjectionRunner:
         self.rebuild_if_outdated()
 
     # -- following --------------------------------------------------------------------------
+    def forget_subject(self, subject_id: UUID) -> int:
+        """At an erasure, before its record reaches the runner: the live generation's rows of
+        the subject go now, so the receipt can count them. A rebuild under way gets the
+        erasure record as it replays."""
+        with self.db.transaction() as cur:
+            return self.projection.forget(cur, live_table(cur, self.projection), subject_id)
+
     def live_generation(self) -> int:
         with self.db.transaction(write=False) as cur:
             return self._live(cur)

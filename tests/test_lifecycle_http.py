@@ -19,7 +19,6 @@ from api.services import Services
 from crypto import passwords
 from ledger.receipts import verify_receipt_json
 from ledger.settings import Settings
-from tests.conftest import make_settings
 from tests.test_api_accounts import PASSWORD, Client, problem
 from tests.test_leak_scan import _key_material, haystack
 
@@ -167,7 +166,12 @@ def test_delete_recover_delete_purge_and_nothing_left(api: Client, clock: Clock)
     assert body["subject_id"] == str(student) and body["reason"] == "expired_window"
     assert body["requester"] == "purge-job" and body["key_id"] == str(
         api.svc.ledger.keys.erasure_of(student).key_id)  # type: ignore[union-attr]
-    assert body["destroyed"]["uploads"] == 1 and body["destroyed"]["identity_index"] >= 2
+    destroyed = body["destroyed"]
+    assert destroyed["uploads"] == 1 and destroyed["identity_index"] >= 2
+    # read models purged with the key, counted: the level row and the stream row of progress,
+    # the directory row, the section membership, the project, the lifecycle rows
+    assert destroyed["read_model_progress"] == 2 and destroyed["read_model_student_directory"] == 1
+    assert destroyed["read_model_roster"] >= 1 and destroyed["read_model_projects"] >= 1
     tampered = receipt.json()
     tampered["receipt"]["reason"] = "user_request"
     assert not verify_receipt_json(orjson.dumps(tampered), public["public_key"])
