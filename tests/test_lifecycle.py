@@ -1,0 +1,250 @@
+"""The deletion lifecycle's rules at the service layer, on both backends: cascades (DEL-5) and
+a property test of soft delete, recovery and purge in any order (DEL-1..3).
+
+Cascades: a student depends on a teacher when the teacher created or rostered them (no
+personal login) and they are in no other teacher's section. Deleting the teacher, or removing
+such a student from the teacher's section, deletes them; everyone else is only unenrolled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from api.services import Services
+from crypto import KeyErased
+from ledger.application import ErasedPerson, PersonNotFound
+from ledger.lifecycle import CascadeChanged, NotDeleted, RecoveryWindowClosed
+from ledger.people import Person
+from ledger.settings import Settings
+from tests.conftest import make_settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 9, 7, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def svc(settings: Settings, clock: Clock) -> Iterator[Services]:
+    services = Services.open(settings, clock=clock)
+    yield services
+    services.close()
+
+
+def deleted(svc: Services, person_id: UUID) -> bool:
+    person = svc.ledger.person(person_id)
+    assert isinstance(person, Person)
+    return person.deleted
+
+
+class School:
+    """Two teachers, each with a section; students of every kind the rule tells apart."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        ledger, sections = svc.ledger, svc.sections
+        self.teacher = ledger.register_teacher("Ms Rivera")
+        self.other = ledger.register_teacher("Mr Okafor")
+        for teacher in (self.teacher, self.other):
+            svc.accounts.attest_parental_consent(teacher)
+        self.mine = sections.create(self.teacher, "P1", "csf", "4", "word")
+        self.second_of_mine = sections.create(self.teacher, "P2", "csf", "4", "word")
+        self.theirs = sections.create(self.other, "P9", "csf", "4", "word")
+        # made by the teacher, only in her sections (two of them): depends on her
+        self.dependent = sections.create_student(self.teacher, self.mine, "Dee", "9")
+        sections.add_student(self.teacher, self.second_of_mine, self.dependent)
+        # rostered (by a registrar), only in her section: depends on her
+        self.rostered = ledger.register_student("Ros", "10")
+        sections.add_student(self.teacher, self.mine, self.rostered)
+        # in her section and another teacher's: only unenrolled
+        self.shared = sections.create_student(self.teacher, self.mine, "Sha", "9")
+        sections.add_student(self.other, self.theirs, self.shared)
+        # signed up themselves (a personal login) and joined: only unenrolled
+        self.personal = svc.accounts.sign_up_student("Per", "15", email="per@home.example",
+                                                     password="correct horse battery")
+        sections.join(self.personal, sections.section(self.mine).join_code)
+        # the other teacher's own student: untouched
+        self.elsewhere = sections.create_student(self.other, self.theirs, "Els", "9")
+        svc.settle()
+
+
+@pytest.fixture
+def school(svc: Services, monkeypatch: pytest.MonkeyPatch) -> School:
+    from crypto import passwords
+    real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
+    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
+    return School(svc)
+
+
+def test_DEL_5_a_teachers_deletion_takes_exactly_the_students_who_depend_on_them(
+        svc: Services, school: School) -> None:
+    cascade = svc.lifecycle.cascade(school.teacher)
+    assert set(cascade.deletes) == {school.dependent, school.rostered}
+    assert set(cascade.unenrols) == {school.shared, school.personal}
+
+    with pytest.raises(CascadeChanged):  # not confirmed: nothing happens
+        svc.lifecycle.request_deletion(school.teacher, "teacher:self")
+    assert not deleted(svc, school.teacher) and not deleted(svc, school.dependent)
+
+    gone = svc.lifecycle.request_deletion(school.teacher, "teacher:self",
+                                          confirmation=cascade.confirmation)
+    assert set(gone) == {school.teacher, school.dependent, school.rostered}
+    for student in (school.shared, school.personal, school.elsewhere):
+        assert not deleted(svc, student)
+    svc.settle()
+    # the others lose her sections from every view; the other teacher keeps theirs
+    assert svc.roster_reader.teachers_of_student(school.shared) == {school.other}
+    assert not svc.roster_reader.sections_of_student(school.personal)
+    assert school.elsewhere in svc.roster_reader.students_of_section(school.theirs)
+
+
+def test_DEL_5_a_confirmation_is_for_one_list_only(svc: Services, school: School) -> None:
+    """A student added after the preview changes the list: the old confirmation is refused."""
+    stale = svc.lifecycle.cascade(school.teacher).confirmation
+    svc.sections.create_student(school.teacher, school.mine, "Late", "9")
+    svc.settle()
+    with pytest.raises(CascadeChanged):
+        svc.lifecycle.request_deletion(school.teacher, "teacher:self", confirmation=stale)
+    fresh = svc.lifecycle.cascade(school.teacher)
+    assert len(fresh.deletes) == 3 and fresh.confirmation != stale
+
+
+def test_DEL_5_removing_a_student_deletes_only_a_dependent_one(svc: Services,
+                                                              school: School) -> None:
+    for student, deletes in ((school.dependent, True), (school.rostered, True),
+                             (school.shared, False), (school.personal, False)):
+        removal = svc.lifecycle.removal(school.teacher, student)
+        assert bool(removal.deletes) is deletes, student
+        if deletes:
+            with pytest.raises(CascadeChanged):
+                svc.lifecycle.remove_from_section(school.teacher, school.mine, student,
+                                                  "teacher:x")
+        assert svc.lifecycle.remove_from_section(
+            school.teacher, school.mine, student, "teacher:x", removal.confirmation) is deletes
+        assert deleted(svc, student) is deletes
+    svc.settle()
+    assert svc.roster_reader.students_of_section(school.mine) == []
+    # the dependent student was in two of her sections: deleted, so gone from both views
+    assert svc.roster_reader.students_of_section(school.second_of_mine) == []
+
+
+def test_DEL_2_recovering_a_teacher_brings_back_the_students_deleted_with_them(
+        svc: Services, school: School, clock: Clock) -> None:
+    cascade = svc.lifecycle.cascade(school.teacher)
+    svc.lifecycle.request_deletion(school.teacher, "teacher:self",
+                                   confirmation=cascade.confirmation)
+    # one of them had asked to be deleted on their own before: that request stands
+    clock.now += timedelta(days=1)
+    recovered = svc.lifecycle.recover(school.teacher, "support:x")
+    assert set(recovered) == {school.teacher, school.dependent, school.rostered}
+    svc.settle()
+    assert set(svc.roster_reader.students_of_section(school.mine)) == {
+        school.dependent, school.rostered, school.shared, school.personal}
+
+
+# -- any order of soft delete, recovery, time passing and purge ----------------------------------
+class Lifecycles(RuleBasedStateMachine):
+    """A model of one student's account against the ledger: whatever the order of requests
+    and days, the ledger agrees with the model, and a purge is final."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.svc = Services.open(make_settings("sqlite", _tmp_dir()), clock=self.clock)
+        self.student = self.svc.ledger.register_student("Model Student", "12")
+        self.name = "Model Student"
+        self.requested_at: datetime | None = None
+        self.purged = False
+
+    @rule()
+    def delete(self) -> None:
+        if self.purged:
+            with pytest.raises((KeyErased, PersonNotFound)):
+                self.svc.lifecycle.request_deletion(self.student, "student:self")
+            return
+        if self.requested_at is not None:  # already deleted: as if gone to every command
+            with pytest.raises(PersonNotFound):
+                self.svc.lifecycle.request_deletion(self.student, "student:self")
+            return
+        self.svc.lifecycle.request_deletion(self.student, "student:self")
+        self.requested_at = self.clock.now
+
+    @rule(days=st.integers(min_value=0, max_value=40))
+    def wait(self, days: int) -> None:
+        self.clock.now += timedelta(days=days)
+
+    @rule()
+    def recover(self) -> None:
+        if self.purged:
+            with pytest.raises(KeyErased):
+                self.svc.lifecycle.recover(self.student, "support:x")
+        elif self.requested_at is None:
+            with pytest.raises(NotDeleted):
+                self.svc.lifecycle.recover(self.student, "support:x")
+        elif self.clock.now >= self.requested_at + timedelta(days=28):
+            with pytest.raises(RecoveryWindowClosed):
+                self.svc.lifecycle.recover(self.student, "support:x")
+        else:
+            self.svc.lifecycle.recover(self.student, "support:x")
+            self.requested_at = None
+
+    @rule()
+    def purge_job(self) -> None:
+        report = self.svc.purge_job.run()
+        due = (self.requested_at is not None and not self.purged
+               and self.clock.now >= self.requested_at + timedelta(days=28))
+        assert [o.status for o in report.outcomes if o.status == "purged"] == (
+            ["purged"] if due else [])
+        if due:
+            self.purged = True
+
+    @precondition(lambda self: not self.purged)
+    @rule()
+    def rename(self) -> None:
+        if self.requested_at is None:
+            self.name = f"Renamed {self.clock.now:%j}"
+            self.svc.ledger.rename(self.student, self.name)
+
+    @invariant()
+    def the_ledger_agrees(self) -> None:
+        person = self.svc.ledger.person(self.student)
+        if self.purged:
+            assert isinstance(person, ErasedPerson)
+            receipt = self.svc.ledger.receipt_of(self.student)
+            assert receipt is not None and receipt.verify(self.svc.ledger.signer.public_key)
+        else:
+            assert isinstance(person, Person) and person.display_name == self.name
+            assert person.deleted is (self.requested_at is not None)
+
+    def teardown(self) -> None:
+        self.svc.close()
+
+
+_dirs: list[str] = []
+
+
+def _tmp_dir() -> str:
+    import tempfile
+    made = tempfile.mkdtemp(prefix="lifecycles-")
+    _dirs.append(made)
+    return made
+
+
+TestLifecycles = Lifecycles.TestCase
+TestLifecycles.settings = hypothesis_settings(
+    max_examples=25, stateful_step_count=12, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
