@@ -36,7 +36,7 @@ from projections.lifecycle import LifecycleReader, LifecycleView
 from projections.progress import ProgressCounts, ProgressReader, ProgressView
 from projections.projects import ProjectsReader, ProjectsView
 from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
-from projections.runner import ProjectionRunner, table_name
+from projections.runner import ProjectionRunner
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,6 @@ class Services:
         read_models = ledger.read_models
         directory = StudentDirectory(ledger.keys)
         directory_runner = ProjectionRunner(ledger, read_models, directory)
-        _rebuild_if_outdated(directory_runner, directory)
         roster = Roster(ledger.keys)
         roster_reader = RosterReader(read_models, ledger.keys, roster)
         progress = ProgressView()
@@ -232,12 +231,3 @@ class Services:
             thread.join(timeout=5)
         self.media.db.close()
         self.ledger.close()  # and the read models, which it opened
-
-
-def _rebuild_if_outdated(runner: ProjectionRunner, directory: StudentDirectory) -> None:
-    """A directory made by an older version lacks columns: replay it into the current shape."""
-    generation = runner.live_generation()
-    with runner.db.transaction(write=False) as cur:
-        current = directory.is_current(cur, table_name(directory, generation))
-    if not current:
-        runner.rebuild()

@@ -72,13 +72,6 @@ class StudentDirectory(Projection):
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         return {table: frozenset({*(c.strip() for c in _COLUMNS.split(",")), "hidden"})}
 
-    def is_current(self, cur: Cursor, table: str) -> bool:
-        """Whether `table` has every column of `shape`. The runner checks this itself when it
-        starts (`ProjectionRunner.rebuild_if_outdated`); api/services.py still asks here too."""
-        cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
-        present = {str(column[0]) for column in cur.description or ()}
-        return self.shape(table)[table] <= present
-
     def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
         cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(subject_id),))
         return int(cur.rowcount)

@@ -494,10 +494,17 @@ def test_PRG_5_a_section_through_http(api: Client) -> None:
     assert api.call("PUT", f"/sections/{section['id']}/students/{student}", me
                     ).status_code == 204
     assert api.call("GET", f"/sections/{section['id']}", me).json()["student_count"] == 1
-    assert api.call("DELETE", f"/sections/{section['id']}/students/{student}", me
+    problem(api.call("POST", "/sections/join", kai, {"join_code": "ZZZZZZ"}), 404, "not-found")
+    # Kai was made by this teacher and is in no other teacher's section: removing him deletes
+    # his account (DEL-5), so the teacher reads the preview and confirms it.
+    removal = f"/sections/{section['id']}/students/{student}"
+    problem(api.call("DELETE", removal, me), 409, "confirmation-required")
+    preview = api.call("GET", f"{removal}/removal", me).json()
+    assert preview["deletes_account"] is True
+    assert api.call("DELETE", f"{removal}?confirmation={preview['confirmation']}", me
                     ).status_code == 204
     assert api.call("GET", f"/sections/{section['id']}/students", me).json() == []
-    problem(api.call("POST", "/sections/join", kai, {"join_code": "ZZZZZZ"}), 404, "not-found")
+    problem(api.call("GET", "/me", kai), 401, "unauthenticated")  # his sessions ended with it
     problem(api.call("POST", f"/sections/{section['id']}/students", me,
                      {"display_name": "Lea", "age": "15"}), 422, "validation")  # email section
     teacher_sections = api.call("GET", "/me/sections", me).json()
@@ -548,7 +555,8 @@ def test_no_body_any_route_gives_a_500_or_echoes_a_value(api: Client) -> None:
             "operator": api.staff("operator")}
     ids = {"section_id": str(section), "student_id": str(student), "person_id": str(student),
            "school_id": str(uuid4()), "provider": "google", "partner": "code-club",
-           "project_id": str(uuid4()), "media_id": str(uuid4())}
+           "project_id": str(uuid4()), "media_id": str(uuid4()), "hold_id": str(uuid4()),
+           "subject_id": str(student)}
     checked = 0
     for path, operations in spec["paths"].items():
         url = path.format(**ids)
