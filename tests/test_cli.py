@@ -244,3 +244,47 @@ def test_first_start_hands_out_staff_tokens_and_teacher_sign_ins(
             assert roster.status_code == 200 and roster.json()["sections"]
     finally:
         services.close()
+
+
+def _deleted_long_ago(var_dir: Path, count: int) -> list[str]:
+    """`count` students who asked to be deleted 30 days ago (the window is 28)."""
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    services = Services.open(Settings.from_env(), clock=lambda: long_ago)
+    try:
+        ids = [services.ledger.register_student(f"Gone {n}", "12") for n in range(count)]
+        for student in ids:
+            services.lifecycle.request_deletion(student, "student:self")
+        return sorted(str(s) for s in ids)
+    finally:
+        services.close()
+
+
+def test_purge_dry_run_cap_limit_and_receipts(var_dir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """DEL-9 from the command line: the dry run lists and changes nothing, a run over the cap
+    is refused, `--limit` purges part and a second run the rest, and every receipt verifies."""
+    due = _deleted_long_ago(var_dir, 3)
+    capsys.readouterr()
+
+    assert main(["purge", "--dry-run"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(o["subject_id"] for o in listed) == due
+    assert {o["status"] for o in listed} == {"would_purge"}
+
+    assert main(["purge", "--cap", "2"]) == 3  # refused: 3 due, the cap is 2
+    assert "cap" in capsys.readouterr().err
+    assert main(["purge", "--limit", "2"]) == 0
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["status"] for o in first] == ["purged", "purged"]
+    assert main(["purge"]) == 0
+    second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["status"] for o in second] == ["purged"]
+    assert sorted(o["subject_id"] for o in first + second) == due
+
+    assert main(["receipts"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    receipts = lines[1:]
+    assert sorted(r["receipt"]["subject_id"] for r in receipts) == due
+    assert all(r["verified"] for r in receipts)
+    assert {r["receipt"]["reason"] for r in receipts} == {"expired_window"}
+    assert "Gone" not in json.dumps(lines)
