@@ -127,10 +127,11 @@ class Services:
         lifecycle_reader = LifecycleReader(read_models, lifecycle_view)
         lifecycle_runner = ProjectionRunner(ledger, read_models, lifecycle_view)
         holds = Holds(ledger, clock)
+        mailer = mailer or Outbox()
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
                               students_of,
                               ResiduePool(read_models) if settings.keep_residue else None,
-                              clock)
+                              clock, mailer)
 
         services = cls(
             settings=settings,
@@ -144,7 +145,7 @@ class Services:
             accounts=Accounts(ledger),
             sections=Sections(ledger),
             sign_in=SignIn(ledger),
-            password_resets=PasswordResets(ledger, mailer or Outbox()),
+            password_resets=PasswordResets(ledger, mailer),
             attempts=Attempts(ledger),
             progress=ProjectionRunner(ledger, read_models, progress),
             progress_reader=ProgressReader(read_models, progress),

@@ -27,6 +27,7 @@ from crypto import KeyErased
 from ledger.application import ErasedPerson, Ledger
 from ledger.enrolment import SectionNotFound
 from ledger.holds import Holds
+from ledger.password_reset import Mailer
 from ledger.people import Person, Student, Teacher
 from ledger.progress import Progress, progress_id_for
 from ledger.receipts import SignedReceipt
@@ -90,13 +91,14 @@ class Cascade:
 class Lifecycle:
     def __init__(self, ledger: Ledger, schedule: RetentionSchedule, holds: Holds,
                  students_of: StudentsOf, residues: ResiduePool | None,
-                 clock: Clock = system_clock) -> None:
+                 clock: Clock = system_clock, mailer: Mailer | None = None) -> None:
         self.ledger = ledger
         self.schedule = schedule
         self.holds = holds
         self.students_of = students_of
         self.residues = residues  # None: no residue is kept (DEL-10 off)
         self.clock = clock
+        self.mailer = mailer  # DEL-6 warnings; None: none are mailed (still recorded)
 
     # -- soft delete and recovery ----------------------------------------------------------
     def cascade(self, teacher_id: UUID) -> Cascade:
@@ -173,6 +175,22 @@ class Lifecycle:
                 "inactivity", "purge-job", self.clock()):
             return False
         self.ledger.save(person)
+        return True
+
+    def warn_inactive(self, teacher_id: UUID) -> bool:
+        """DEL-6: tell a teacher, a month before (by the schedule), that their unused account
+        will be deleted; once per lapse (signing in again starts a new one). The mail goes
+        before the event, so a failed mail is tried again by the next run."""
+        teacher = self.ledger.person(teacher_id)
+        if not isinstance(teacher, Teacher) or teacher.deleted \
+                or teacher.inactivity_warned_at is not None:
+            return False
+        now = self.clock()
+        if teacher.email is not None and self.mailer is not None:
+            self.mailer.send_inactivity_warning(
+                teacher.email, self.schedule.deleted_after_warning(now).date())
+        teacher.warn_of_inactivity(now)
+        self.ledger.save(teacher)
         return True
 
     def recover(self, subject_id: UUID, requester: str) -> list[UUID]:

@@ -16,7 +16,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -38,16 +38,24 @@ _DDL = ("CREATE TABLE IF NOT EXISTS password_resets (token_hash TEXT PRIMARY KEY
 class Mailer(Protocol):
     def send_password_reset(self, address: str, token: str) -> None: ...
 
+    def send_inactivity_warning(self, address: str, deleted_after: date) -> None:
+        """DEL-6: a teacher's account, unused, will be deleted after this day."""
+
 
 class Outbox:
     """A mailer that keeps messages in memory: for development and tests (no mail leaves)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, date]] = []
 
     def send_password_reset(self, address: str, token: str) -> None:
         self.sent.append((address, token))
         log.info("password reset mail queued in memory (address withheld)")
+
+    def send_inactivity_warning(self, address: str, deleted_after: date) -> None:
+        self.warnings.append((address, deleted_after))
+        log.info("inactivity warning queued in memory (address withheld)")
 
 
 class ResetTokenInvalid(Exception):

@@ -176,6 +176,11 @@ class Person(Aggregate):
 
         recovered_by: str
 
+    class InactivityWarned(Aggregate.Event):
+        """DEL-6: told (a teacher, by email) that the unused account will be deleted."""
+
+        warned_at: datetime
+
     class ConsentChanged(Aggregate.Event):
         """AGE-5: every consent is one of these, with its state before and after."""
 
@@ -197,6 +202,7 @@ class Person(Aggregate):
         self.last_signed_in: object = None
         # A plain list, not a `PendingDeletion`, so that snapshots transcode it.
         self.pending_deletion: list[Any] | None = None
+        self.inactivity_warned_at: datetime | None = None
         self._start()
 
     def _start(self) -> None:
@@ -222,6 +228,11 @@ class Person(Aggregate):
     @event(SignedIn)
     def record_sign_in(self, method: str, region: str | None) -> None:
         self.last_signed_in = (method, region)
+        self.inactivity_warned_at = None  # active again: a later lapse is warned anew
+
+    @event(InactivityWarned)
+    def warn_of_inactivity(self, warned_at: datetime) -> None:
+        self.inactivity_warned_at = warned_at
 
     @event(DeletionRequested)
     def _request_deletion(self, reason: str, requested_by: str, requested_at: datetime,

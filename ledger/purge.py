@@ -47,7 +47,7 @@ class Worklist(Protocol):
                 ) -> Sequence[Due]: ...
 
     def inactive(self, active_before: datetime, kind: str | None = None,
-                 limit: int | None = None) -> list[UUID]: ...
+                 limit: int | None = None, unwarned: bool = False) -> list[UUID]: ...
 
 
 class PurgeCapExceeded(Exception):
@@ -71,6 +71,7 @@ class Outcome:
 class PurgeReport:
     dry_run: bool
     soft_deleted_for_inactivity: list[UUID] = field(default_factory=list)
+    warned_of_inactivity: list[UUID] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
 
     def count(self, status: str) -> int:
@@ -135,6 +136,9 @@ class PurgeJob:
         if not dry_run:
             report.soft_deleted_for_inactivity = [
                 s for s in inactive if self._soft_delete_inactive(s)]
+            to_warn = self.worklist.inactive(schedule.warn_since(now), kind="teacher",
+                                             unwarned=True)
+            report.warned_of_inactivity = [s for s in to_warn if self._warn(s)]
         todo = due[:limit] if limit is not None else due
         for n, item in enumerate(todo, 1):
             report.outcomes.append(self._one(item, now, dry_run))
@@ -147,6 +151,13 @@ class PurgeJob:
             return self.lifecycle.mark_inactive(subject_id)
         except Exception as error:
             self.review.failed(subject_id, self.lifecycle.clock(), type(error).__name__)
+            return False
+
+    def _warn(self, teacher_id: UUID) -> bool:
+        try:
+            return self.lifecycle.warn_inactive(teacher_id)
+        except Exception as error:  # a mail that fails is retried by the next run
+            self.review.failed(teacher_id, self.lifecycle.clock(), type(error).__name__)
             return False
 
     def _one(self, item: Due, now: datetime, dry_run: bool) -> Outcome:

@@ -61,6 +61,11 @@ class RetentionSchedule:
         return months_before(now, self.inactive_months - self.warn_months_before)
 
 
+    def deleted_after_warning(self, warned_at: datetime) -> datetime:
+        """When a teacher warned now is soft-deleted if they stay away."""
+        return months_before(warned_at, -self.warn_months_before)
+
+
 def _positive(raw: dict[str, object], key: str) -> int:
     value = raw[key]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -69,7 +74,8 @@ def _positive(raw: dict[str, object], key: str) -> int:
 
 
 def months_before(moment: datetime, months: int) -> datetime:
-    """Calendar months back; the 31st becomes the month's last day where it is shorter."""
+    """Calendar months back (forward, if negative); the 31st becomes the month's last day
+    where it is shorter."""
     year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
     month += 1
     day = moment.day

@@ -50,7 +50,7 @@ class LifecycleView(Projection):
                     " reason TEXT NOT NULL, requested_at TEXT NOT NULL)")
         cur.execute(f"CREATE INDEX {t.deletions}_by_time ON {t.deletions} (requested_at)")
         cur.execute(f"CREATE TABLE {t.activity} (subject_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-                    " last_active_at TEXT NOT NULL)")
+                    " last_active_at TEXT NOT NULL, warned_at TEXT)")
         cur.execute(f"CREATE INDEX {t.activity}_by_time ON {t.activity} (last_active_at)")
         # Who was erased, in order: to list the receipts (the receipts are in the log).
         cur.execute(f"CREATE TABLE {t.erasures} (position INTEGER PRIMARY KEY,"
@@ -64,7 +64,7 @@ class LifecycleView(Projection):
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
         return {t.deletions: frozenset({"subject_id", "reason", "requested_at"}),
-                t.activity: frozenset({"subject_id", "kind", "last_active_at"}),
+                t.activity: frozenset({"subject_id", "kind", "last_active_at", "warned_at"}),
                 t.erasures: frozenset({"position", "subject_id"})}
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
@@ -80,6 +80,9 @@ class LifecycleView(Projection):
             self._active(cur, t, event.originator_id, _kind(event), event.timestamp)
         elif isinstance(event, Person.SignedIn):  # a kind the row already has
             self._active(cur, t, event.originator_id, "person", event.timestamp)
+        elif isinstance(event, Person.InactivityWarned):
+            cur.execute(f"UPDATE {t.activity} SET warned_at = ? WHERE subject_id = ?",
+                        (_at(event.warned_at), str(event.originator_id)))
         elif isinstance(event, Progress.AttemptRecorded):
             self._active(cur, t, event.owner_id, "student", event.timestamp)
         elif isinstance(event, ErasureRecord.SubjectErased):
@@ -93,8 +96,8 @@ class LifecycleView(Projection):
     def _active(self, cur: Cursor, t: Tables, subject_id: UUID, kind: str, at: datetime
                 ) -> None:
         cur.execute(f"INSERT INTO {t.activity} AS a (subject_id, kind, last_active_at)"
-                    " VALUES (?, ?, ?) ON CONFLICT (subject_id) DO UPDATE SET last_active_at ="
-                    " CASE WHEN excluded.last_active_at > a.last_active_at"
+                    " VALUES (?, ?, ?) ON CONFLICT (subject_id) DO UPDATE SET warned_at = NULL,"
+                    " last_active_at = CASE WHEN excluded.last_active_at > a.last_active_at"
                     " THEN excluded.last_active_at ELSE a.last_active_at END",
                     (str(subject_id), kind, _at(at)))
 
@@ -146,8 +149,9 @@ class LifecycleReader:
         return [(int(r[0]), UUID(r[1])) for r in rows]
 
     def inactive(self, active_before: datetime, kind: str | None = None,
-                 limit: int | None = None) -> list[UUID]:
-        """Accounts last active before the time and with no deletion pending, oldest first."""
+                 limit: int | None = None, unwarned: bool = False) -> list[UUID]:
+        """Accounts last active before the time and with no deletion pending, oldest first
+        (only those not warned since they were last active, if `unwarned`)."""
         with self.db.transaction(write=False) as cur:
             t = Tables(live_table(cur, self.projection))
             sql = (f"SELECT a.subject_id FROM {t.activity} a WHERE a.last_active_at < ?"
@@ -157,6 +161,8 @@ class LifecycleReader:
             if kind is not None:
                 sql += " AND a.kind = ?"
                 params.append(kind)
+            if unwarned:
+                sql += " AND a.warned_at IS NULL"
             sql += " ORDER BY a.last_active_at, a.subject_id"
             if limit is not None:
                 sql += " LIMIT ?"

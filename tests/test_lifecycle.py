@@ -250,3 +250,38 @@ TestLifecycles = Lifecycles.TestCase
 TestLifecycles.settings = hypothesis_settings(
     max_examples=25, stateful_step_count=12, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_DEL_6_an_unused_teacher_is_warned_once_a_month_before_then_deleted(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crypto import passwords
+    from ledger.password_reset import Outbox
+    from ledger.retention import months_before
+    real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
+    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
+    outbox, clock = Outbox(), Clock()
+    clock.now = datetime.now(UTC)  # activity is the events' own time
+    svc = Services.open(settings, mailer=outbox, clock=clock)
+    try:
+        teacher = svc.accounts.sign_up_teacher("Ms Away", "away@school.example",
+                                               "correct horse battery")
+        student = svc.ledger.register_student("Also Away", "12")
+        clock.now = months_before(datetime.now(UTC), -41) + timedelta(days=1)
+        report = svc.purge_job.run()
+        assert report.warned_of_inactivity == [teacher] and report.soft_deleted_for_inactivity == []
+        assert [address for address, _ in outbox.warnings] == ["away@school.example"]
+        assert svc.purge_job.run().warned_of_inactivity == []  # once per lapse
+        assert len(outbox.warnings) == 1
+
+        clock.now = months_before(datetime.now(UTC), -42) + timedelta(days=1)
+        report = svc.purge_job.run()
+        assert set(report.soft_deleted_for_inactivity) == {teacher, student}
+        assert deleted(svc, teacher) and deleted(svc, student)
+        clock.now += timedelta(days=29)
+        purged = svc.purge_job.run()
+        assert {(o.subject_id, o.status, o.reason) for o in purged.outcomes} == {
+            (teacher, "purged", "inactivity"), (student, "purged", "inactivity")}
+        receipt = svc.ledger.receipt_of(student)
+        assert receipt is not None and receipt.receipt.reason == "inactivity"
+    finally:
+        svc.close()
