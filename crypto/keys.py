@@ -3,6 +3,10 @@
 `sealer(subject)` gives the subject's AEAD, creating the key on first use; `opener(subject)` never
 creates one. `erase(subject)` destroys the key for good and leaves a tombstone.
 
+`sealer(subject, owner=person)` makes a key owned by `person` (a project's, say): erasing the
+person destroys it too, in the same transaction, each owned key with its own tombstone; erasing
+the owned key alone leaves the person and their other keys as they are.
+
 Opened keys are cached in memory. Every process drops an erased subject's key within
 `sync_seconds` of the erasure's commit: the first key lookup after that interval reads the
 tombstones added since the last one it saw and evicts them (the bound is tested with two
@@ -22,7 +26,7 @@ from uuid import UUID, uuid4
 from crypto.aead import Aead, new_key
 from crypto.errors import KeyErased, KeyNotFound, SealBroken
 from crypto.kek import KekRetired, Keyring
-from crypto.keystore import KeyStore, StaleKeyring, Tombstone, WrappedKey
+from crypto.keystore import Erasure, KeyStore, StaleKeyring, Tombstone, WrappedKey
 
 DEFAULT_SYNC_SECONDS = 1.0
 # Opened data keys, 32 bytes each (about 150 bytes with the dict's overhead).
@@ -90,16 +94,30 @@ class SubjectKeys:
                 self._reserve_batch = min(self._reserve_batch * 2, MAX_RESERVE_BATCH)
             return self._reserved.pop()
 
-    def sealer(self, subject_id: UUID) -> Aead:
-        """The subject's AEAD for new data; creates the key on first use. KeyErased if erased."""
+    def sealer(self, subject_id: UUID, owner: UUID | None = None) -> Aead:
+        """The subject's AEAD for new data; creates the key on first use. KeyErased if erased.
+
+        A key made here with an `owner` is destroyed with the owner's (KeyErased if the owner
+        is erased already). The owner counts only when the key is made: an existing key keeps
+        whatever owner it was made with."""
         subject = subject_id.bytes
         aead = self._cipher(subject)
         if aead is not None:
             return aead
         stored = self.store.load(subject_id)
         if stored is None:
-            stored = self._create([subject_id], fresh=False)[0]
+            stored = self._create([subject_id], fresh=False, owner=owner)[0]
         return self._remember(stored)
+
+    def owner_of(self, subject_id: UUID) -> UUID | None:
+        """Who owns the subject's live key (None: nobody, or no live key)."""
+        return self.store.owner_of(subject_id)
+
+    def has_key(self, subject_id: UUID) -> bool:
+        """Whether the subject has a live key (in this process's memory or in the store)."""
+        if subject_id.bytes in self._keys:
+            return True
+        return self.store.load(subject_id) is not None
 
     def server_secret(self, subject_id: UUID) -> bytes:
         """The 32 bytes of a key kept for a server-side secret (a blind-index secret), made on
@@ -174,9 +192,17 @@ class SubjectKeys:
 
     # -- erasure ----------------------------------------------------------------------------
     def erase(self, subject_id: UUID) -> DestroyedKey:
-        tombstone = self.store.erase(subject_id)
-        self._forget(subject_id)
-        return _destroyed(tombstone)
+        """Destroy the subject's key and every key it owns (one transaction, one scrub)."""
+        return self.erase_many([subject_id])[0]
+
+    def erase_many(self, subject_ids: list[UUID]) -> list[DestroyedKey]:
+        """`erase` for several subjects in one key-store transaction and one scrub; what was
+        destroyed, in the order given. Idempotent, as `erase` is."""
+        erasure: Erasure = self.store.erase_subjects(subject_ids)
+        # This process forgets at once; the others within `sync_seconds`, from the tombstones.
+        for tombstone in erasure.tombstones + erasure.owned:
+            self._forget(tombstone.subject_id)
+        return [_destroyed(tombstone) for tombstone in erasure.tombstones]
 
     def erasure_of(self, subject_id: UUID) -> DestroyedKey | None:
         tombstone = self.store.tombstone(subject_id)
@@ -236,9 +262,11 @@ class SubjectKeys:
         made = self._create([uuid4() for _ in range(count)], fresh=True)
         return [stored.subject_id for stored in made]
 
-    def _create(self, subject_ids: list[UUID], *, fresh: bool) -> list[WrappedKey]:
+    def _create(self, subject_ids: list[UUID], *, fresh: bool, owner: UUID | None = None
+                ) -> list[WrappedKey]:
         """Make and store keys for `subject_ids`, and keep them in memory. `fresh` ids are new
-        random ids nobody else knows, stored in one transaction without per-subject checks."""
+        random ids nobody else knows, stored in one transaction without per-subject checks;
+        otherwise one id, recorded as `owner`'s if given."""
         data_keys = {subject_id: (uuid4(), new_key()) for subject_id in subject_ids}
         for _ in range(2):
             wrapped = []
@@ -247,7 +275,7 @@ class SubjectKeys:
                 wrapped.append(WrappedKey(subject_id, key_id, version, sealed))
             try:
                 stored = (self.store.create_fresh(wrapped) if fresh
-                          else [self.store.create(wrapped[0])])
+                          else [self.store.create(wrapped[0], owner)])
                 break
             except StaleKeyring:
                 self.keyring.reload()

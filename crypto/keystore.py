@@ -4,6 +4,13 @@ Two tables. `data_keys` holds one wrapped key per live subject. `erased_subjects
 tombstone per erased subject, numbered in commit order, so that every process can learn of
 erasures since the last number it saw. Erasing deletes the key row and writes the tombstone in
 one transaction; creating a key checks for a tombstone in the same transaction.
+
+A key may have an owner (`data_keys.owner_id`): a subject that is not a person but whose
+content is a person's (a project). Erasing the owner destroys, in the same transaction, every
+key it owns, each with a tombstone of its own, so that every process forgets them and no key is
+ever made again for them; erasing an owned key alone leaves its owner and their other keys as
+they are. A key for an erased owner is never made. A key store from before owners is upgraded
+in place when opened (the column is added; existing keys have no owner).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ def _ddl(backend: str) -> list[str]:
     return [
         "CREATE TABLE IF NOT EXISTS data_keys ("
         " subject_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
-        f" kek_version INTEGER NOT NULL, wrapped {blob} NOT NULL, created_at TEXT NOT NULL)",
+        f" kek_version INTEGER NOT NULL, wrapped {blob} NOT NULL, created_at TEXT NOT NULL,"
+        " owner_id TEXT)",
         "CREATE INDEX IF NOT EXISTS data_keys_by_kek ON data_keys (kek_version)",
         "CREATE TABLE IF NOT EXISTS erased_subjects ("
         f" seq {serial}, subject_id TEXT NOT NULL UNIQUE, key_id TEXT,"
@@ -57,12 +65,28 @@ def _ddl(backend: str) -> list[str]:
     ]
 
 
-_INSERT_KEY = ("INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at)"
-               " VALUES (?, ?, ?, ?, ?)")
+# Made after the upgrade below, since a key store from before owners lacks the column.
+_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS data_keys_by_owner ON data_keys (owner_id)"
+
+_INSERT_KEY = ("INSERT INTO data_keys (subject_id, key_id, kek_version, wrapped, created_at,"
+               " owner_id) VALUES (?, ?, ?, ?, ?, ?)")
+_SELECT_TOMBSTONE = ("SELECT seq, subject_id, key_id, kek_version, erased_at"
+                     " FROM erased_subjects")
 
 
-def _key_row(key: WrappedKey, created_at: str) -> tuple[str, str, int, bytes, str]:
-    return (str(key.subject_id), str(key.key_id), key.kek_version, key.wrapped, created_at)
+def _key_row(key: WrappedKey, created_at: str, owner: UUID | None = None
+             ) -> tuple[str, str, int, bytes, str, str | None]:
+    return (str(key.subject_id), str(key.key_id), key.kek_version, key.wrapped, created_at,
+            str(owner) if owner else None)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What one erasing transaction left: a tombstone per subject asked for, in the order
+    asked, and one per key they owned (destroyed with them)."""
+
+    tombstones: list[Tombstone]
+    owned: list[Tombstone]
 
 
 class KeyStore:
@@ -71,6 +95,17 @@ class KeyStore:
         with self._transaction() as cur:
             for statement in _ddl(db.backend):
                 cur.execute(statement)
+            self._add_owner_column(cur)
+            cur.execute(_OWNER_INDEX)
+
+    def _add_owner_column(self, cur: Cursor) -> None:
+        """Upgrade a key store made before keys had owners: existing keys have none."""
+        if self.db.backend == "postgres":
+            cur.execute("ALTER TABLE data_keys ADD COLUMN IF NOT EXISTS owner_id TEXT")
+            return
+        cur.execute("PRAGMA table_info(data_keys)")
+        if "owner_id" not in {row[1] for row in cur.fetchall()}:
+            cur.execute("ALTER TABLE data_keys ADD COLUMN owner_id TEXT")
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Cursor]:
@@ -100,9 +135,18 @@ class KeyStore:
         with self._transaction(write=False) as cur:
             return self._select_key(cur, subject_id)
 
-    def create(self, key: WrappedKey) -> WrappedKey:
-        """Store `key` unless the subject already has one (return that) or was erased (raise)."""
+    def create(self, key: WrappedKey, owner: UUID | None = None) -> WrappedKey:
+        """Store `key` unless the subject already has one (return that) or was erased (raise).
+
+        With an `owner`, the key is recorded as theirs (destroyed when they are erased), and is
+        refused (`KeyErased`) once the owner is erased. The owner's lock is taken first, as
+        erasing the owner takes it: so an owned key is either made before the owner's erasure
+        (and destroyed by it) or refused after it, never left behind."""
         with self._transaction() as cur:
+            if owner is not None:
+                self._lock_subject(cur, owner)
+                if self._tombstone(cur, owner) is not None:
+                    raise KeyErased(key.subject_id)
             self._lock_subject(cur, key.subject_id)
             if self._tombstone(cur, key.subject_id) is not None:
                 raise KeyErased(key.subject_id)
@@ -110,8 +154,16 @@ class KeyStore:
             existing = self._select_key(cur, key.subject_id)
             if existing is not None:
                 return existing
-            cur.execute(_INSERT_KEY, _key_row(key, datetime.now(UTC).isoformat()))
+            cur.execute(_INSERT_KEY, _key_row(key, datetime.now(UTC).isoformat(), owner))
             return key
+
+    def owner_of(self, subject_id: UUID) -> UUID | None:
+        """The owner recorded with the subject's live key; None if it has none (or no key)."""
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT owner_id FROM data_keys WHERE subject_id = ?",
+                        (str(subject_id),))
+            row = cur.fetchone()
+        return UUID(row[0]) if row and row[0] else None
 
     def create_fresh(self, keys: list[WrappedKey]) -> list[WrappedKey]:
         """Store keys for new random subject ids that nobody else knows yet, in one transaction.
@@ -141,45 +193,69 @@ class KeyStore:
                 cur.execute(f"{select} WHERE subject_id = ANY(?)", (ids,))
                 return cur.fetchall()
             rows: list[Any] = []
-            for i in range(0, len(ids), chunk):
+            for i in range(0, len(ids), chunk):  # SQLite caps the number of parameters
                 part = ids[i:i + chunk]
                 cur.execute(f"{select} WHERE subject_id IN ({','.join('?' * len(part))})", part)
                 rows += cur.fetchall()
             return rows
 
     def erase(self, subject_id: UUID) -> Tombstone:
-        """Delete the subject's key and leave a tombstone. Idempotent: returns the tombstone."""
+        """Delete the subject's key and every key it owns, leaving a tombstone for each.
+        Idempotent: returns the subject's tombstone."""
+        return self.erase_subjects([subject_id]).tombstones[0]
+
+    def erase_many(self, subject_ids: list[UUID]) -> list[Tombstone]:
+        """`erase` for several subjects in one transaction and one scrub; their tombstones in
+        the order given."""
+        return self.erase_subjects(subject_ids).tombstones
+
+    def erase_subjects(self, subject_ids: list[UUID]) -> Erasure:
+        """Erase `subject_ids` and the keys they own in one transaction, then scrub once."""
+        if not subject_ids:
+            return Erasure([], [])
         with self._transaction() as cur:
             if self.db.backend == "postgres":
                 # Tombstone numbers then commit in order, so followers never skip one.
                 cur.execute("LOCK TABLE erased_subjects IN EXCLUSIVE MODE")
-            self._lock_subject(cur, subject_id)
-            existing = self._tombstone(cur, subject_id)
-            if existing is not None:
-                return existing
-            cur.execute(
-                "SELECT key_id, kek_version FROM data_keys WHERE subject_id = ?",
-                (str(subject_id),),
-            )
-            row = cur.fetchone()
-            key_id, version = (row[0], int(row[1])) if row else (None, None)
-            cur.execute("DELETE FROM data_keys WHERE subject_id = ?", (str(subject_id),))
-            cur.execute(
-                "INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
-                " VALUES (?, ?, ?, ?)",
-                (str(subject_id), key_id, version, datetime.now(UTC).isoformat()),
-            )
-            tombstone = self._tombstone(cur, subject_id)
-            assert tombstone is not None
+            # Sorted, so two erasers never wait on each other's locks in opposite orders.
+            for subject_id in sorted(set(subject_ids)):
+                self._lock_subject(cur, subject_id)
+            tombstones = [self._erase_one(cur, subject_id) for subject_id in subject_ids]
+            owned = [self._erase_one(cur, owned_id)
+                     for owned_id in self._owned_by(cur, subject_ids)]
         self._scrub("data_keys")
+        return Erasure(tombstones, owned)
+
+    def _owned_by(self, cur: Cursor, owners: list[UUID]) -> list[UUID]:
+        """The subjects of the live keys that `owners` own (stable while the owners are
+        locked: `create` takes the owner's lock to add one)."""
+        found: list[UUID] = []
+        for owner in dict.fromkeys(owners):
+            cur.execute("SELECT subject_id FROM data_keys WHERE owner_id = ? ORDER BY subject_id",
+                        (str(owner),))
+            found += [UUID(row[0]) for row in cur.fetchall()]
+        return found
+
+    def _erase_one(self, cur: Cursor, subject_id: UUID) -> Tombstone:
+        existing = self._tombstone(cur, subject_id)
+        if existing is not None:
+            return existing
+        cur.execute("SELECT key_id, kek_version FROM data_keys WHERE subject_id = ?",
+                    (str(subject_id),))
+        row = cur.fetchone()
+        key_id, version = (row[0], int(row[1])) if row else (None, None)
+        cur.execute("DELETE FROM data_keys WHERE subject_id = ?", (str(subject_id),))
+        cur.execute(
+            "INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
+            " VALUES (?, ?, ?, ?)",
+            (str(subject_id), key_id, version, datetime.now(UTC).isoformat()),
+        )
+        tombstone = self._tombstone(cur, subject_id)
+        assert tombstone is not None
         return tombstone
 
     def _tombstone(self, cur: Cursor, subject_id: UUID) -> Tombstone | None:
-        cur.execute(
-            "SELECT seq, subject_id, key_id, kek_version, erased_at FROM erased_subjects"
-            " WHERE subject_id = ?",
-            (str(subject_id),),
-        )
+        cur.execute(f"{_SELECT_TOMBSTONE} WHERE subject_id = ?", (str(subject_id),))
         row = cur.fetchone()
         return _tombstone(row) if row else None
 
