@@ -161,8 +161,13 @@ class Services:
             purge_job=PurgeJob(lifecycle, lifecycle_reader, ReviewQueue(read_models),
                                catch_up=lifecycle_runner.catch_up),
         )
-        for runner in services.runners:  # the receipt counts each read model's rows
-            ledger.on_erase(f"read_model_{runner.projection.name}", runner.forget_subject)
+        # The receipt counts each read model's rows. Not the lifecycle view's: its pending
+        # row is the purge job's work list, which must keep the subject until the receipt is
+        # in the log (a crash in between is then finished by the next run); the receipt's own
+        # record takes the row when the view reads it.
+        for runner in services.runners:
+            if runner is not lifecycle_runner:
+                ledger.on_erase(f"read_model_{runner.projection.name}", runner.forget_subject)
         return services
 
     @property

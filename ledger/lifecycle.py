@@ -16,6 +16,7 @@ Time comes from `clock`, so tests cross 28 days in microseconds.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from ledger.residue import Residue, ResiduePool, residue_of
 from ledger.retention import RetentionSchedule
 from ledger.sections import Section
 
+log = logging.getLogger("ledger.lifecycle")
 Clock = Callable[[], datetime]
 # A teacher's students, each with every teacher whose section they are in (DEL-5).
 StudentsOf = Callable[[UUID], Iterable[tuple[UUID, frozenset[UUID]]]]
@@ -239,7 +241,10 @@ class Lifecycle:
             residue = None  # a run that crashed after the key went: its residue is lost
         receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at)
         if residue is not None and self.residues is not None:
-            self.residues.add(residue)
+            try:
+                self.residues.add(residue)
+            except Exception as error:  # the erasure is complete; a residue is optional
+                log.warning("residue lost after an erasure (%s)", type(error).__name__)
         return receipt
 
     def _residue(self, subject_id: UUID) -> Residue | None:
