@@ -77,7 +77,7 @@ _ERASURE_BY_RELATION: dict[tuple[str, Relation], str] = {
     (Role.SCHOOL_ADMIN, Relation.IN_SCOPE): "school_request",
     (Role.DISTRICT_ADMIN, Relation.IN_SCOPE): "school_request",
 }
-# Staff erase anyone: support for the person who asked them; the operator gives the reason.
+# Staff erase anyone, giving who asked them; left out, support's reason is its own request.
 STAFF_ERASURE_REASON: dict[str, str | None] = {Role.SUPPORT: "support_request",
                                                Role.OPERATOR: None}
 

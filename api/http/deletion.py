@@ -127,8 +127,9 @@ def recover(person_id: str, svc: Svc, who: Recoverer) -> RecoveryOut:
                responses=responses(401, 403, 404, 409, 422, 503))
 def erase(person_id: str, svc: Svc, who: Eraser,
           reason: Annotated[str | None, Query(
-              description="the operator's reason, one of: " + ", ".join(ERASURE_REASONS)
-                          + "; anyone else's follows from who they are")] = None,
+              description="staff give who asked them, one of: " + ", ".join(ERASURE_REASONS)
+                          + " (support: support_request if left out); anyone else's follows"
+                            " from who they are")] = None,
           ) -> ErasureOut:
     """DEL-4: erase now, skipping the grace window: the data key is destroyed and every
     record of the person becomes unreadable. Answers the signed receipt (again, if already
@@ -142,11 +143,10 @@ def erase(person_id: str, svc: Svc, who: Eraser,
 
 
 def _erasure_reason(svc: Services, who: Principal, subject: UUID, asked: str | None) -> str:
-    if who.role in STAFF_ERASURE_REASON:
-        reason = STAFF_ERASURE_REASON[who.role] or asked
-        if reason is None or reason not in ERASURE_REASONS or (asked and asked != reason):
-            raise ProblemError(422, VALIDATION, "Invalid request",
-                               "reason must be one of: " + ", ".join(ERASURE_REASONS))
+    if who.role in STAFF_ERASURE_REASON:  # staff relay whoever asked them
+        reason = asked or STAFF_ERASURE_REASON[who.role]
+        if reason is None or reason not in ERASURE_REASONS:
+            raise _invalid_reason("must be one of: " + ", ".join(ERASURE_REASONS))
         return reason
     if isinstance(svc.ledger.person(subject), ErasedPerson):
         raise not_found()  # whose it was is no longer anyone's to know
@@ -154,9 +154,13 @@ def _erasure_reason(svc: Services, who: Principal, subject: UUID, asked: str | N
     if relation_reason is None:
         raise not_found()
     if asked is not None and asked != relation_reason:
-        raise ProblemError(422, VALIDATION, "Invalid request",
-                           f"your reason is {relation_reason}: leave it out or give that one")
+        raise _invalid_reason(f"yours is {relation_reason}: leave it out or give that one")
     return relation_reason
+
+
+def _invalid_reason(rule: str) -> ProblemError:
+    return ProblemError(422, VALIDATION, "Invalid request", f"reason {rule}",
+                        errors=[{"field": "reason", "rule": rule}])
 
 
 # -- legal holds (DEL-7) ----------------------------------------------------------------------
