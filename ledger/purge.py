@@ -176,7 +176,7 @@ class PurgeJob:
                 return Outcome(subject_id, "would_finish", reason)
             if dry_run:
                 return Outcome(subject_id, "would_purge", reason)
-            self.lifecycle.purge(subject_id, reason, REQUESTER, item.requested_at)
+            self.lifecycle.purge(subject_id, reason, REQUESTER, item.requested_at, person)
         except Exception as error:
             if not dry_run:
                 self.review.failed(subject_id, now, type(error).__name__)
