@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
 
 from ledger.application import Ledger
 from ledger.people import InvalidRecord, Student
@@ -32,7 +35,7 @@ class Attempts:
 
     def progress(self, student_id: UUID) -> dict[str, LevelProgress]:
         """Tries and best result per level, derived from the attempts (none yet: empty)."""
-        found: Progress | None = self.ledger.aggregate(progress_id_for(student_id), Progress)
+        found = stored_progress(self.ledger, student_id)
         if found is None:
             self.ledger.live(student_id, Student)  # KeyErased, PersonNotFound
             return {}
@@ -43,8 +46,28 @@ class Attempts:
 def progress_of(ledger: Ledger, student_id: UUID) -> Progress:
     """The student's progress stream, new if they have none yet; only for a live student (a
     key is never made for a made-up id): `KeyErased`, `PersonNotFound`."""
-    found: Progress | None = ledger.aggregate(progress_id_for(student_id), Progress)
+    found = stored_progress(ledger, student_id)
     if found is not None:
         return found
     ledger.live(student_id, Student)
     return Progress(student_id)
+
+
+def stored_progress(ledger: Ledger, student_id: UUID) -> Progress | None:
+    """The student's progress stream as stored (None if there is none, or it is erased: an
+    erased stream's events are placeholders that project to nothing)."""
+    try:
+        found: Any = ledger.repository.get(progress_id_for(student_id), projector_func=project)
+    except AggregateNotFoundError:
+        return None
+    return found if isinstance(found, Progress) else None
+
+
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's `project_aggregate` without its `isinstance` check of each event against
+    a runtime-checkable `Protocol`: that check alone took a fifth of recording an attempt
+    (about 50 us an event, and a progress stream is read back with 25 events on average
+    before each save). Each event is still asked to `mutate` the aggregate, as there."""
+    for stored in events:
+        aggregate = stored.mutate(aggregate)
+    return aggregate

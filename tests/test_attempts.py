@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from crypto import KeyErased
 from ledger.application import Ledger, PersonNotFound
-from ledger.attempts import MAX_BATCH, Attempts
+from ledger.attempts import MAX_BATCH, Attempts, stored_progress
 from ledger.people import InvalidRecord
 from ledger.progress import RESULTS, Attempt, Progress, progress_id_for
 from ledger.sealing import ErasedEvent
@@ -159,3 +159,19 @@ def test_a_snapshot_is_taken_from_the_saved_aggregate_and_opens_to_the_replayed_
     replayed = project_aggregate(None, events)
     assert from_snapshot.version == replayed.version == len(events) == 62
     assert vars(from_snapshot) == vars(replayed)
+
+
+def test_the_attempt_path_reads_a_stream_as_the_ledger_does_and_an_erased_one_as_none(
+        ledger: Ledger) -> None:
+    """`Attempts` reads progress streams with its own projector (no runtime `Protocol` check
+    per event): the aggregate it gives is the one `Ledger.aggregate` gives, and an erased
+    student's stream gives nothing."""
+    attempts = Attempts(ledger)
+    ana = ledger.register_student("Ana", "12")
+    attempts.record_many(ana, [attempt(minute=n, result=RESULTS[n % 3]) for n in range(57)])
+    mine = stored_progress(ledger, ana)
+    theirs = ledger.aggregate(progress_id_for(ana), Progress)
+    assert mine is not None and vars(mine) == vars(theirs)
+    assert stored_progress(ledger, uuid4()) is None
+    ledger.erase_subject(ana, "user_request")
+    assert stored_progress(ledger, ana) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from api.cli import bench, bench_accounts
+from api.cli import bench, bench_accounts, runtime
 from api.services import Services
 from ledger.settings import Settings
 from tests.conftest import postgres_url
@@ -228,10 +229,6 @@ def test_attempt_workload_is_the_same_on_both_sides(tmp_path: Path) -> None:
 def test_the_bench_runs_under_the_servers_collector_settings_and_gives_them_back() -> None:
     """`ledger serve` and `ledger bench` share one start-up tuning (`api.cli.runtime`); the
     bench, which also runs inside the tests, undoes it when done."""
-    import gc
-
-    from api.cli import runtime
-
     before = gc.get_threshold()
     with runtime.tuned_after_start_up():
         assert gc.get_freeze_count() > 0
