@@ -255,7 +255,9 @@ class Ledger(Application[UUID]):
         done = self.receipt_of(subject_id)
         if done is not None:
             return done
-        if self.keys.erasure_of(subject_id) is None:
+        if self.keys.erasure_of(subject_id) is None and self.keys.owner_of(subject_id) is None:
+            # Not erased yet, and not an owned key (a project's): it must be a person, so that
+            # no other key (the ledger's own, a blind-index secret) is ever erased here.
             self.person(subject_id)  # PersonNotFound for an id that never existed
         destroyed = self.keys.erase(subject_id)
         deleted = {name: forget(subject_id) for name, forget in self._erasure_hooks.items()}

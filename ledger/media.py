@@ -1,10 +1,13 @@
 """Uploaded media (PRG-2, AGE-4): images, sounds and video, in a store of their own, sealed.
 
 Bytes do not go into the event log: they are large, and a project's owner may remove them. Each
-object rests sealed under its owner's key, bound to its id, owner and type, in its own SQLite
-file (or its own table on PostgreSQL), and goes when removed or when its owner is erased. The
-type is read from the bytes themselves (a declared type that does not match them is refused)
-and the size is capped.
+object of a project rests sealed under the project's own key (owned by its owner), bound to its
+id, owner, type and project, in its own SQLite file (or its own table on PostgreSQL), and goes
+when removed, when its project is erased, or when its owner is erased: so erasing a project
+alone (DEL-4) makes its uploads unreadable at once and deletes their rows. Objects stored before
+per-project keys (no project id) rest under their owner's key and still open. The type is read
+from the bytes themselves (a declared type that does not match them is refused) and the size is
+capped.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from crypto import KeyErased, SubjectKeys
-from crypto.sql import Database, SQLiteDatabase
+from crypto import Aead, KeyErased, SubjectKeys
+from crypto.sql import Cursor, Database, PostgresDatabase, SQLiteDatabase
 from ledger.people import InvalidRecord
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -24,8 +27,11 @@ MEDIA_KINDS = {"image/png": "image", "image/jpeg": "image", "image/gif": "image"
 
 _DDL = ("CREATE TABLE IF NOT EXISTS media_objects (media_id TEXT PRIMARY KEY,"
         " owner_id TEXT NOT NULL, content_type TEXT NOT NULL, size INTEGER NOT NULL,"
-        " sealed {blob} NOT NULL, stored_at TEXT NOT NULL)",
+        " sealed {blob} NOT NULL, stored_at TEXT NOT NULL, project_id TEXT)",
         "CREATE INDEX IF NOT EXISTS media_objects_by_owner ON media_objects (owner_id)")
+# Made after the upgrade of a store from before per-project keys, which lacks the column.
+_PROJECT_INDEX = ("CREATE INDEX IF NOT EXISTS media_objects_by_project"
+                  " ON media_objects (project_id)")
 
 
 class MediaTooLarge(ValueError):
@@ -59,6 +65,7 @@ class StoredMedia:
     owner_id: UUID
     content_type: str
     size: int
+    project_id: UUID | None = None  # None: stored before per-project keys, under the owner's
 
     @property
     def kind(self) -> str:
@@ -66,8 +73,10 @@ class StoredMedia:
         return MEDIA_KINDS[self.content_type]
 
 
-def _aad(media_id: UUID, owner_id: UUID, content_type: str) -> bytes:
-    return f"media|{media_id}|{owner_id}|{content_type}".encode()
+def _aad(media_id: UUID, owner_id: UUID, content_type: str, project_id: UUID | None) -> bytes:
+    if project_id is None:  # as objects were sealed before per-project keys
+        return f"media|{media_id}|{owner_id}|{content_type}".encode()
+    return f"media|{media_id}|{owner_id}|{content_type}|{project_id}".encode()
 
 
 class MediaStore:
@@ -82,6 +91,17 @@ class MediaStore:
             for statement in _DDL:
                 cur.execute(statement.format(blob="BYTEA" if db.backend == "postgres"
                                              else "BLOB"))
+            self._add_project_column(cur)
+            cur.execute(_PROJECT_INDEX)
+
+    def _add_project_column(self, cur: Cursor) -> None:
+        """Upgrade a store from before per-project keys: its objects keep no project id."""
+        if self.db.backend == "postgres":
+            cur.execute("ALTER TABLE media_objects ADD COLUMN IF NOT EXISTS project_id TEXT")
+            return
+        cur.execute("PRAGMA table_info(media_objects)")
+        if "project_id" not in {row[1] for row in cur.fetchall()}:
+            cur.execute("ALTER TABLE media_objects ADD COLUMN project_id TEXT")
 
     def check(self, data: bytes, content_type: str) -> str:
         """The media kind (image, sound, video) of valid bytes; else a clear refusal."""
@@ -93,32 +113,42 @@ class MediaStore:
             raise InvalidRecord("content_type", "does not match the uploaded bytes")
         return MEDIA_KINDS[content_type]
 
-    def put(self, owner_id: UUID, data: bytes, content_type: str) -> StoredMedia:
+    def put(self, owner_id: UUID, data: bytes, content_type: str, project_id: UUID
+            ) -> StoredMedia:
+        """Seal and keep an upload of `owner_id`'s project `project_id`, under the project's
+        key (made as the owner's if the project was stored before per-project keys)."""
         self.check(data, content_type)
         media_id = uuid4()
-        sealed = self.keys.opener(owner_id).seal(data, _aad(media_id, owner_id, content_type))
+        aead = self.keys.sealer(project_id, owner=owner_id)
+        sealed = aead.seal(data, _aad(media_id, owner_id, content_type, project_id))
         with self.db.transaction() as cur:
             cur.execute("INSERT INTO media_objects (media_id, owner_id, content_type, size,"
-                        " sealed, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        " sealed, stored_at, project_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (str(media_id), str(owner_id), content_type, len(data), sealed,
-                         datetime.now(UTC).isoformat()))
-        return StoredMedia(media_id, owner_id, content_type, len(data))
+                         datetime.now(UTC).isoformat(), str(project_id)))
+        return StoredMedia(media_id, owner_id, content_type, len(data), project_id)
 
     def get(self, media_id: UUID) -> tuple[StoredMedia, bytes] | None:
-        """The object and its bytes; None if removed, unknown, or its owner erased."""
+        """The object and its bytes; None if removed, unknown, or its project or owner
+        erased."""
         with self.db.transaction(write=False) as cur:
-            cur.execute("SELECT owner_id, content_type, size, sealed FROM media_objects"
-                        " WHERE media_id = ?", (str(media_id),))
+            cur.execute("SELECT owner_id, content_type, size, sealed, project_id"
+                        " FROM media_objects WHERE media_id = ?", (str(media_id),))
             row = cur.fetchone()
         if row is None:
             return None
-        owner = UUID(row[0])
+        owner, project = UUID(row[0]), UUID(row[4]) if row[4] else None
+        aead = self._opener(project or owner)
+        if aead is None:
+            return None
+        data = aead.open(bytes(row[3]), _aad(media_id, owner, row[1], project))
+        return StoredMedia(media_id, owner, row[1], int(row[2]), project), data
+
+    def _opener(self, subject_id: UUID) -> Aead | None:
         try:
-            aead = self.keys.opener(owner)
+            return self.keys.opener(subject_id)
         except KeyErased:
             return None
-        data = aead.open(bytes(row[3]), _aad(media_id, owner, row[1]))
-        return StoredMedia(media_id, owner, row[1], int(row[2])), data
 
     def remove(self, media_ids: list[UUID]) -> None:
         with self.db.transaction() as cur:
@@ -126,14 +156,33 @@ class MediaStore:
                 cur.execute("DELETE FROM media_objects WHERE media_id = ?", (str(media_id),))
         self._scrub()
 
-    def forget_owner(self, owner_id: UUID) -> int:
-        """At the owner's erasure: the bytes were unreadable already; now they are gone."""
+    def remove_old_format(self, media_ids: list[UUID]) -> int:
+        """Remove those of `media_ids` stored before per-project keys (no project id, so an
+        erasure of their project alone would not find them); returns how many went."""
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM media_objects WHERE owner_id = ?", (str(owner_id),))
+            count = 0
+            for media_id in media_ids:
+                cur.execute("DELETE FROM media_objects WHERE media_id = ? AND project_id IS NULL",
+                            (str(media_id),))
+                count += int(cur.rowcount)
+        if count:
+            self._scrub()
+        return count
+
+    def forget_owner(self, subject_id: UUID) -> int:
+        """At an erasure: every object of the subject, as their owner or as their project.
+        The bytes were unreadable already (the key is gone); now the rows are gone too."""
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM media_objects WHERE owner_id = ? OR project_id = ?",
+                        (str(subject_id), str(subject_id)))
             count = int(cur.rowcount)
         self._scrub()
         return count
 
     def _scrub(self) -> None:
+        """Leave no deleted object's (sealed) bytes in the files: SQLite's secure_delete has
+        zeroed the rows, the checkpoint empties the write-ahead log; PostgreSQL prunes them."""
         if isinstance(self.db, SQLiteDatabase):
             self.db.checkpoint()
+        elif isinstance(self.db, PostgresDatabase):
+            self.db.vacuum("media_objects")

@@ -3,6 +3,10 @@
 Whether an under-13 student is in a teacher's section (AGE-4) is known to the roster read
 model, which the domain does not import: the caller passes `in_a_section(student_id)`.
 A project that is not the caller's, or deleted, answers `ProjectNotFound` (ACC-5).
+
+Erasing one project (DEL-4) destroys its own key through `Ledger.erase_subject`, so it gets a
+signed receipt and the erasure hooks (its view row and uploads go); its owner, their other
+projects and every remix of it (their own projects, under their own keys) stay.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from ledger.application import Ledger
 from ledger.media import MediaStore, StoredMedia
 from ledger.people import InvalidRecord, Person, Student
 from ledger.projects import Project, new_project
+from ledger.receipts import SignedReceipt
+from ledger.sealing import SEALED_FOR_STREAM
 
 
 class ProjectNotFound(LookupError):
@@ -72,7 +78,8 @@ class Projects:
         if under_13 and not self.in_a_section(owner_id):
             raise InvalidRecord("upload", "students under 13 upload only when they are in a"
                                           " teacher's section (AGE-4)")
-        stored = self.media.put(owner_id, data, content_type)  # checks size and type first
+        # checks size and type first
+        stored = self.media.put(owner_id, data, content_type, project_id)
         try:
             project.attach(stored.media_id, stored.kind, content_type, stored.size, under_13)
             self.ledger.save(project)
@@ -102,6 +109,41 @@ class Projects:
         uploads = project.delete(datetime.now(UTC))
         self.ledger.save(project)
         self.media.remove(uploads)
+
+    def erasable(self, project_id: UUID) -> Project:
+        """A project that may still be erased: live or deleted, not erased; else
+        `ProjectNotFound`. For a caller to check who may erase it (its `owner_id`)."""
+        found: Project | None = self.ledger.aggregate(project_id, Project)
+        if found is None:
+            raise ProjectNotFound(project_id)
+        return found
+
+    def erase(self, project_id: UUID, requester: str, reason: str = "user_request"
+              ) -> SignedReceipt:
+        """DEL-4: erase one project for good, now: its key is destroyed (its events read as
+        `ErasedEvent` placeholders from then on), its uploads and its view row deleted, and
+        the signed receipt returned. Its owner, their other projects and remixes of it stay.
+        `ProjectNotFound` if there is no such project (or it is erased already)."""
+        project = self.erasable(project_id)
+        # Uploads stored before per-project keys carry no project id, so the erasure hook
+        # (which deletes the project's rows, and counts them for the receipt) misses them.
+        self.media.remove_old_format([UUID(str(m[0])) for m in project.media])
+        self._seal_latest_under_own_key(project)
+        return self.ledger.erase_subject(project_id, reason, requester)
+
+    def _seal_latest_under_own_key(self, project: Project) -> None:
+        """A project stored before per-project keys has its latest event under its owner's
+        key, so destroying its own key would leave it readable: such a live project is first
+        deleted, an event sealed under its own key (made now, owned by the owner), so that
+        once that key is gone the project reads as erased. Its older events stay sealed under
+        the owner's key until the owner is erased (the log is append-only)."""
+        (latest,) = self.ledger.recorder.select_events(project.id, desc=True, limit=1)
+        if latest.state[:1] == SEALED_FOR_STREAM:
+            return
+        self.ledger.keys.sealer(project.id, owner=project.owner_id)
+        if not project.deleted:
+            project.delete(datetime.now(UTC))
+            self.ledger.save(project)
 
     def gallery_card(self, project_id: UUID) -> tuple[Project, str]:
         """A shared project and what the gallery shows of its owner: the first letter of the

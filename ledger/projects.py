@@ -1,11 +1,13 @@
 """Projects (PRG-2): apps, animations, stories and code art, with their source, remixes and
 uploaded media; sharing gated by age (AGE-3).
 
-A project's stream is sealed under its owner's key (`sealed_for_owner`), like everything of
-theirs. A remix starts from a copy of its origin's source and keeps a pointer to the origin,
-nothing more: deleting the origin leaves the remix as it is. Deleting a project hides it and
-removes its uploaded bytes; its events stay sealed under the owner's key until the owner is
-erased (the log is append-only).
+A project's stream is sealed under a key of its own, owned by the project's owner
+(`sealed_under_own_key_for_owner`): erasing the project destroys that key alone (DEL-4), and
+erasing the owner destroys it with the owner's. Projects stored before that were sealed under
+the owner's key (header 0x03) and still open under it. A remix starts from a copy of its
+origin's source and keeps a pointer to the origin, nothing more: deleting or erasing the origin
+leaves the remix as it is. Deleting a project hides it and removes its uploaded bytes; erasing
+it destroys its key, so its events can never be read again (the log is append-only).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class ProjectDeleted(LookupError):
 
 class Project(Aggregate):
     class Event(Aggregate.Event):
-        sealed_for_owner = True
+        # The mapper seals it under the project's own key, made as owned by `owner_id`.
+        sealed_under_own_key_for_owner = True
         owner_id: UUID
 
     class Created(Aggregate.Created, Event):

@@ -7,6 +7,15 @@ stream is not a person but whose content is the teacher's, so that erasing the t
 it too). The associated data (`_associated_data`) binds the sealed bytes to their header,
 stream, version and topic: a state copied to another row, version or stream fails to open.
 
+A stream that must be erasable on its own although its content is a person's (a project, whose
+events carry `sealed_under_own_key_for_owner`) is sealed under a key of its own, made as owned
+by the person (`SubjectKeys.sealer(stream, owner=...)`), with the plain stream header 0x01.
+Erasing the stream destroys its key alone; erasing the owner destroys the owner's key and every
+key they own in one key-store transaction. The header need not name the owner: the key store
+records it, so reading is the stream case (the replay's one key query per page is unchanged)
+and a stored state carries no person's id. Streams written before, under the owner's key (0x03),
+still open under it; such a stream's later events go under its own key.
+
 A state whose key was erased becomes an `ErasedEvent` placeholder rather than an exception, so
 that repositories see no aggregate and projections drop the subject's rows instead of stopping.
 An unreachable key store raises `KeyStoreUnavailable`: never mistaken for erasure (CRY-4).
@@ -113,13 +122,13 @@ class SealedMapper(Mapper[UUID]):
         if getattr(marks, "sealed_for_ledger", False):
             header, aead = SEALED_FOR_LEDGER, self.keys.sealer(LEDGER_SUBJECT)
         elif getattr(marks, "sealed_for_owner", False):
-            owner = (UUID(str(domain_event.state["owner_id"]))
-                     if isinstance(domain_event, Snapshot)
-                     else domain_event.owner_id)  # type: ignore[attr-defined]
+            owner = _owner_of(domain_event)
             header, aead = SEALED_FOR_OWNER + owner.bytes, self.keys.sealer(owner)
         else:
             subject = originator_id if type(originator_id) is UUID else UUID(bytes=stream)
-            header, aead = SEALED_FOR_STREAM, self.keys.sealer(subject)
+            owned_by = (_owner_of(domain_event)
+                        if getattr(marks, "sealed_under_own_key_for_owner", False) else None)
+            header, aead = SEALED_FOR_STREAM, self.keys.sealer(subject, owner=owned_by)
         aad = _associated_data(header, stream, version, topic)
         sealed = header + aead.seal(self.transcoder.encode(state), aad)
         return StoredEvent(originator_id, version, topic, sealed)
@@ -184,6 +193,14 @@ class SealedMapper(Mapper[UUID]):
             cls = resolve_topic(topic)
             known = _EVENT_CLASSES.setdefault(topic, (cls, getattr(cls, "class_version", 1)))
         return known
+
+
+def _owner_of(domain_event: DomainEventProtocol[UUID]) -> UUID:
+    """The owner named in an event's `owner_id`, or in a snapshot's state."""
+    if isinstance(domain_event, Snapshot):
+        return UUID(str(domain_event.state["owner_id"]))
+    owner: UUID = domain_event.owner_id  # type: ignore[attr-defined]
+    return owner
 
 
 _EVENT_CLASSES: dict[str, tuple[type, int]] = {}

@@ -1,11 +1,13 @@
 """Projects and the public gallery (PRG-2, AGE-3), for listings.
 
 One row per live project: kind, remix origin and gallery state are pseudonymous (plain); the
-name rests sealed under the owner's key. The gallery shows of the owner only the first letter
-of their display name (AGE-3), kept sealed per owner and updated when they are renamed. A
-deleted project's row goes; an erased owner's rows go (live, on `SubjectErased`; on a
-rebuild, their events arrive as `ErasedEvent` placeholders), and a remix of their project
-stays, since it is its own owner's.
+name rests sealed under the project's own key (`name_key`: the project's id; a project stored
+before per-project keys has none, and its name rests under its owner's key, `name_key` = the
+owner's id), so that erasing the project alone makes its name here unreadable too. The gallery
+shows of the owner only the first letter of their display name (AGE-3), kept sealed per owner
+and updated when they are renamed. A deleted project's row goes; an erased project's or
+owner's rows go (live, on `SubjectErased`; on a rebuild, their events arrive as `ErasedEvent`
+placeholders), and a remix of an erased project stays, since it is its own owner's.
 
 A soft-deleted owner (DEL-1) is a row of the `hidden` table: their projects leave every listing
 and the gallery, while their changes are still followed, and withdrawing the deletion (DEL-2)
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from crypto import KeyErased, SubjectKeys
+from crypto import Aead, KeyErased, KeyNotFound, SubjectKeys
 from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
 from ledger.people import Person
@@ -72,7 +74,7 @@ class ProjectsView(Projection):
         t = Tables(table)
         cur.execute(f"CREATE TABLE {t.projects} (project_id TEXT PRIMARY KEY,"
                     f" owner_id TEXT NOT NULL, kind TEXT NOT NULL, sealed_name {blob} NOT NULL,"
-                    " remixed_from TEXT, shared_at TEXT)")
+                    " name_key TEXT NOT NULL, remixed_from TEXT, shared_at TEXT)")
         cur.execute(f"CREATE INDEX {t.projects}_by_owner ON {t.projects} (owner_id)")
         cur.execute(f"CREATE INDEX {t.projects}_gallery ON {t.projects} (shared_at, project_id)")
         cur.execute(f"CREATE TABLE {t.owners} (owner_id TEXT PRIMARY KEY,"
@@ -82,7 +84,7 @@ class ProjectsView(Projection):
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
         return {t.projects: frozenset({"project_id", "owner_id", "kind", "sealed_name",
-                                       "remixed_from", "shared_at"}),
+                                       "name_key", "remixed_from", "shared_at"}),
                 t.owners: frozenset({"owner_id", "sealed_initial"}),
                 t.hidden: frozenset({"person_id"})}
 
@@ -94,10 +96,10 @@ class ProjectsView(Projection):
     def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
         t = Tables(table)
         count = 0
-        for sql in (f"DELETE FROM {t.projects} WHERE owner_id = ?",
+        for sql in (f"DELETE FROM {t.projects} WHERE owner_id = ? OR project_id = ?",
                     f"DELETE FROM {t.owners} WHERE owner_id = ?",
                     f"DELETE FROM {t.hidden} WHERE person_id = ?"):
-            cur.execute(sql, (str(subject_id),))
+            cur.execute(sql, (str(subject_id),) * sql.count("?"))
             count += int(cur.rowcount)
         return count
 
@@ -121,18 +123,18 @@ class ProjectsView(Projection):
             self._owner(cur, t, event.originator_id, event.display_name)
         elif isinstance(event, Project.Created):
             pid = str(event.originator_id)
-            sealed = self._seal(event.owner_id, "projects", pid, "name", event.name)
-            if sealed is not None:
+            named = self._seal_name(event.originator_id, event.owner_id, event.name)
+            if named is not None:
                 cur.execute(f"INSERT INTO {t.projects} (project_id, owner_id, kind, sealed_name,"
-                            " remixed_from, shared_at) VALUES (?, ?, ?, ?, ?, NULL)",
-                            (pid, str(event.owner_id), event.kind, sealed,
+                            " name_key, remixed_from, shared_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                            (pid, str(event.owner_id), event.kind, named[1], str(named[0]),
                              str(event.remixed_from) if event.remixed_from else None))
         elif isinstance(event, Project.Renamed):
-            pid = str(event.originator_id)
-            sealed = self._seal(event.owner_id, "projects", pid, "name", event.name)
-            if sealed is not None:
-                cur.execute(f"UPDATE {t.projects} SET sealed_name = ? WHERE project_id = ?",
-                            (sealed, pid))
+            named = self._seal_name(event.originator_id, event.owner_id, event.name)
+            if named is not None:
+                cur.execute(f"UPDATE {t.projects} SET sealed_name = ?, name_key = ?"
+                            " WHERE project_id = ?",
+                            (named[1], str(named[0]), str(event.originator_id)))
         elif isinstance(event, Project.SharedToGallery):
             cur.execute(f"UPDATE {t.projects} SET shared_at = ? WHERE project_id = ?",
                         (_at(event.timestamp), str(event.originator_id)))
@@ -151,6 +153,23 @@ class ProjectsView(Projection):
         cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (str(person_id),))
         cur.execute(f"INSERT INTO {t.owners} (owner_id, sealed_initial) VALUES (?, ?)",
                     (str(person_id), sealed))
+
+    def _seal_name(self, project_id: UUID, owner_id: UUID, name: str
+                   ) -> tuple[UUID, bytes] | None:
+        """(whose key, the sealed name): the project's own key, or its owner's for a project
+        stored before per-project keys; None if that key is erased (no row, ever)."""
+        try:
+            aead, key_of = self.keys.opener(project_id), project_id
+        except KeyErased:
+            return None
+        except KeyNotFound:  # a project from before per-project keys
+            return self._owner_sealed_name(project_id, owner_id, name)
+        return key_of, aead.seal(name.encode(), _aad("projects", str(project_id), "name"))
+
+    def _owner_sealed_name(self, project_id: UUID, owner_id: UUID, name: str
+                           ) -> tuple[UUID, bytes] | None:
+        sealed = self._seal(owner_id, "projects", str(project_id), "name", name)
+        return (owner_id, sealed) if sealed is not None else None
 
     def _seal(self, owner_id: UUID, table: str, row: str, column: str, value: str
               ) -> bytes | None:
@@ -185,18 +204,25 @@ class ProjectsReader:
         with self.db.transaction(write=False) as cur:
             t = Tables(live_table(cur, self.projection))
             cur.execute(f"SELECT p.project_id, p.owner_id, p.kind, p.sealed_name,"
-                        f" p.remixed_from, p.shared_at FROM {t.projects} p"
+                        f" p.remixed_from, p.shared_at, p.name_key FROM {t.projects} p"
                         f" WHERE p.owner_id = ? AND {_shown(t.hidden, 'p.owner_id')}"
                         " ORDER BY p.project_id", (str(owner_id),))
             rows = cur.fetchall()
-        try:
-            aead = self.keys.opener(owner_id)
-        except KeyErased:
-            return []
-        return [ProjectSummary(UUID(r[0]), owner_id, r[2],
-                               aead.open(bytes(r[3]), _aad("projects", r[0], "name")).decode(),
-                               UUID(r[4]) if r[4] else None,
-                               datetime.fromisoformat(r[5]) if r[5] else None) for r in rows]
+        keys = self._openers([str(owner_id)] + [r[6] for r in rows])
+        if keys.get(owner_id.bytes) is None:
+            return []  # the owner is erased: nothing of theirs is anyone's to see
+        found = []
+        for r in rows:
+            name = _open_name(keys, r[6], r[0], r[3])
+            if name is not None:  # else erased since the row was read
+                found.append(ProjectSummary(UUID(r[0]), owner_id, r[2], name,
+                                            UUID(r[4]) if r[4] else None,
+                                            datetime.fromisoformat(r[5]) if r[5] else None))
+        return found
+
+    def _openers(self, subject_ids: list[str]) -> dict[bytes, Aead | None]:
+        """The keys of a page of rows in one key-store round trip; None for an erased one."""
+        return self.keys.openers({UUID(s).bytes for s in subject_ids})
 
     def gallery(self, limit: int = 50, before: datetime | None = None) -> list[GalleryCard]:
         """Shared projects, newest first; page with `before` = the last card's `shared_at`."""
@@ -204,23 +230,33 @@ class ProjectsReader:
             t = Tables(live_table(cur, self.projection))
             cur.execute(
                 f"SELECT p.project_id, p.owner_id, p.kind, p.sealed_name, p.remixed_from,"
-                f" p.shared_at, o.sealed_initial FROM {t.projects} p LEFT JOIN {t.owners} o"
+                f" p.shared_at, o.sealed_initial, p.name_key FROM {t.projects} p"
+                f" LEFT JOIN {t.owners} o"
                 " ON o.owner_id = p.owner_id WHERE p.shared_at IS NOT NULL AND p.shared_at < ?"
                 # In the query, not after it, so that a page still holds `limit` cards.
                 f" AND {_shown(t.hidden, 'p.owner_id')}"
                 " ORDER BY p.shared_at DESC, p.project_id LIMIT ?",
                 (_at(before) if before else "9999", limit))
             rows = cur.fetchall()
+        keys = self._openers([r[1] for r in rows] + [r[7] for r in rows])
         cards = []
         for r in rows:
-            try:
-                aead = self.keys.opener(UUID(r[1]))
-            except KeyErased:
-                continue
-            initial = (aead.open(bytes(r[6]), _aad("projects_owners", r[1], "initial"))
+            owner = keys.get(UUID(r[1]).bytes)
+            name = _open_name(keys, r[7], r[0], r[3])
+            if owner is None or name is None:
+                continue  # erased since the row was read
+            initial = (owner.open(bytes(r[6]), _aad("projects_owners", r[1], "initial"))
                        .decode() if r[6] is not None else "")
-            cards.append(GalleryCard(UUID(r[0]), r[2],
-                                     aead.open(bytes(r[3]), _aad("projects", r[0], "name"))
-                                     .decode(), initial, UUID(r[4]) if r[4] else None,
+            cards.append(GalleryCard(UUID(r[0]), r[2], name, initial,
+                                     UUID(r[4]) if r[4] else None,
                                      datetime.fromisoformat(r[5])))
         return cards
+
+
+def _open_name(keys: dict[bytes, Aead | None], name_key: str, project_id: str,
+               sealed: bytes) -> str | None:
+    """A row's project name, opened with the key named in its `name_key`; None if erased."""
+    aead = keys.get(UUID(name_key).bytes)
+    if aead is None:
+        return None
+    return aead.open(bytes(sealed), _aad("projects", project_id, "name")).decode()
