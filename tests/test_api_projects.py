@@ -149,3 +149,63 @@ def test_PRG_3_PRG_4_coursework_over_http(api: Api) -> None:
     assert refused.status_code == missing.status_code == 404
     assert refused.json()["detail"] == missing.json()["detail"]
     assert api.call("GET", f"/students/{child}/answers", tess).status_code == 404
+
+
+def test_DEL_4_a_project_erased_by_its_owners_teacher_over_http(api: Api) -> None:
+    teacher, _, child, teen = classroom(api)
+    kid, miss, tess = api.session(child), api.session(teacher), api.session(teen)
+    project = api.call("POST", "/me/projects", kid, {"kind": "app", "name": "Erase me",
+                                                     "source": "bye()"}).json()["id"]
+    kept = api.call("POST", "/me/projects", kid, {"kind": "story", "name": "Keep me"}
+                    ).json()["id"]
+    assert api.call("PUT", f"/me/projects/{project}/gallery", kid).status_code == 204
+    remix = api.call("POST", f"/projects/{project}/remixes", tess, {"name": "Tess's"}).json()
+    # AGE-3: under 13, no upload into a shared project; so unshared again, then an upload.
+    assert api.call("DELETE", f"/me/projects/{project}/gallery", kid).status_code == 204
+    stored = api.upload(f"/me/projects/{project}/media", kid, PNG + b"gone-xyz",
+                        "image/png").json()
+    other_teacher = api.svc.accounts.sign_up_teacher("Mr Other", "other@school.example",
+                                                     "pw pw pw pw")
+
+    # Anyone else: the same 404 as a project that does not exist (ACC-5).
+    missing = api.call("POST", "/projects/00000000-0000-4000-8000-000000000000/erasure", miss)
+    for stranger in (tess, api.session(other_teacher)):
+        refused = api.call("POST", f"/projects/{project}/erasure", stranger)
+        assert refused.status_code == missing.status_code == 404
+        assert refused.content == missing.content
+    wrong_reason = api.call("POST", f"/projects/{project}/erasure?reason=school_request", miss)
+    assert wrong_reason.status_code == 422
+
+    erased = api.call("POST", f"/projects/{project}/erasure", miss)
+
+    assert erased.status_code == 200, erased.text
+    body = erased.json()["receipt"]
+    assert (body["subject_id"], body["reason"]) == (project, "teacher_request")
+    assert body["requester"].startswith("teacher:")  # the session, not a name
+    signed = api.svc.ledger.receipt_of(UUID(project))
+    assert signed is not None and signed.verify(api.svc.ledger.signer.public_key)
+    assert api.call("GET", f"/me/projects/{project}", kid).status_code == 404
+    assert api.http.get(f"/me/media/{stored['id']}", headers=kid).status_code == 404
+    assert [p["id"] for p in api.call("GET", "/me/projects", kid).json()] == [kept]
+    assert project not in {c["id"] for c in api.http.get("/gallery").json()}
+    kept_remix = api.call("GET", f"/me/projects/{remix['id']}", tess).json()
+    assert (kept_remix["remixed_from"], kept_remix["source"]) == (project, "bye()")
+    assert api.call("GET", "/me", kid).status_code == 200
+    # Erased: as if it never was, to everyone (the receipt stays with the privacy officer).
+    assert api.call("POST", f"/projects/{project}/erasure", miss).content == missing.content
+    assert haystack(api.svc.settings).find({"upload": b"gone-xyz"}) == []
+
+
+def test_DEL_4_an_owner_erases_their_own_project_and_a_hold_blocks_it(api: Api) -> None:
+    *_, teen = classroom(api)
+    tess = api.session(teen)
+    first, second = (api.call("POST", "/me/projects", tess, {"kind": "app", "name": n}
+                              ).json()["id"] for n in ("One", "Two"))
+    mine = api.call("POST", f"/projects/{first}/erasure", tess)
+    assert mine.status_code == 200 and mine.json()["receipt"]["reason"] == "user_request"
+    assert [p["id"] for p in api.call("GET", "/me/projects", tess).json()] == [second]
+
+    hold = api.svc.holds.place(teen, "inspection request", "operator")
+    assert api.call("POST", f"/projects/{second}/erasure", tess).status_code == 409
+    api.svc.holds.lift(teen, hold, "closed", "operator")
+    assert api.call("POST", f"/projects/{second}/erasure", tess).status_code == 200

@@ -4,6 +4,11 @@ A person works on their own projects only: another's, or a deleted one, answers 
 does not exist (ACC-5). Uploads are the request's raw body with its Content-Type; the body is
 read up to the size limit and no further. The gallery is public and shows an owner only by the
 first letter of their display name.
+
+Erasing one project for good (`POST /projects/{id}/erasure`, DEL-4) is for its owner, the
+owner's teacher (through a current enrolment) and the operator; anyone else gets the 404 of a
+project that does not exist (ACC-5). The answer is the signed erasure receipt; remixes of the
+project stay.
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.access import Relation
 from api.http.auth import PurposeHeader, Session, require, signed_in, stated_purpose
+from api.http.deletion import requester
 from api.http.deps import Svc, path_id
-from api.http.problems import not_found, responses
+from api.http.models import ErasureOut
+from api.http.problems import VALIDATION, ProblemError, not_found, responses
 from api.http.work_models import (
     GalleryItem,
     MediaOut,
@@ -29,8 +38,12 @@ from api.http.work_models import (
     Remix,
     SocialPost,
 )
-from api.tokens import Permission, Principal
+from api.services import Services
+from api.tokens import Permission, Principal, Role
+from ledger.application import ERASURE_REASONS
+from ledger.lifecycle import LegalHoldInPlace
 from ledger.media import MediaTooLarge
+from ledger.project_service import ProjectNotFound
 from ledger.projects import Project
 
 log = logging.getLogger("api.http")
@@ -38,6 +51,7 @@ router = APIRouter(tags=["projects"])
 
 Maker = Annotated[Session, Depends(signed_in(Permission.PROJECTS_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.PROGRESS_READ))]
+ProjectEraser = Annotated[Principal, Depends(require(Permission.PROJECTS_WRITE))]
 _WRITE = responses(401, 403, 404, 410, 422, 503)
 
 
@@ -168,3 +182,47 @@ def student_projects(person_id: str, svc: Svc, who: Reader, purpose: PurposeHead
     log.info("projects read id=%s role=%s purpose=%s principal=%s", subject, who.role,
              stated or "-", who.id)
     return [ProjectItem.of(p) for p in svc.projects_reader.of_owner(subject)]
+
+
+@router.post("/projects/{project_id}/erasure", response_model=ErasureOut,
+             responses=responses(401, 403, 404, 409, 422, 503))
+def erase_project(project_id: str, svc: Svc, who: ProjectEraser,
+                  reason: Annotated[str | None, Query(
+                      description="the operator's reason, one of: " + ", ".join(ERASURE_REASONS)
+                                  + "; the owner's and their teacher's follow from who they"
+                                    " are")] = None,
+                  ) -> ErasureOut:
+    """DEL-4: erase one project now: its key is destroyed, so its events, name, source and
+    uploads can never be read again; its owner, their other projects and remixes of it by
+    others stay. For the owner, the owner's teacher, and the operator. 409 legal-hold while
+    the owner is under a hold."""
+    subject = path_id(project_id, "project")
+    owner = svc.projects.erasable(subject).owner_id
+    why = _project_erasure_reason(svc, who, subject, owner, reason)
+    if svc.holds.of(owner):
+        raise LegalHoldInPlace()
+    receipt = svc.projects.erase(subject, requester(who), why)
+    svc.projects_view.catch_up()
+    log.info("project erased id=%s reason=%s principal=%s", subject, why, who.id)
+    return ErasureOut.of(receipt)
+
+
+def _project_erasure_reason(svc: Services, who: Principal, project_id: UUID, owner: UUID,
+                            asked: str | None) -> str:
+    """The receipt's reason for this caller; the 404 of no project if they may not erase
+    it (ACC-5), and 422 for a reason that is not theirs to give."""
+    if who.role == Role.OPERATOR:
+        if asked not in ERASURE_REASONS:
+            raise ProblemError(422, VALIDATION, "Invalid request",
+                               "reason must be one of: " + ", ".join(ERASURE_REASONS))
+        return str(asked)
+    if who.subject_id == owner and who.role in (Role.STUDENT, Role.TEACHER):
+        reason = "user_request"
+    elif who.role == Role.TEACHER and svc.access.relation(who, owner) == Relation.TEACHER:
+        reason = "teacher_request"
+    else:
+        raise ProjectNotFound(project_id)
+    if asked is not None and asked != reason:
+        raise ProblemError(422, VALIDATION, "Invalid request",
+                           f"your reason is {reason}: leave it out or give that one")
+    return reason
