@@ -113,12 +113,6 @@ class SubjectKeys:
         """Who owns the subject's live key (None: nobody, or no live key)."""
         return self.store.owner_of(subject_id)
 
-    def has_key(self, subject_id: UUID) -> bool:
-        """Whether the subject has a live key (in this process's memory or in the store)."""
-        if subject_id.bytes in self._keys:
-            return True
-        return self.store.load(subject_id) is not None
-
     def server_secret(self, subject_id: UUID) -> bytes:
         """The 32 bytes of a key kept for a server-side secret (a blind-index secret), made on
         first use. Only for reserved subjects: a person's key never leaves this object."""

@@ -197,12 +197,37 @@ def test_a_project_stored_under_its_owners_key_still_opens_and_goes_with_the_own
         projects.project(old)
 
 
+def _old_format_upload(ledger: Ledger, projects: Projects, owner: UUID, project: UUID,
+                       data: bytes, monkeypatch: pytest.MonkeyPatch) -> UUID:
+    """An upload as stored before per-project keys: under the owner's key, no project id."""
+    media_id = uuid4()
+    sealed = ledger.keys.opener(owner).seal(data, f"media|{media_id}|{owner}|image/png"
+                                            .encode())
+    with projects.media.db.transaction() as cur:
+        cur.execute("INSERT INTO media_objects (media_id, owner_id, content_type, size,"
+                    " sealed, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (str(media_id), str(owner), "image/png", len(data), sealed,
+                     "2026-01-01T00:00:00+00:00"))
+    monkeypatch.setattr(Project.Event, "sealed_under_own_key_for_owner", False)
+    monkeypatch.setattr(Project.Event, "sealed_for_owner", True, raising=False)
+    found = projects.project(project, owner)
+    found.attach(media_id, "image", "image/png", len(data), owner_under_13=False)
+    ledger.save(found)
+    monkeypatch.undo()
+    return media_id
+
+
 def test_erasing_an_old_format_project_alone_hides_it_for_good(
         ledger: Ledger, projects: Projects, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its early events stay under the owner's key (the log is append-only); a last event
-    under its own key, now destroyed, makes it read as erased."""
+    under its own key, now destroyed, makes it read as erased. Its old uploads go."""
     owner = ledger.register_student("Olga", "15")
     old = _old_format_project(ledger, projects, owner, monkeypatch)
+    upload = png(b"old-upload")
+    media = _old_format_upload(ledger, projects, owner, old, upload, monkeypatch)
+    assert _state_headers(ledger, old) == {SEALED_FOR_OWNER}
+    got = projects.media.get(media)
+    assert got is not None and (got[1], got[0].project_id) == (upload, None)  # still opens
     other = projects.create(owner, "story", "Other")
 
     receipt = projects.erase(old, "student:" + str(owner))
@@ -211,8 +236,31 @@ def test_erasing_an_old_format_project_alone_hides_it_for_good(
     assert isinstance(ledger.history(old)[-1], ErasedEvent)
     with pytest.raises(ProjectNotFound):
         projects.project(old)
+    assert projects.media.get(media) is None
     assert projects.project(other, owner).name == "Other"
     assert ledger.live(owner).display_name == "Olga"
+    assert haystack(ledger.settings).find({"upload": upload}) == []
+
+
+def test_a_media_store_from_before_project_keys_is_upgraded_in_place(ledger: Ledger) -> None:
+    db = open_database(ledger.settings.media_url, ledger.settings.schema)
+    blob = "BYTEA" if db.backend == "postgres" else "BLOB"
+    with db.transaction() as cur:  # the table as the code before project keys made it
+        cur.execute("CREATE TABLE media_objects (media_id TEXT PRIMARY KEY,"
+                    " owner_id TEXT NOT NULL, content_type TEXT NOT NULL, size INTEGER NOT NULL,"
+                    f" sealed {blob} NOT NULL, stored_at TEXT NOT NULL)")
+    db.close()
+    media = MediaStore(open_database(ledger.settings.media_url, ledger.settings.schema),
+                       ledger.keys)
+    projects = Projects(ledger, media, lambda s: True)
+    owner = ledger.register_student("Una", "15")
+    project = projects.create(owner, "app", "New")
+    stored = projects.upload(owner, project, png(b"new"), "image/png")
+    assert stored.project_id == project
+    got = media.get(stored.media_id)
+    assert got is not None and got[1] == png(b"new")
+    MediaStore(media.db, ledger.keys)  # opening again changes nothing
+    media.db.close()
 
 
 # -- any interleaving -------------------------------------------------------------------------

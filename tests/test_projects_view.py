@@ -17,8 +17,9 @@ from ledger.media import MediaStore
 from ledger.people import Person
 from ledger.persistence import open_database
 from ledger.project_service import Projects
+from ledger.projects import Project
 from projections.projects import ProjectsReader, ProjectsView
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, live_table
 from tests.test_leak_scan import haystack
 
 
@@ -109,3 +110,40 @@ def test_a_soft_deleted_owner_is_hidden_live_and_after_a_rebuild_and_back_on_wit
     world.runner.catch_up()
     assert ([(c.id, c.owner_initial) for c in world.reader.gallery()],
             world.reader.of_owner(sam)) == before
+
+
+def _name_keys(world: World) -> dict[str, str]:
+    with world.ledger.read_models.transaction(write=False) as cur:
+        cur.execute(f"SELECT project_id, name_key FROM {live_table(cur, world.runner.projection)}")
+        return {r[0]: r[1] for r in cur.fetchall()}
+
+
+def test_an_erased_project_vanishes_live_and_after_a_rebuild_and_its_remix_stays(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEL-4. A project's name rests under the project's own key (`name_key`); one stored
+    before per-project keys, under its owner's, and lists as before."""
+    sam = world.ledger.register_student("Sam", "14")
+    ana = world.ledger.register_student("Ana", "15")
+    gone = world.projects.create(sam, "app", "Gone")
+    kept = world.projects.create(sam, "story", "Kept")
+    monkeypatch.setattr(Project.Event, "sealed_under_own_key_for_owner", False)
+    monkeypatch.setattr(Project.Event, "sealed_for_owner", True, raising=False)
+    old = world.projects.create(sam, "app", "Old")  # as stored before per-project keys
+    monkeypatch.undo()
+    world.projects.share_to_gallery(sam, gone)
+    remix = world.projects.remix(ana, gone, "Ana's")
+    world.projects.share_to_gallery(ana, remix)
+    world.runner.catch_up()
+    assert _name_keys(world) == {str(gone): str(gone), str(kept): str(kept),
+                                 str(old): str(sam), str(remix): str(remix)}
+    assert {p.name for p in world.reader.of_owner(sam)} == {"Gone", "Kept", "Old"}
+
+    world.projects.erase(gone, "operator", "support_request")
+    world.runner.catch_up()
+    live = ([(c.id, c.remixed_from) for c in world.reader.gallery()],
+            {p.name for p in world.reader.of_owner(sam)})
+    assert live == ([(remix, gone)], {"Kept", "Old"})
+    world.runner.rebuild()
+    assert ([(c.id, c.remixed_from) for c in world.reader.gallery()],
+            {p.name for p in world.reader.of_owner(sam)}) == live
+    assert str(gone) not in _name_keys(world)
