@@ -167,3 +167,21 @@ def test_PRG_1_a_rebuilt_view_equals_the_live_one(services: Services,
     assert live == rebuilt
     assert {s: levels for s, levels in expected.items() if levels} == live
     assert all(rows_naming(services, s) == 0 for s in erased)
+
+
+def test_on_sqlite_the_levels_are_clustered_by_student_in_every_generation(
+        services: Services) -> None:
+    """SQLite keeps the levels table in primary-key order (`WITHOUT ROWID`), so that a
+    student's levels are one contiguous range for the grid, in a rebuilt generation too."""
+    if services.read_models.backend != "sqlite":
+        return  # PostgreSQL's table keeps its index
+    ana = services.ledger.register_student("Ana", "12")
+    services.attempts.record_many(ana, [attempt(level) for level in LEVELS])
+    services.settle()
+    for _ in range(2):
+        with services.read_models.transaction(write=False) as cur:
+            t = Tables(live_table(cur, services.progress.projection))
+            cur.execute("SELECT sql FROM sqlite_master WHERE name = ?", (t.levels,))
+            assert "WITHOUT ROWID" in cur.fetchone()[0]
+        assert services.progress_reader.of_student(ana) == services.attempts.progress(ana)
+        services.progress.rebuild()
