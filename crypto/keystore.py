@@ -217,7 +217,10 @@ class KeyStore:
             if self.db.backend == "postgres":
                 # Tombstone numbers then commit in order, so followers never skip one.
                 cur.execute("LOCK TABLE erased_subjects IN EXCLUSIVE MODE")
-            # Sorted, so two erasers never wait on each other's locks in opposite orders.
+            # Sorted, so two erasers never wait on each other's locks in opposite orders. (A
+            # key being made for an owned subject locks owner then subject; erasing both at
+            # once in the other order is a deadlock PostgreSQL breaks by failing one side,
+            # which reaches the caller as a retryable KeyStoreUnavailable.)
             for subject_id in sorted(set(subject_ids)):
                 self._lock_subject(cur, subject_id)
             tombstones = [self._erase_one(cur, subject_id) for subject_id in subject_ids]
