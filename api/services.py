@@ -109,7 +109,7 @@ class Services:
         media = MediaStore(open_database(settings.media_url, settings.schema), ledger.keys,
                            settings.max_upload_bytes)
         ledger.on_erase("uploads", media.forget_owner)
-        ledger.on_erase("api_tokens", TokenStore(read_models).forget_subject)
+        ledger.on_erase_rows("api_tokens", TokenStore(read_models).forget_rows)
         projects = ProjectsView(ledger.keys)
 
         def in_a_section(student_id: UUID) -> bool:  # AGE-4
@@ -167,7 +167,8 @@ class Services:
         # record takes the row when the view reads it.
         for runner in services.runners:
             if runner is not lifecycle_runner:
-                ledger.on_erase(f"read_model_{runner.projection.name}", runner.forget_subject)
+                ledger.on_erase_rows(f"read_model_{runner.projection.name}",
+                                     runner.forget_subject)
         return services
 
     @property

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from crypto.sql import Database
+from crypto.sql import Cursor, Database
 
 TOKEN_PREFIX = "lgr_"  # noqa: S105 (a prefix, not a secret)
 MAX_TOKEN_LENGTH = 100
@@ -234,8 +234,12 @@ class TokenStore:
         """Delete every token of a person (at their erasure): their sessions end, and no row
         names them any more. Returns how many went."""
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM api_tokens WHERE subject_id = ?", (str(subject_id),))
-            return int(cur.rowcount)
+            return self.forget_rows(cur, subject_id)
+
+    def forget_rows(self, cur: Cursor, subject_id: UUID) -> int:
+        """`forget_subject` inside a transaction of the caller's (an erasure's)."""
+        cur.execute("DELETE FROM api_tokens WHERE subject_id = ?", (str(subject_id),))
+        return int(cur.rowcount)
 
     def list(self) -> list[TokenInfo]:
         with self.db.transaction(write=False) as cur:

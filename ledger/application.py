@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
 from crypto import KeyErased, SubjectKeys
-from crypto.sql import Database
+from crypto.sql import Cursor, Database, SQLiteDatabase
 from ledger import people, usernames
 from ledger.erasure import ErasureRecord
 from ledger.identity import CLAIMED, TAKEN, USERNAME, IdentityIndex
@@ -87,9 +87,11 @@ class Ledger(Application[UUID]):
                                                         settings.schema)
         self.identity = IdentityIndex(self.read_models, self.keys)
         self.signer = open_signer(settings)
-        # name -> forget(subject) -> rows deleted: what each erasure's receipt reports.
-        self._erasure_hooks: dict[str, Callable[[UUID], int]] = {
+        # name -> forget(...) -> rows deleted: what each erasure's receipt reports. Those named
+        # in `_in_read_models` take a cursor and run in one read-models transaction.
+        self._erasure_hooks: dict[str, Callable[..., int]] = {
             "identity_index": self.identity.forget}
+        self._in_read_models: set[str] = {"identity_index"}
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
         enforce_append_only(self.recorder, settings.backend)
         if settings.backend == "sqlite" and ":memory:" not in self.env["SQLITE_DBNAME"]:
@@ -242,25 +244,29 @@ class Ledger(Application[UUID]):
 
     # -- erasure --------------------------------------------------------------------------
     def erase_subject(self, subject_id: UUID, reason: str, requester: str = "operator",
-                      requested_at: datetime | None = None) -> SignedReceipt:
+                      requested_at: datetime | None = None, person: object = None
+                      ) -> SignedReceipt:
         """Destroy the subject's key, delete their rows beside the log, and append the signed
         erasure receipt (DEL-8) for the projections and for auditors.
 
         Idempotent, and safe to run again after a crash between any two steps: a second run
         finds the key gone, deletes whatever rows are left and appends the receipt; once the
-        receipt is in the log, it is the answer.
+        receipt is in the log, it is the answer. `person`: the subject as the caller just read
+        them, if it did (one read fewer).
         """
         if reason not in ERASURE_REASONS:
             raise people.InvalidRecord("reason", f"must be one of {', '.join(ERASURE_REASONS)}")
-        done = self.receipt_of(subject_id)
-        if done is not None:
-            return done
-        if self.keys.erasure_of(subject_id) is None and self.keys.owner_of(subject_id) is None:
+        if self.keys.is_erased(subject_id):
+            done = self.receipt_of(subject_id)
+            if done is not None:
+                return done
+        elif not (isinstance(person, Person) and person.id == subject_id) \
+                and self.keys.owner_of(subject_id) is None:
             # Not erased yet, and not an owned key (a project's): it must be a person, so that
             # no other key (the ledger's own, a blind-index secret) is ever erased here.
             self.person(subject_id)  # PersonNotFound for an id that never existed
         destroyed = self.keys.erase(subject_id)
-        deleted = {name: forget(subject_id) for name, forget in self._erasure_hooks.items()}
+        deleted = self._forget_everywhere(subject_id)
         receipt = SignedReceipt.sign(ErasureReceipt(
             subject_id=subject_id, reason=reason, requester=requester,
             requested_at=requested_at, erased_at=destroyed.erased_at,
@@ -275,10 +281,31 @@ class Ledger(Application[UUID]):
         return SignedReceipt.from_dict(record.receipt) if record is not None else None
 
     def on_erase(self, name: str, forget: Callable[[UUID], int]) -> None:
-        """Call `forget(subject_id)` at each erasure, after the key is destroyed: for the
-        tables beside the log that hold rows of a person (blind indexes, reset tokens, read
-        models). It returns how many rows went, for the receipt, and must be idempotent."""
+        """Call `forget(subject_id)` at each erasure, after the key is destroyed: for a store
+        beside the log that holds things of a person (uploads). It returns how many went, for
+        the receipt, and must be idempotent."""
         self._erasure_hooks[name] = forget
+
+    def on_erase_rows(self, name: str, forget: Callable[[Cursor, UUID], int]) -> None:
+        """As `on_erase`, for rows in the read-models database (blind indexes, tokens, read
+        models): `forget(cursor, subject_id)` runs with the others in one transaction."""
+        self._erasure_hooks[name] = forget
+        self._in_read_models.add(name)
+
+    def _forget_everywhere(self, subject_id: UUID) -> dict[str, int]:
+        deleted: dict[str, int] = {}
+        with self.read_models.transaction() as cur:
+            for name, forget in self._erasure_hooks.items():
+                if name in self._in_read_models:
+                    deleted[name] = forget(cur, subject_id)
+        if isinstance(self.read_models, SQLiteDatabase):
+            # secure_delete zeroes the rows in the file, but their old pages stay in the
+            # write-ahead log until a checkpoint: fold it in now, as the key store does.
+            self.read_models.checkpoint()
+        for name, forget in self._erasure_hooks.items():
+            if name not in self._in_read_models:
+                deleted[name] = forget(subject_id)
+        return {name: deleted[name] for name in self._erasure_hooks}
 
     def close(self) -> None:
         super().close()

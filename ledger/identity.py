@@ -20,7 +20,7 @@ from uuid import UUID, uuid5
 
 from crypto import SubjectKeys
 from crypto.blind_index import BlindIndex, normalise_email
-from crypto.sql import Database, SQLiteDatabase
+from crypto.sql import Cursor, Database
 
 SECRET_NAMESPACE = UUID("8b0e4f3a-91d2-4c6b-a0f7-3c5d2e1b4a90")
 
@@ -145,17 +145,11 @@ class IdentityIndex:
             return {UUID(row[0]) for row in cur.fetchall()}
 
     # -- erasure ----------------------------------------------------------------------------
-    def forget(self, subject_id: UUID) -> int:
+    def forget(self, cur: Cursor, subject_id: UUID) -> int:
         """Delete every row of `subject_id`, and of what they own (a teacher's sections' join
-        codes), at erasure. Returns how many went."""
-        with self.db.transaction() as cur:
-            cur.execute("DELETE FROM identity_index WHERE subject_id = ? OR owner_id = ?",
-                        (str(subject_id), str(subject_id)))
-            count = int(cur.rowcount)
-            cur.execute("DELETE FROM parent_links WHERE student_id = ?", (str(subject_id),))
-            count += int(cur.rowcount)
-        if isinstance(self.db, SQLiteDatabase):
-            # secure_delete zeroes the rows in the file, but their old pages stay in the
-            # write-ahead log until a checkpoint: fold it in now, as the key store does.
-            self.db.checkpoint()
-        return count
+        codes), at erasure, in the erasure's transaction. Returns how many went."""
+        cur.execute("DELETE FROM identity_index WHERE subject_id = ? OR owner_id = ?",
+                    (str(subject_id), str(subject_id)))
+        count = int(cur.rowcount)
+        cur.execute("DELETE FROM parent_links WHERE student_id = ?", (str(subject_id),))
+        return count + int(cur.rowcount)

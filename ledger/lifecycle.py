@@ -240,7 +240,7 @@ class Lifecycle:
             if self.holds.of(subject_id):
                 raise LegalHoldInPlace()
             residue = self._residue(subject_id, person)
-        receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at)
+        receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at, person)
         if residue is not None and self.residues is not None:
             try:
                 self.residues.add(residue)

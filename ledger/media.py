@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from crypto import Aead, KeyErased, SubjectKeys
-from crypto.sql import Cursor, Database, PostgresDatabase, SQLiteDatabase
+from crypto.sql import Cursor, Database, SQLiteDatabase
 from ledger.people import InvalidRecord
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -180,9 +180,10 @@ class MediaStore:
         return count
 
     def _scrub(self) -> None:
-        """Leave no deleted object's (sealed) bytes in the files: SQLite's secure_delete has
-        zeroed the rows, the checkpoint empties the write-ahead log; PostgreSQL prunes them."""
+        """Leave no deleted object's (sealed) bytes in the SQLite files: secure_delete has
+        zeroed the rows, the checkpoint empties the write-ahead log. PostgreSQL keeps dead
+        rows until autovacuum; they are ciphertext under a key already destroyed (what makes
+        them unreadable), so an erasure does not wait for a vacuum of its own here (the key
+        table's, which holds key bytes, it does)."""
         if isinstance(self.db, SQLiteDatabase):
             self.db.checkpoint()
-        elif isinstance(self.db, PostgresDatabase):
-            self.db.vacuum("media_objects")

@@ -21,6 +21,7 @@ from typing import Protocol
 from uuid import UUID
 
 from crypto import passwords
+from crypto.sql import Cursor
 from ledger import people
 from ledger.accounts import valid_password
 from ledger.application import ErasedPerson, Ledger
@@ -76,7 +77,7 @@ class PasswordResets:
             if ledger.read_models.backend == "postgres":
                 cur.execute("SELECT pg_advisory_xact_lock(4246)")
             cur.execute(_DDL)
-        ledger.on_erase("password_resets", self.forget)
+        ledger.on_erase_rows("password_resets", self.forget)
 
     def request(self, address: str) -> None:
         """Mail a reset token to `address` if it belongs to a password account; else nothing.
@@ -117,10 +118,9 @@ class PasswordResets:
         log.info("password reset completed id=%s", subject)
         return subject
 
-    def forget(self, subject_id: UUID) -> int:
-        with self.ledger.read_models.transaction() as cur:
-            cur.execute("DELETE FROM password_resets WHERE subject_id = ?", (str(subject_id),))
-            return int(cur.rowcount)
+    def forget(self, cur: Cursor, subject_id: UUID) -> int:
+        cur.execute("DELETE FROM password_resets WHERE subject_id = ?", (str(subject_id),))
+        return int(cur.rowcount)
 
     def _account(self, address: str) -> Person | None:
         identity = self.ledger.identity

@@ -110,12 +110,11 @@ class ProjectionRunner:
         self.rebuild_if_outdated()
 
     # -- following --------------------------------------------------------------------------
-    def forget_subject(self, subject_id: UUID) -> int:
-        """At an erasure, before its record reaches the runner: the live generation's rows of
-        the subject go now, so the receipt can count them. A rebuild under way gets the
-        erasure record as it replays."""
-        with self.db.transaction() as cur:
-            return self.projection.forget(cur, live_table(cur, self.projection), subject_id)
+    def forget_subject(self, cur: Cursor, subject_id: UUID) -> int:
+        """At an erasure, in its read-models transaction, before its record reaches the
+        runner: the live generation's rows of the subject go now, so the receipt can count
+        them. A rebuild under way gets the erasure record as it replays."""
+        return self.projection.forget(cur, live_table(cur, self.projection), subject_id)
 
     def live_generation(self) -> int:
         with self.db.transaction(write=False) as cur:

@@ -160,8 +160,9 @@ def assert_fully_erased(svc: Services, subject: UUID, reason: str) -> SignedRece
     assert destroyed is not None and destroyed.key_id == receipt.receipt.key_id
     assert isinstance(ledger.person(subject), ErasedPerson)
     svc.catch_up()
-    for runner in svc.runners:  # the projection's own definition of "a row of the subject"
-        assert runner.forget_subject(subject) == 0, runner.projection.name
+    with svc.read_models.transaction() as cur:  # each projection's own "a row of the subject"
+        for runner in svc.runners:
+            assert runner.forget_subject(cur, subject) == 0, runner.projection.name
     assert svc.directory_reader.entry(subject) is None
     assert svc.roster_reader.sections_of_student(subject) == []
     assert svc.progress_reader.of_student(subject) == {}
