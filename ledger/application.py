@@ -64,6 +64,16 @@ class PersonNotFound(LookupError):
 
 
 @dataclass(frozen=True)
+class ErasureRequest:
+    """One erasure asked for: whose, why, who asked (a role and an opaque id), since when."""
+
+    subject_id: UUID
+    reason: str
+    requester: str
+    requested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ErasedPerson:
     """What a read of an erased subject gives: the id and the fact of erasure, nothing else."""
 
@@ -265,16 +275,33 @@ class Ledger(Application[UUID]):
             # Not erased yet, and not an owned key (a project's): it must be a person, so that
             # no other key (the ledger's own, a blind-index secret) is ever erased here.
             self.person(subject_id)  # PersonNotFound for an id that never existed
-        destroyed = self.keys.erase(subject_id)
-        deleted = self._forget_everywhere(subject_id)
-        receipt = SignedReceipt.sign(ErasureReceipt(
-            subject_id=subject_id, reason=reason, requester=requester,
-            requested_at=requested_at, erased_at=destroyed.erased_at,
-            key_id=destroyed.key_id, kek_version=destroyed.kek_version, destroyed=deleted,
+        return self._erase([ErasureRequest(subject_id, reason, requester, requested_at)])[0]
+
+    def erase_subjects(self, erasures: Sequence[ErasureRequest]) -> list[SignedReceipt]:
+        """Erase several people at once (the purge job): one key-store transaction and scrub,
+        one transaction for the rows beside the log, one save of the receipts. For people
+        the caller has just read as live; if anything fails, run `erase_subject` for each
+        (it finishes whatever this left half-done)."""
+        for erasure in erasures:
+            if erasure.reason not in ERASURE_REASONS:
+                raise people.InvalidRecord("reason", "must be one of "
+                                                     f"{', '.join(ERASURE_REASONS)}")
+        return self._erase(erasures)
+
+    def _erase(self, erasures: Sequence[ErasureRequest]) -> list[SignedReceipt]:
+        ids = [e.subject_id for e in erasures]
+        destroyed = self.keys.erase_many(ids)
+        deleted = self._forget_everywhere(ids)
+        receipts = [SignedReceipt.sign(ErasureReceipt(
+            subject_id=e.subject_id, reason=e.reason, requester=e.requester,
+            requested_at=e.requested_at, erased_at=d.erased_at, key_id=d.key_id,
+            kek_version=d.kek_version, destroyed=rows,
             ledger_key_id=self.signer.public_key.key_id), self.signer)
-        self.save(ErasureRecord(subject_id, reason, destroyed.key_id, destroyed.kek_version,
-                                destroyed.erased_at, receipt.to_dict()))
-        return receipt
+            for e, d, rows in zip(erasures, destroyed, deleted, strict=True)]
+        self.save(*(ErasureRecord(e.subject_id, e.reason, d.key_id, d.kek_version,
+                                  d.erased_at, r.to_dict())
+                    for e, d, r in zip(erasures, destroyed, receipts, strict=True)))
+        return receipts
 
     def receipt_of(self, subject_id: UUID) -> SignedReceipt | None:
         record = self.aggregate(ErasureRecord.id_for(subject_id), ErasureRecord)
@@ -292,20 +319,23 @@ class Ledger(Application[UUID]):
         self._erasure_hooks[name] = forget
         self._in_read_models.add(name)
 
-    def _forget_everywhere(self, subject_id: UUID) -> dict[str, int]:
-        deleted: dict[str, int] = {}
+    def _forget_everywhere(self, subject_ids: list[UUID]) -> list[dict[str, int]]:
+        """Run every erasure hook for each subject: what each deleted, per subject."""
+        deleted: list[dict[str, int]] = [{} for _ in subject_ids]
         with self.read_models.transaction() as cur:
-            for name, forget in self._erasure_hooks.items():
-                if name in self._in_read_models:
-                    deleted[name] = forget(cur, subject_id)
+            for rows, subject_id in zip(deleted, subject_ids, strict=True):
+                for name, forget in self._erasure_hooks.items():
+                    if name in self._in_read_models:
+                        rows[name] = forget(cur, subject_id)
         if isinstance(self.read_models, SQLiteDatabase):
             # secure_delete zeroes the rows in the file, but their old pages stay in the
             # write-ahead log until a checkpoint: fold it in now, as the key store does.
             self.read_models.checkpoint()
-        for name, forget in self._erasure_hooks.items():
-            if name not in self._in_read_models:
-                deleted[name] = forget(subject_id)
-        return {name: deleted[name] for name in self._erasure_hooks}
+        for rows, subject_id in zip(deleted, subject_ids, strict=True):
+            for name, forget in self._erasure_hooks.items():
+                if name not in self._in_read_models:
+                    rows[name] = forget(subject_id)
+        return [{name: rows[name] for name in self._erasure_hooks} for rows in deleted]
 
     def close(self) -> None:
         super().close()

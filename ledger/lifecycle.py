@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -25,7 +25,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from crypto import KeyErased
-from ledger.application import ErasedPerson, Ledger
+from ledger.application import ErasedPerson, ErasureRequest, Ledger
 from ledger.enrolment import SectionNotFound
 from ledger.holds import Holds
 from ledger.password_reset import Mailer
@@ -241,12 +241,31 @@ class Lifecycle:
                 raise LegalHoldInPlace()
             residue = self._residue(subject_id, person)
         receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at, person)
+        self._keep(residue)
+        return receipt
+
+    def purge_many(self, due: Sequence[tuple[Person, str, datetime | None]], requester: str
+                   ) -> dict[UUID, SignedReceipt | None]:
+        """`purge` for many people just read as live (the purge job's batches): holds read
+        from the log for each, then one erasure of all who are not held. None for a held
+        one. If this fails, `purge` each: it finishes whatever was left half-done."""
+        free = [(person, reason, at) for person, reason, at in due
+                if not self.holds.of(person.id)]
+        residues = [self._residue(person.id, person) for person, _, _ in free]
+        receipts = self.ledger.erase_subjects(
+            [ErasureRequest(person.id, reason, requester, at) for person, reason, at in free])
+        for residue in residues:
+            self._keep(residue)
+        done: dict[UUID, SignedReceipt | None] = {person.id: None for person, _, _ in due}
+        done.update({receipt.receipt.subject_id: receipt for receipt in receipts})
+        return done
+
+    def _keep(self, residue: Residue | None) -> None:
         if residue is not None and self.residues is not None:
             try:
                 self.residues.add(residue)
             except Exception as error:  # the erasure is complete; a residue is optional
                 log.warning("residue lost after an erasure (%s)", type(error).__name__)
-        return receipt
 
     def _residue(self, subject_id: UUID, person: object) -> Residue | None:
         if self.residues is None:

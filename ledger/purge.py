@@ -28,6 +28,7 @@ from ledger.lifecycle import Lifecycle
 from ledger.people import Person
 
 DEFAULT_CAP = 10_000
+BATCH = 100  # purged together: one key-store transaction and scrub, one save of receipts
 REQUESTER = "purge-job"
 
 
@@ -110,11 +111,13 @@ class ReviewQueue:
 
 class PurgeJob:
     def __init__(self, lifecycle: Lifecycle, worklist: Worklist, review: ReviewQueue,
-                 cap: int = DEFAULT_CAP, catch_up: Callable[[], object] = lambda: None) -> None:
+                 cap: int = DEFAULT_CAP, catch_up: Callable[[], object] = lambda: None,
+                 batch: int = BATCH) -> None:
         self.lifecycle = lifecycle
         self.worklist = worklist
         self.review = review
         self.cap = cap
+        self.batch = batch
         self.catch_up = catch_up  # brings the work list up to the log's end
 
     def run(self, *, dry_run: bool = False, limit: int | None = None, over_cap: bool = False,
@@ -140,11 +143,58 @@ class PurgeJob:
                                              unwarned=True)
             report.warned_of_inactivity = [s for s in to_warn if self._warn(s)]
         todo = due[:limit] if limit is not None else due
-        for n, item in enumerate(todo, 1):
-            report.outcomes.append(self._one(item, now, dry_run))
+        for start in range(0, len(todo), self.batch):
+            report.outcomes += self._batch(todo[start:start + self.batch], now, dry_run)
             if on_progress is not None:
-                on_progress(n, len(todo))
+                on_progress(len(report.outcomes), len(todo))
         return report
+
+    def _batch(self, items: Sequence[Due], now: datetime, dry_run: bool) -> list[Outcome]:
+        """Check each subject against their own stream, then purge the live ones together;
+        if that fails, each on its own, so that only the one at fault fails."""
+        outcomes: dict[UUID, Outcome] = {}
+        live: list[tuple[Person, Due]] = []
+        for item in items:
+            checked = self._check(item, now, dry_run)
+            if isinstance(checked, Outcome):
+                outcomes[item.subject_id] = checked
+            else:
+                live.append((checked, item))
+        if live:
+            try:
+                receipts = self.lifecycle.purge_many(
+                    [(person, _reason(item), item.requested_at) for person, item in live],
+                    REQUESTER)
+            except Exception:
+                for _person, item in live:
+                    outcomes[item.subject_id] = self._one(item, now, dry_run=False)
+            else:
+                for _person, item in live:
+                    done = receipts[item.subject_id] is not None
+                    if done:
+                        self.review.succeeded(item.subject_id)
+                    outcomes[item.subject_id] = Outcome(
+                        item.subject_id, "purged" if done else "held", _reason(item))
+        return [outcomes[item.subject_id] for item in items]
+
+    def _check(self, item: Due, now: datetime, dry_run: bool) -> Outcome | Person:
+        """The subject as their own stream has them, if they are to be purged together with
+        others; else what happened to them (a dry run's answer, or one purged on its own)."""
+        subject_id, reason = item.subject_id, _reason(item)
+        try:
+            person = self.lifecycle.ledger.person(subject_id)
+            if isinstance(person, Person):
+                if person.deletion is None:
+                    return Outcome(subject_id, "recovered", reason)
+                if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
+                    return Outcome(subject_id, "not_due", reason)
+                if not dry_run:
+                    return person
+        except Exception as error:
+            if not dry_run:
+                self.review.failed(subject_id, now, type(error).__name__)
+            return Outcome(subject_id, "failed", reason, type(error).__name__)
+        return self._one(item, now, dry_run)  # a dry run, or an erasure left half-done
 
     def _soft_delete_inactive(self, subject_id: UUID) -> bool:
         try:
@@ -161,8 +211,7 @@ class PurgeJob:
             return False
 
     def _one(self, item: Due, now: datetime, dry_run: bool) -> Outcome:
-        subject_id = item.subject_id
-        reason = "inactivity" if item.reason == "inactivity" else "expired_window"
+        subject_id, reason = item.subject_id, _reason(item)
         try:
             person = self.lifecycle.ledger.person(subject_id)
             if isinstance(person, Person):
@@ -183,6 +232,11 @@ class PurgeJob:
             return Outcome(subject_id, "failed", reason, type(error).__name__)
         self.review.succeeded(subject_id)
         return Outcome(subject_id, "purged", reason)
+
+
+def _reason(item: Due) -> str:
+    """The receipt's reason: the window ran out, or (DEL-6) the account was unused."""
+    return "inactivity" if item.reason == "inactivity" else "expired_window"
 
 
 def _days(days: int) -> timedelta:

@@ -330,7 +330,7 @@ def crash_at(step: str, svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError(f"power cut at {step}")
 
     if step == "key_destruction":
-        monkeypatch.setattr(svc.ledger.keys, "erase", crash)
+        monkeypatch.setattr(svc.ledger.keys, "erase_many", crash)
     elif step.startswith("hook:"):
         name = step.removeprefix("hook:")
         assert name in svc.ledger._erasure_hooks
