@@ -108,7 +108,7 @@ class Services:
         progress = ProgressView()
         media = MediaStore(open_database(settings.media_url, settings.schema), ledger.keys,
                            settings.max_upload_bytes)
-        ledger.on_erase("uploads", media.forget_owner)
+        ledger.on_erase("uploads", media.forget_owners)
         ledger.on_erase_rows("api_tokens", TokenStore(read_models).forget_rows)
         projects = ProjectsView(ledger.keys)
 
@@ -168,7 +168,7 @@ class Services:
         for runner in services.runners:
             if runner is not lifecycle_runner:
                 ledger.on_erase_rows(f"read_model_{runner.projection.name}",
-                                     runner.forget_subject)
+                                     runner.forget_subjects)
         return services
 
     @property

@@ -11,13 +11,14 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from crypto.sql import Cursor, Database
+from crypto.sql import Cursor, Database, delete_naming
 
 TOKEN_PREFIX = "lgr_"  # noqa: S105 (a prefix, not a secret)
 MAX_TOKEN_LENGTH = 100
@@ -234,12 +235,12 @@ class TokenStore:
         """Delete every token of a person (at their erasure): their sessions end, and no row
         names them any more. Returns how many went."""
         with self.db.transaction() as cur:
-            return self.forget_rows(cur, subject_id)
+            return self.forget_rows(cur, [subject_id])[subject_id]
 
-    def forget_rows(self, cur: Cursor, subject_id: UUID) -> int:
-        """`forget_subject` inside a transaction of the caller's (an erasure's)."""
-        cur.execute("DELETE FROM api_tokens WHERE subject_id = ?", (str(subject_id),))
-        return int(cur.rowcount)
+    def forget_rows(self, cur: Cursor, subject_ids: Sequence[UUID]) -> Counter[UUID]:
+        """`forget_subject` for several, inside a transaction of the caller's (an erasure's)."""
+        counts = delete_naming(cur, "api_tokens", ("subject_id",), [str(s) for s in subject_ids])
+        return Counter({s: counts[str(s)] for s in subject_ids})
 
     def list(self) -> list[TokenInfo]:
         with self.db.transaction(write=False) as cur:

@@ -221,43 +221,52 @@ class KeyStore:
             # key being made for an owned subject locks owner then subject; erasing both at
             # once in the other order is a deadlock PostgreSQL breaks by failing one side,
             # which reaches the caller as a retryable KeyStoreUnavailable.)
-            for subject_id in sorted(set(subject_ids)):
-                self._lock_subject(cur, subject_id)
-            tombstones = [self._erase_one(cur, subject_id) for subject_id in subject_ids]
-            owned = [self._erase_one(cur, owned_id)
-                     for owned_id in self._owned_by(cur, subject_ids)]
+            self._lock_subjects(cur, sorted(set(subject_ids)))
+            tombstones = self._erase_set(cur, list(dict.fromkeys(subject_ids)))
+            owned_ids = self._owned_by(cur, subject_ids)
+            owned = self._erase_set(cur, owned_ids)
         self._scrub("data_keys")
-        return Erasure(tombstones, owned)
+        return Erasure([tombstones[s] for s in subject_ids], [owned[s] for s in owned_ids])
+
+    def _lock_subjects(self, cur: Cursor, subject_ids: list[UUID]) -> None:
+        """`_lock_subject` for each, in the order given (a function scan of an array yields
+        it in order), in one statement."""
+        if self.db.backend == "postgres" and subject_ids:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(s, 7))"
+                        " FROM unnest(?::text[]) AS s", ([str(s) for s in subject_ids],))
 
     def _owned_by(self, cur: Cursor, owners: list[UUID]) -> list[UUID]:
         """The subjects of the live keys that `owners` own (stable while the owners are
-        locked: `create` takes the owner's lock to add one)."""
-        found: list[UUID] = []
-        for owner in dict.fromkeys(owners):
-            cur.execute("SELECT subject_id FROM data_keys WHERE owner_id = ? ORDER BY subject_id",
-                        (str(owner),))
-            found += [UUID(row[0]) for row in cur.fetchall()]
-        return found
+        locked: `create` takes the owner's lock to add one), in a stable order."""
+        rows = _select_where_in(cur, "SELECT subject_id FROM data_keys", "owner_id",
+                                [str(o) for o in dict.fromkeys(owners)])
+        return sorted(UUID(row[0]) for row in rows)
 
-    def _erase_one(self, cur: Cursor, subject_id: UUID) -> Tombstone:
-        existing = self._tombstone(cur, subject_id)
-        if existing is not None:
-            return existing
-        cur.execute("SELECT key_id, kek_version FROM data_keys WHERE subject_id = ?",
-                    (str(subject_id),))
-        row = cur.fetchone()
-        key_id, version = (row[0], int(row[1])) if row else (None, None)
-        cur.execute("DELETE FROM data_keys WHERE subject_id = ?", (str(subject_id),))
-        cur.execute(
-            "INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
-            " VALUES (?, ?, ?, ?)",
-            (str(subject_id), key_id, version, datetime.now(UTC).isoformat()),
-        )
-        tombstone = self._tombstone(cur, subject_id)
-        assert tombstone is not None
-        return tombstone
+    def _erase_set(self, cur: Cursor, subject_ids: list[UUID]) -> dict[UUID, Tombstone]:
+        """Delete the keys of `subject_ids` (distinct) and leave a tombstone for each that
+        has none yet, a few statements for the whole set; every subject's tombstone."""
+        ids = [str(s) for s in subject_ids]
+        done = {t.subject_id: t for t in map(_tombstone, _select_where_in(
+            cur, _SELECT_TOMBSTONE, "subject_id", ids))}
+        fresh = [s for s in subject_ids if s not in done]
+        if not fresh:
+            return done
+        fresh_ids = [str(s) for s in fresh]
+        keys = {UUID(row[0]): (row[1], int(row[2])) for row in _select_where_in(
+            cur, "SELECT subject_id, key_id, kek_version FROM data_keys", "subject_id",
+            fresh_ids)}
+        _delete_where_in(cur, "data_keys", "subject_id", fresh_ids)
+        erased_at = datetime.now(UTC).isoformat()
+        # In the order given, so that tombstone numbers follow it.
+        cur.executemany("INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        [(str(s), *keys.get(s, (None, None)), erased_at) for s in fresh])
+        done.update({t.subject_id: t for t in map(_tombstone, _select_where_in(
+            cur, _SELECT_TOMBSTONE, "subject_id", fresh_ids))})
+        return done
 
     def _tombstone(self, cur: Cursor, subject_id: UUID) -> Tombstone | None:
+        """The subject's tombstone, if erased (read in `cur`'s transaction)."""
         cur.execute(f"{_SELECT_TOMBSTONE} WHERE subject_id = ?", (str(subject_id),))
         row = cur.fetchone()
         return _tombstone(row) if row else None
@@ -328,3 +337,22 @@ def _tombstone(row: Any) -> Tombstone:
         kek_version=int(row[3]) if row[3] is not None else None,
         erased_at=datetime.fromisoformat(row[4]),
     )
+
+
+_CHUNK = 500  # SQLite caps the number of parameters in one statement
+
+
+def _select_where_in(cur: Cursor, select: str, column: str, values: list[str]) -> list[Any]:
+    rows: list[Any] = []
+    for i in range(0, len(values), _CHUNK):
+        part = values[i:i + _CHUNK]
+        cur.execute(f"{select} WHERE {column} IN ({', '.join('?' * len(part))})", part)
+        rows += cur.fetchall()
+    return rows
+
+
+def _delete_where_in(cur: Cursor, table: str, column: str, values: list[str]) -> None:
+    for i in range(0, len(values), _CHUNK):
+        part = values[i:i + _CHUNK]
+        cur.execute(f"DELETE FROM {table} WHERE {column} IN ({', '.join('?' * len(part))})",
+                    part)

@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -214,3 +215,21 @@ class PostgresDatabase:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+def delete_naming(cur: Cursor, table: str, columns: Sequence[str], ids: Sequence[str],
+                  chunk: int = 200) -> Counter[str]:
+    """Delete every row of `table` where any of `columns` holds one of `ids`; how many rows
+    went for each id (a row counts for the first of its columns that names one). A few
+    statements whatever the number of ids, on either backend (SQLite caps parameters)."""
+    counts: Counter[str] = Counter()
+    for start in range(0, len(ids), chunk):
+        part = list(ids[start:start + chunk])
+        wanted = set(part)
+        marks = ", ".join("?" * len(part))
+        where = " OR ".join(f"{column} IN ({marks})" for column in columns)
+        cur.execute(f"DELETE FROM {table} WHERE {where} RETURNING {', '.join(columns)}",
+                    part * len(columns))
+        for row in cur.fetchall():
+            counts[next(str(value) for value in row if str(value) in wanted)] += 1
+    return counts

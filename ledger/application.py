@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -99,7 +99,7 @@ class Ledger(Application[UUID]):
         self.signer = open_signer(settings)
         # name -> forget(...) -> rows deleted: what each erasure's receipt reports. Those named
         # in `_in_read_models` take a cursor and run in one read-models transaction.
-        self._erasure_hooks: dict[str, Callable[..., int]] = {
+        self._erasure_hooks: dict[str, Callable[..., Any]] = {
             "identity_index": self.identity.forget}
         self._in_read_models: set[str] = {"identity_index"}
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
@@ -307,15 +307,18 @@ class Ledger(Application[UUID]):
         record = self.aggregate(ErasureRecord.id_for(subject_id), ErasureRecord)
         return SignedReceipt.from_dict(record.receipt) if record is not None else None
 
-    def on_erase(self, name: str, forget: Callable[[UUID], int]) -> None:
-        """Call `forget(subject_id)` at each erasure, after the key is destroyed: for a store
-        beside the log that holds things of a person (uploads). It returns how many went, for
-        the receipt, and must be idempotent."""
+    def on_erase(self, name: str,
+                 forget: Callable[[Sequence[UUID]], Mapping[UUID, int]]) -> None:
+        """Call `forget(subject_ids)` at each erasure (or batch of them), after the keys are
+        destroyed: for a store beside the log that holds things of a person (uploads). It
+        says how many went for each subject, for the receipts, and must be idempotent."""
         self._erasure_hooks[name] = forget
 
-    def on_erase_rows(self, name: str, forget: Callable[[Cursor, UUID], int]) -> None:
+    def on_erase_rows(self, name: str,
+                      forget: Callable[[Cursor, Sequence[UUID]], Mapping[UUID, int]]) -> None:
         """As `on_erase`, for rows in the read-models database (blind indexes, tokens, read
-        models): `forget(cursor, subject_id)` runs with the others in one transaction."""
+        models): `forget(cursor, subject_ids)` runs with the others in one transaction, for a
+        whole batch of erasures, and says how many rows went for each subject."""
         self._erasure_hooks[name] = forget
         self._in_read_models.add(name)
 
@@ -323,18 +326,20 @@ class Ledger(Application[UUID]):
         """Run every erasure hook for each subject: what each deleted, per subject."""
         deleted: list[dict[str, int]] = [{} for _ in subject_ids]
         with self.read_models.transaction() as cur:
-            for rows, subject_id in zip(deleted, subject_ids, strict=True):
-                for name, forget in self._erasure_hooks.items():
-                    if name in self._in_read_models:
-                        rows[name] = forget(cur, subject_id)
+            for name, forget in self._erasure_hooks.items():
+                if name in self._in_read_models:
+                    counts = forget(cur, subject_ids)
+                    for rows, subject_id in zip(deleted, subject_ids, strict=True):
+                        rows[name] = counts[subject_id]
         if isinstance(self.read_models, SQLiteDatabase):
             # secure_delete zeroes the rows in the file, but their old pages stay in the
             # write-ahead log until a checkpoint: fold it in now, as the key store does.
             self.read_models.checkpoint()
-        for rows, subject_id in zip(deleted, subject_ids, strict=True):
-            for name, forget in self._erasure_hooks.items():
-                if name not in self._in_read_models:
-                    rows[name] = forget(subject_id)
+        for name, forget in self._erasure_hooks.items():
+            if name not in self._in_read_models:
+                counts = forget(subject_ids)
+                for rows, subject_id in zip(deleted, subject_ids, strict=True):
+                    rows[name] = counts[subject_id]
         return [{name: rows[name] for name in self._erasure_hooks} for rows in deleted]
 
     def close(self) -> None:

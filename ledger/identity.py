@@ -15,12 +15,14 @@ with it, and backed up with the keys rather than with the events.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid5
 
 from crypto import SubjectKeys
 from crypto.blind_index import BlindIndex, normalise_email
-from crypto.sql import Cursor, Database
+from crypto.sql import Cursor, Database, delete_naming
 
 SECRET_NAMESPACE = UUID("8b0e4f3a-91d2-4c6b-a0f7-3c5d2e1b4a90")
 
@@ -145,11 +147,10 @@ class IdentityIndex:
             return {UUID(row[0]) for row in cur.fetchall()}
 
     # -- erasure ----------------------------------------------------------------------------
-    def forget(self, cur: Cursor, subject_id: UUID) -> int:
-        """Delete every row of `subject_id`, and of what they own (a teacher's sections' join
-        codes), at erasure, in the erasure's transaction. Returns how many went."""
-        cur.execute("DELETE FROM identity_index WHERE subject_id = ? OR owner_id = ?",
-                    (str(subject_id), str(subject_id)))
-        count = int(cur.rowcount)
-        cur.execute("DELETE FROM parent_links WHERE student_id = ?", (str(subject_id),))
-        return count + int(cur.rowcount)
+    def forget(self, cur: Cursor, subject_ids: Sequence[UUID]) -> Counter[UUID]:
+        """Delete every row of the subjects, and of what they own (a teacher's sections' join
+        codes), at erasure, in the erasure's transaction. How many went for each."""
+        ids = [str(s) for s in subject_ids]
+        counts = delete_naming(cur, "identity_index", ("subject_id", "owner_id"), ids)
+        counts += delete_naming(cur, "parent_links", ("student_id",), ids)
+        return Counter({s: counts[str(s)] for s in subject_ids})

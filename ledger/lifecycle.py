@@ -241,7 +241,8 @@ class Lifecycle:
                 raise LegalHoldInPlace()
             residue = self._residue(subject_id, person)
         receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at, person)
-        self._keep(residue)
+        if residue is not None:
+            self._keep(residue)
         return receipt
 
     def purge_many(self, due: Sequence[tuple[Person, str, datetime | None]], requester: str
@@ -254,18 +255,17 @@ class Lifecycle:
         residues = [self._residue(person.id, person) for person, _, _ in free]
         receipts = self.ledger.erase_subjects(
             [ErasureRequest(person.id, reason, requester, at) for person, reason, at in free])
-        for residue in residues:
-            self._keep(residue)
+        self._keep(*(r for r in residues if r is not None))
         done: dict[UUID, SignedReceipt | None] = {person.id: None for person, _, _ in due}
         done.update({receipt.receipt.subject_id: receipt for receipt in receipts})
         return done
 
-    def _keep(self, residue: Residue | None) -> None:
-        if residue is not None and self.residues is not None:
+    def _keep(self, *residues: Residue) -> None:
+        if residues and self.residues is not None:
             try:
-                self.residues.add(residue)
+                self.residues.add_many(residues)
             except Exception as error:  # the erasure is complete; a residue is optional
-                log.warning("residue lost after an erasure (%s)", type(error).__name__)
+                log.warning("residues lost after erasures (%s)", type(error).__name__)
 
     def _residue(self, subject_id: UUID, person: object) -> Residue | None:
         if self.residues is None:

@@ -12,12 +12,14 @@ capped.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from crypto import Aead, KeyErased, SubjectKeys
-from crypto.sql import Cursor, Database, SQLiteDatabase
+from crypto.sql import Cursor, Database, SQLiteDatabase, delete_naming
 from ledger.people import InvalidRecord
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -169,15 +171,15 @@ class MediaStore:
             self._scrub()
         return count
 
-    def forget_owner(self, subject_id: UUID) -> int:
-        """At an erasure: every object of the subject, as their owner or as their project.
-        The bytes were unreadable already (the key is gone); now the rows are gone too."""
+    def forget_owners(self, subject_ids: Sequence[UUID]) -> Counter[UUID]:
+        """At erasures: every object of the subjects, as their owner or as their project.
+        The bytes were unreadable already (the keys are gone); now the rows are gone too.
+        How many went for each."""
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM media_objects WHERE owner_id = ? OR project_id = ?",
-                        (str(subject_id), str(subject_id)))
-            count = int(cur.rowcount)
+            counts = delete_naming(cur, "media_objects", ("owner_id", "project_id"),
+                                   [str(s) for s in subject_ids])
         self._scrub()
-        return count
+        return Counter({s: counts[str(s)] for s in subject_ids})
 
     def _scrub(self) -> None:
         """Leave no deleted object's (sealed) bytes in the SQLite files: secure_delete has

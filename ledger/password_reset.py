@@ -15,13 +15,14 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
 from crypto import passwords
-from crypto.sql import Cursor
+from crypto.sql import Cursor, delete_naming
 from ledger import people
 from ledger.accounts import valid_password
 from ledger.application import ErasedPerson, Ledger
@@ -118,9 +119,10 @@ class PasswordResets:
         log.info("password reset completed id=%s", subject)
         return subject
 
-    def forget(self, cur: Cursor, subject_id: UUID) -> int:
-        cur.execute("DELETE FROM password_resets WHERE subject_id = ?", (str(subject_id),))
-        return int(cur.rowcount)
+    def forget(self, cur: Cursor, subject_ids: Sequence[UUID]) -> Counter[UUID]:
+        counts = delete_naming(cur, "password_resets", ("subject_id",),
+                               [str(s) for s in subject_ids])
+        return Counter({s: counts[str(s)] for s in subject_ids})
 
     def _account(self, address: str) -> Person | None:
         identity = self.ledger.identity

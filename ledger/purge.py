@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from crypto.sql import Database
+from crypto.sql import Database, delete_naming
 from ledger.application import ErasedPerson
 from ledger.lifecycle import Lifecycle
 from ledger.people import Person
@@ -97,9 +97,9 @@ class ReviewQueue:
                         " failed_at = excluded.failed_at, error = excluded.error,"
                         " attempts = r.attempts + 1", (str(subject_id), at.isoformat(), error))
 
-    def succeeded(self, subject_id: UUID) -> None:
+    def succeeded(self, *subject_ids: UUID) -> None:
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM purge_review WHERE subject_id = ?", (str(subject_id),))
+            delete_naming(cur, "purge_review", ("subject_id",), [str(s) for s in subject_ids])
 
     def items(self) -> list[tuple[UUID, datetime, str, int]]:
         with self.db.transaction(write=False) as cur:
@@ -171,10 +171,9 @@ class PurgeJob:
             else:
                 for _person, item in live:
                     done = receipts[item.subject_id] is not None
-                    if done:
-                        self.review.succeeded(item.subject_id)
                     outcomes[item.subject_id] = Outcome(
                         item.subject_id, "purged" if done else "held", _reason(item))
+                self.review.succeeded(*(s for s, r in receipts.items() if r is not None))
         return [outcomes[item.subject_id] for item in items]
 
     def _check(self, item: Due, now: datetime, dry_run: bool) -> Outcome | Person:

@@ -14,6 +14,7 @@ A residue is computed before the key goes and written after, so a crash in betwe
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
@@ -58,14 +59,19 @@ class ResiduePool:
                 + (" WITHOUT ROWID" if db.backend == "sqlite" else ""))
 
     def add(self, residue: Residue) -> UUID:
-        residue_id = uuid4()
+        return self.add_many([residue])[0]
+
+    def add_many(self, residues: Sequence[Residue]) -> list[UUID]:
+        """Each under a fresh random id (ANA-1), in one transaction."""
+        ids = [uuid4() for _ in residues]
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO residues (id, kind, age_band, gender, region, completions)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (str(residue_id), residue.kind, residue.age_band, residue.gender,
-                         residue.region, orjson.dumps(residue.completions,
-                                                      option=orjson.OPT_SORT_KEYS).decode()))
-        return residue_id
+            cur.executemany(
+                "INSERT INTO residues (id, kind, age_band, gender, region, completions)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(str(residue_id), r.kind, r.age_band, r.gender, r.region,
+                  orjson.dumps(r.completions, option=orjson.OPT_SORT_KEYS).decode())
+                 for residue_id, r in zip(ids, residues, strict=True)])
+        return ids
 
     def all(self) -> list[Residue]:
         with self.db.transaction(write=False) as cur:

@@ -72,15 +72,14 @@ class StudentDirectory(Projection):
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         return {table: frozenset({*(c.strip() for c in _COLUMNS.split(",")), "hidden"})}
 
-    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
-        cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(subject_id),))
-        return int(cur.rowcount)
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
+        return [(table, ("person_id",))]
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         if isinstance(event, ErasedEvent):
             cur.execute(f"DELETE FROM {table} WHERE person_id = ?", (str(event.originator_id),))
         elif isinstance(event, ErasureRecord.SubjectErased):
-            self.forget(cur, table, event.subject_id)
+            self.forget(cur, table, [event.subject_id])
         elif isinstance(event, Person.Registered):
             self._registered(cur, table, event)
         elif isinstance(event, Person.Renamed):

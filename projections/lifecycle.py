@@ -86,12 +86,12 @@ class LifecycleView(Projection):
         elif isinstance(event, Progress.AttemptRecorded):
             self._active(cur, t, event.owner_id, "student", event.timestamp)
         elif isinstance(event, ErasureRecord.SubjectErased):
-            self.forget(cur, table, event.subject_id)
+            self.forget(cur, table, [event.subject_id])
             cur.execute(f"INSERT INTO {t.erasures} (position, subject_id) VALUES"
                         f" ((SELECT COALESCE(MAX(position), 0) + 1 FROM {t.erasures}), ?)"
                         " ON CONFLICT (subject_id) DO NOTHING", (str(event.subject_id),))
         elif isinstance(event, ErasedEvent):  # a rebuild after an erasure
-            self.forget(cur, table, UUID(str(event.originator_id)))
+            self.forget(cur, table, [UUID(str(event.originator_id))])
 
     def _active(self, cur: Cursor, t: Tables, subject_id: UUID, kind: str, at: datetime
                 ) -> None:
@@ -101,13 +101,9 @@ class LifecycleView(Projection):
                     " THEN excluded.last_active_at ELSE a.last_active_at END",
                     (str(subject_id), kind, _at(at)))
 
-    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
         t = Tables(table)
-        count = 0
-        for name in (t.deletions, t.activity):
-            cur.execute(f"DELETE FROM {name} WHERE subject_id = ?", (str(subject_id),))
-            count += int(cur.rowcount)
-        return count
+        return [(t.deletions, ("subject_id",)), (t.activity, ("subject_id",))]
 
 
 def _kind(event: Any) -> str:

@@ -99,24 +99,20 @@ class ProgressView(Projection):
                         " ON CONFLICT DO NOTHING",
                         (str(event.originator_id), str(event.owner_id)))
         elif isinstance(event, ErasedEvent):
-            self._forget_stream(cur, t, str(event.originator_id))
+            self._forget_stream(cur, table, str(event.originator_id))
         elif isinstance(event, ErasureRecord.SubjectErased):
-            self._forget_student(cur, t, str(event.subject_id))
+            self.forget(cur, table, [event.subject_id])
 
-    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
-        return self._forget_student(cur, Tables(table), str(subject_id))
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
+        t = Tables(table)
+        return [(t.levels, ("student_id",)), (t.streams, ("student_id",))]
 
-    def _forget_stream(self, cur: Cursor, t: Tables, stream_id: str) -> None:
+    def _forget_stream(self, cur: Cursor, table: str, stream_id: str) -> None:
         """An erased stream: a progress stream (its student's rows), or the student's own."""
-        cur.execute(f"SELECT student_id FROM {t.streams} WHERE progress_id = ?", (stream_id,))
+        cur.execute(f"SELECT student_id FROM {Tables(table).streams} WHERE progress_id = ?",
+                    (stream_id,))
         row = cur.fetchone()
-        self._forget_student(cur, t, str(row[0]) if row else stream_id)
-
-    def _forget_student(self, cur: Cursor, t: Tables, student_id: str) -> int:
-        cur.execute(f"DELETE FROM {t.levels} WHERE student_id = ?", (student_id,))
-        count = int(cur.rowcount)
-        cur.execute(f"DELETE FROM {t.streams} WHERE student_id = ?", (student_id,))
-        return count + int(cur.rowcount)
+        self.forget(cur, table, [UUID(str(row[0]) if row else stream_id)])
 
 
 class ProgressReader:

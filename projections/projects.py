@@ -93,15 +93,10 @@ class ProjectsView(Projection):
         for name in (t.projects, t.owners, t.hidden):
             cur.execute(f"DROP TABLE IF EXISTS {name}")
 
-    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
         t = Tables(table)
-        count = 0
-        for sql in (f"DELETE FROM {t.projects} WHERE owner_id = ? OR project_id = ?",
-                    f"DELETE FROM {t.owners} WHERE owner_id = ?",
-                    f"DELETE FROM {t.hidden} WHERE person_id = ?"):
-            cur.execute(sql, (str(subject_id),) * sql.count("?"))
-            count += int(cur.rowcount)
-        return count
+        return [(t.projects, ("owner_id", "project_id")), (t.owners, ("owner_id",)),
+                (t.hidden, ("person_id",))]
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         t = Tables(table)
@@ -112,7 +107,7 @@ class ProjectsView(Projection):
             cur.execute(f"DELETE FROM {t.owners} WHERE owner_id = ?", (gone,))
             cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (gone,))
         elif isinstance(event, ErasureRecord.SubjectErased):
-            self.forget(cur, table, event.subject_id)
+            self.forget(cur, table, [event.subject_id])
         elif isinstance(event, Person.DeletionRequested):
             cur.execute(f"INSERT INTO {t.hidden} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
                         (str(event.originator_id),))

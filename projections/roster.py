@@ -138,9 +138,9 @@ class Roster(Projection):
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         t = Tables(table)
         if isinstance(event, ErasedEvent):
-            self._forget(cur, t, str(event.originator_id))
+            self.forget(cur, table, [UUID(str(event.originator_id))])
         elif isinstance(event, ErasureRecord.SubjectErased):
-            self.forget(cur, table, event.subject_id)
+            self.forget(cur, table, [event.subject_id])
         elif isinstance(event, Section.Event):
             self._section_event(cur, t, event)
         elif isinstance(event, Teacher.SchoolChosen):
@@ -208,21 +208,12 @@ class Roster(Projection):
             (teacher_id, str(event.school_id), row[0] if row else None),
         )
 
-    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
-        return self._forget(cur, Tables(table), str(subject_id))
-
-    def _forget(self, cur: Cursor, t: Tables, subject_id: str) -> int:
-        """Every row naming `subject_id`, whatever it is: a teacher, a student or a section."""
-        cur.execute(f"DELETE FROM {t.members} WHERE section_id = ? OR student_id = ?"
-                    " OR teacher_id = ?", (subject_id, subject_id, subject_id))
-        count = int(cur.rowcount)
-        cur.execute(f"DELETE FROM {t.sections} WHERE section_id = ? OR teacher_id = ?",
-                    (subject_id, subject_id))
-        count += int(cur.rowcount)
-        cur.execute(f"DELETE FROM {t.teachers} WHERE teacher_id = ?", (subject_id,))
-        count += int(cur.rowcount)
-        cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (subject_id,))
-        return count + int(cur.rowcount)
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Every row naming a subject, whatever it is: a teacher, a student or a section."""
+        t = Tables(table)
+        return [(t.members, ("student_id", "section_id", "teacher_id")),
+                (t.sections, ("section_id", "teacher_id")), (t.teachers, ("teacher_id",)),
+                (t.hidden, ("person_id",))]
 
     def _seal(self, teacher_id: UUID, section_id: str, **fields: str) -> dict[str, bytes] | None:
         try:

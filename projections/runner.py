@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from crypto import KeyStoreUnavailable
-from crypto.sql import Cursor, Database, DatabaseUnavailable
+from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
 
 log = logging.getLogger("ledger.projections")
@@ -54,9 +55,20 @@ class Projection(ABC):
         cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     @abstractmethod
-    def forget(self, cur: Cursor, table: str, subject_id: UUID) -> int:
-        """Delete every row of an erased subject (what `SubjectErased` does when it arrives);
-        returns how many went, for the erasure receipt. Idempotent."""
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Where a subject's rows are: each table of the generation named `table`, with the
+        columns that hold a subject's id (a person's, or a stream's such as a section)."""
+
+    def forget(self, cur: Cursor, table: str, subject_ids: Sequence[UUID]) -> Counter[UUID]:
+        """Delete every row of erased subjects (what `SubjectErased` does when it arrives,
+        and the erasure itself, in batches); how many went for each, for the receipts.
+        Idempotent."""
+        ids = [str(subject_id) for subject_id in subject_ids]
+        counts: Counter[UUID] = Counter({subject_id: 0 for subject_id in subject_ids})
+        for name, columns in self.subject_columns(table):
+            for subject, count in delete_naming(cur, name, columns, ids).items():
+                counts[UUID(subject)] += count
+        return counts
 
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         """The tables of the generation named `table`, each with the columns this version reads
@@ -110,11 +122,11 @@ class ProjectionRunner:
         self.rebuild_if_outdated()
 
     # -- following --------------------------------------------------------------------------
-    def forget_subject(self, cur: Cursor, subject_id: UUID) -> int:
+    def forget_subjects(self, cur: Cursor, subject_ids: Sequence[UUID]) -> Counter[UUID]:
         """At an erasure, in its read-models transaction, before its record reaches the
-        runner: the live generation's rows of the subject go now, so the receipt can count
-        them. A rebuild under way gets the erasure record as it replays."""
-        return self.projection.forget(cur, live_table(cur, self.projection), subject_id)
+        runner: the live generation's rows of the subjects go now, so the receipts can count
+        them. A rebuild under way gets the erasure records as it replays."""
+        return self.projection.forget(cur, live_table(cur, self.projection), subject_ids)
 
     def live_generation(self) -> int:
         with self.db.transaction(write=False) as cur:

@@ -97,14 +97,14 @@ def test_an_owners_erasure_is_one_transaction_with_their_keys(
     still there, and no tombstone was written."""
     owner, owned = uuid4(), uuid4()
     sealed = {owner: _sealed(keys, owner), owned: _sealed(keys, owned, owner=owner)}
-    real = KeyStore._erase_one
+    real = KeyStore._erase_set
 
-    def failing(store: KeyStore, cur: Cursor, subject_id: UUID) -> Any:
-        if subject_id == owned:
+    def failing(store: KeyStore, cur: Cursor, subject_ids: list[UUID]) -> Any:
+        if owned in subject_ids:
             raise RuntimeError("crash while destroying an owned key")
-        return real(store, cur, subject_id)
+        return real(store, cur, subject_ids)
 
-    monkeypatch.setattr(KeyStore, "_erase_one", failing)
+    monkeypatch.setattr(KeyStore, "_erase_set", failing)
     with pytest.raises(RuntimeError):
         keys.store.erase(owner)
     assert keys.store.load(owner) is not None and keys.store.load(owned) is not None

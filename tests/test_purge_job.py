@@ -162,7 +162,7 @@ def assert_fully_erased(svc: Services, subject: UUID, reason: str) -> SignedRece
     svc.catch_up()
     with svc.read_models.transaction() as cur:  # each projection's own "a row of the subject"
         for runner in svc.runners:
-            assert runner.forget_subject(cur, subject) == 0, runner.projection.name
+            assert runner.forget_subjects(cur, [subject])[subject] == 0, runner.projection.name
     assert svc.directory_reader.entry(subject) is None
     assert svc.roster_reader.sections_of_student(subject) == []
     assert svc.progress_reader.of_student(subject) == {}
@@ -346,7 +346,7 @@ def crash_at(step: str, svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(Ledger, "save", save_but_the_receipt)
     else:
         assert step == "residue_add"
-        monkeypatch.setattr(ResiduePool, "add", crash)
+        monkeypatch.setattr(ResiduePool, "add_many", crash)
 
 
 def test_the_erasure_steps_are_the_ones_the_crash_test_covers(svc: Services) -> None:
