@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -49,6 +49,9 @@ class DestroyedKey:
     key_id: UUID | None
     kek_version: int | None
     erased_at: datetime
+    # Keys of theirs destroyed with theirs (their projects', DEL-4) by this call: not part of
+    # the tombstone, so an erasure asked again compares equal.
+    owned_keys: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,8 @@ class SubjectKeys:
         # This process forgets at once; the others within `sync_seconds`, from the tombstones.
         for tombstone in erasure.tombstones + erasure.owned:
             self._forget(tombstone.subject_id)
-        return [_destroyed(tombstone) for tombstone in erasure.tombstones]
+        return [_destroyed(t, erasure.owned_count.get(t.subject_id, 0))
+                for t in erasure.tombstones]
 
     def erasure_of(self, subject_id: UUID) -> DestroyedKey | None:
         tombstone = self.store.tombstone(subject_id)
@@ -342,5 +346,5 @@ def _put(cache: dict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
     cache[key] = value
 
 
-def _destroyed(t: Tombstone) -> DestroyedKey:
-    return DestroyedKey(t.subject_id, t.key_id, t.kek_version, t.erased_at)
+def _destroyed(t: Tombstone, owned_keys: int = 0) -> DestroyedKey:
+    return DestroyedKey(t.subject_id, t.key_id, t.kek_version, t.erased_at, owned_keys)

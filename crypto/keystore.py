@@ -15,6 +15,7 @@ in place when opened (the column is added; existing keys have no owner).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class Erasure:
 
     tombstones: list[Tombstone]
     owned: list[Tombstone]
+    owned_count: dict[UUID, int] = field(default_factory=dict)  # per subject asked for
 
 
 class KeyStore:
@@ -223,10 +225,13 @@ class KeyStore:
             # which reaches the caller as a retryable KeyStoreUnavailable.)
             self._lock_subjects(cur, sorted(set(subject_ids)))
             tombstones = self._erase_set(cur, list(dict.fromkeys(subject_ids)))
-            owned_ids = self._owned_by(cur, subject_ids)
+            owned_by = self._owned_by(cur, subject_ids)
+            owned_ids = sorted(owned_by)
             owned = self._erase_set(cur, owned_ids)
         self._scrub("data_keys")
-        return Erasure([tombstones[s] for s in subject_ids], [owned[s] for s in owned_ids])
+        counts = Counter(owned_by.values())
+        return Erasure([tombstones[s] for s in subject_ids], [owned[s] for s in owned_ids],
+                       {s: counts[s] for s in subject_ids})
 
     def _lock_subjects(self, cur: Cursor, subject_ids: list[UUID]) -> None:
         """`_lock_subject` for each, in the order given (a function scan of an array yields
@@ -235,12 +240,12 @@ class KeyStore:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(s, 7))"
                         " FROM unnest(?::text[]) AS s", ([str(s) for s in subject_ids],))
 
-    def _owned_by(self, cur: Cursor, owners: list[UUID]) -> list[UUID]:
-        """The subjects of the live keys that `owners` own (stable while the owners are
-        locked: `create` takes the owner's lock to add one), in a stable order."""
-        rows = _select_where_in(cur, "SELECT subject_id FROM data_keys", "owner_id",
+    def _owned_by(self, cur: Cursor, owners: list[UUID]) -> dict[UUID, UUID]:
+        """The subjects of the live keys that `owners` own, each with its owner (stable
+        while the owners are locked: `create` takes the owner's lock to add one)."""
+        rows = _select_where_in(cur, "SELECT subject_id, owner_id FROM data_keys", "owner_id",
                                 [str(o) for o in dict.fromkeys(owners)])
-        return sorted(UUID(row[0]) for row in rows)
+        return {UUID(row[0]): UUID(row[1]) for row in rows}
 
     def _erase_set(self, cur: Cursor, subject_ids: list[UUID]) -> dict[UUID, Tombstone]:
         """Delete the keys of `subject_ids` (distinct) and leave a tombstone for each that

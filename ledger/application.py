@@ -295,7 +295,7 @@ class Ledger(Application[UUID]):
         receipts = [SignedReceipt.sign(ErasureReceipt(
             subject_id=e.subject_id, reason=e.reason, requester=e.requester,
             requested_at=e.requested_at, erased_at=d.erased_at, key_id=d.key_id,
-            kek_version=d.kek_version, destroyed=rows,
+            kek_version=d.kek_version, destroyed={**rows, "owned_keys": d.owned_keys},
             ledger_key_id=self.signer.public_key.key_id), self.signer)
             for e, d, rows in zip(erasures, destroyed, deleted, strict=True)]
         self.save(*(ErasureRecord(e.subject_id, e.reason, d.key_id, d.kek_version,

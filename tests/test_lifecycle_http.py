@@ -172,6 +172,7 @@ def test_delete_recover_delete_purge_and_nothing_left(api: Client, clock: Clock)
     # the directory row, the section membership, the project, the lifecycle rows
     assert destroyed["read_model_progress"] == 2 and destroyed["read_model_student_directory"] == 1
     assert destroyed["read_model_roster"] >= 1 and destroyed["read_model_projects"] >= 1
+    assert destroyed["owned_keys"] == 1  # the project's own key went with the student's
     tampered = receipt.json()
     tampered["receipt"]["reason"] = "user_request"
     assert not verify_receipt_json(orjson.dumps(tampered), public["public_key"])
