@@ -71,9 +71,20 @@ NUMERIC_KEYS = (
     "grid_service_p99_ms",
     "grid_reader_p50_ms",
     "grid_reader_p99_ms",
+    # the purge job and erasure at once
+    "purges",
+    "purge_per_s",
+    "purge_10k_s",
+    "purge_rss_start_mb",
+    "purge_rss_peak_mb",
+    "plain_one_event_per_s",
+    "purge_ratio",
+    "erasures_now",
+    "erase_now_p50_ms",
+    "erase_now_p99_ms",
 )
 SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6", "--attempts", "40",
-         "--grid-attempts", "6000", "--grid-reads", "5"]
+         "--grid-attempts", "6000", "--grid-reads", "5", "--purges", "12", "--erasures-now", "3"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -109,6 +120,9 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
         6000, 30, 100)
     assert (result["grid_cells"], result["grid_reads"]) == (3000, 5)
     assert result["grid_service_p50_ms"] <= result["grid_service_p99_ms"]
+    # every due account purged; the erasures at once, each timed
+    assert (result["purges"], result["erasures_now"]) == (12, 3)
+    assert result["erase_now_p50_ms"] <= result["erase_now_p99_ms"]
     return result
 
 
@@ -121,7 +135,8 @@ def test_bench_sqlite_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5",
                            "--sign-ins", "1", "--roster-reads", "3", "--attempts", "20",
-                           "--grid-attempts", "300", "--grid-reads", "2"], capsys)
+                           "--grid-attempts", "300", "--grid-reads", "2", "--purges", "5",
+                           "--erasures-now", "2"], capsys)
     assert code == 0
     for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5",
                   "sign-in, service layer: 1 by password", "password (hash included)",
@@ -132,7 +147,8 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
                   "attempts, service layer: 20 a row", "attempt, 1 per save",
                   "attempts, 10 per save",
                   "progress grid of a 30-student section x 100 levels (150 cells), 300",
-                  "ProgressReader.grid alone"):
+                  "ProgressReader.grid alone", "purge job over 5 due accounts",
+                  "erase at once, 2 accounts"):
         assert label in out
 
 
@@ -144,7 +160,8 @@ def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.parametrize(("flag", "value"), [("--sign-ins", "0"), ("--roster-reads", "0"),
                                              ("--attempts", "9"), ("--grid-attempts", "29"),
-                                             ("--grid-reads", "0")])
+                                             ("--grid-reads", "0"), ("--purges", "0"),
+                                             ("--erasures-now", "0")])
 def test_bench_refuses_too_few_of_a_kind(
         flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "400", flag, value, "--json"], capsys)

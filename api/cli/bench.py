@@ -16,7 +16,10 @@ Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
   10 per save, on students who already have progress streams, each against a plain get, record
   and save of an aggregate of the same shape;
 - a teacher's progress grid of a 30-student section over 100 levels (what backs
-  `GET /sections/{id}/progress`), p50 and p99, with `--grid-attempts` attempts in the store.
+  `GET /sections/{id}/progress`), p50 and p99, with `--grid-attempts` attempts in the store;
+- the purge job over `--purges` due accounts, each with a term's records (see
+  `api.cli.bench_purge`), its rate, the time 10,000 would take and its memory, against plain
+  appends of one event an account; and erasure at once (`DELETE /people/{id}`), p50 and p99.
 
 The machine is shared and noisy, so appends and replays run in rounds, plain and ledger taking
 turns to go first, and each ratio is the median of the per-round ratios (ledger / plain).
@@ -38,6 +41,7 @@ from typing import Any, TypeVar
 
 from api.cli import bench_accounts as accounts
 from api.cli import bench_progress as progress
+from api.cli import bench_purge as purge
 from api.cli import bench_workload as workload
 from api.cli.runtime import tuned_after_start_up
 from api.services import Services
@@ -82,6 +86,10 @@ def register(commands: Any) -> None:
                              f" {progress.FILL_BATCH} a save (default 20000)")
     parser.add_argument("--grid-reads", type=int, default=200,
                         help="reads of the 30-student x 100-level grid (default 200)")
+    parser.add_argument("--purges", type=int, default=1_000,
+                        help="due accounts the purge job purges (default 1000)")
+    parser.add_argument("--erasures-now", type=int, default=100,
+                        help="accounts erased at once, one at a time (default 100)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -107,6 +115,8 @@ class Plan:
     attempt_rounds: int = 1
     grid_attempts: int = 20_000
     grid_reads: int = 200
+    purges: int = 1_000
+    erasures_now: int = 100
 
     @property
     def secret_sign_ins(self) -> int:
@@ -115,7 +125,8 @@ class Plan:
     @classmethod
     def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None,
                   sign_ins: int = 10, roster_reads: int = 200, attempts: int = 5_000,
-                  grid_attempts: int = 20_000, grid_reads: int = 200) -> Plan:
+                  grid_attempts: int = 20_000, grid_reads: int = 200, purges: int = 1_000,
+                  erasures_now: int = 100) -> Plan:
         if events < 100:
             raise ValueError("--events must be at least 100")
         rounds = max(1, min(rounds, events // 10))
@@ -134,9 +145,12 @@ class Plan:
             raise ValueError(f"--grid-attempts must be at least {accounts.SECTION_SIZE}")
         if grid_reads < 1:
             raise ValueError("--grid-reads must be at least 1")
+        if purges < 1 or erasures_now < 1:
+            raise ValueError("--purges and --erasures-now must be at least 1")
         return cls(backend, events, rounds, singles, erasures, sign_ins,
                    min(rounds, sign_ins), roster_reads, min(rounds, roster_reads), attempts,
-                   min(rounds, attempts // progress.BATCH), grid_attempts, grid_reads)
+                   min(rounds, attempts // progress.BATCH), grid_attempts, grid_reads, purges,
+                   erasures_now)
 
     def share(self, total: int, round_index: int, rounds: int | None = None) -> int:
         """Round `round_index`'s part of `total` (of `rounds`, by default `self.rounds`), the
@@ -191,7 +205,8 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
     stores = workload.Stores.create(plan.backend, postgres_url)
     try:
         plain_app = stores.open_plain()
-        services = Services.open(stores.ledger_settings)
+        clock = purge.Clock()  # the lifecycle's: deletions asked for 30 days ago
+        services = Services.open(stores.ledger_settings, clock=clock)
         try:
             # As `ledger serve` does once started, so that what is measured is that process.
             with tuned_after_start_up():
@@ -203,6 +218,7 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
                 result.update(_measure_roster(plan, services, plain_app, fixture))
                 result.update(_measure_grid(plan, services, fixture))
                 result.update(_measure_attempts(plan, stores, services.ledger))
+                result.update(_measure_purge(plan, stores, services, clock))
                 result["seconds"] = time.perf_counter() - started
                 return result
         finally:
@@ -508,7 +524,32 @@ TARGETS: dict[str, tuple[str, float]] = {
     "attempt_single_ratio": (">=", 0.9),
     "attempt_batch_ratio": (">=", 0.9),
     "grid_service_p99_ms": ("<=", 50.0),
+    "purge_10k_s": ("<=", 30.0),  # on PostgreSQL
+    "erase_now_p99_ms": ("<=", 50.0),
 }
+
+
+def _measure_purge(plan: Plan, stores: workload.Stores, services: Services,
+                   clock: purge.Clock) -> dict[str, Any]:
+    log.info("purge: %d due accounts with records (outside the timing)", plan.purges)
+    purge.fill_due(services, clock, plan.purges)
+    log.info("purge: the job over %d accounts", plan.purges)
+    run = purge.purge_all(services, clock, plan.purges)
+    plain_seconds = purge.plain_one_event_each(stores.plain_env, plan.purges)
+    log.info("erase at once: %d accounts, one at a time", plan.erasures_now)
+    latencies = purge.erase_now_ms(services, plan.erasures_now)
+    return {
+        "purges": run.purged,
+        "purge_per_s": run.per_second,
+        "purge_10k_s": 10_000 / run.per_second,
+        "purge_rss_start_mb": run.rss_start_mb,
+        "purge_rss_peak_mb": run.rss_peak_mb,
+        "plain_one_event_per_s": plan.purges / plain_seconds,
+        "purge_ratio": run.per_second / (plan.purges / plain_seconds),
+        "erasures_now": len(latencies),
+        "erase_now_p50_ms": percentile(latencies, 50),
+        "erase_now_p99_ms": percentile(latencies, 99),
+    }
 
 
 def render(result: dict[str, Any]) -> str:
@@ -595,6 +636,16 @@ def render(result: dict[str, Any]) -> str:
         f"{result['grid_service_p99_ms']:>9.2f}  {verdict('grid_service_p99_ms')}",
         f"{'ProgressReader.grid alone':<32}{result['grid_reader_p50_ms']:>9.2f}"
         f"{result['grid_reader_p99_ms']:>9.2f}",
+        "",
+        f"purge job over {result['purges']:,} due accounts (each with a section, 10 attempts,"
+        f" a project): {result['purge_per_s']:,.0f} accounts/s; 10,000 in"
+        f" {result['purge_10k_s']:.1f} s  {verdict('purge_10k_s')}",
+        f"  memory {result['purge_rss_start_mb']:.0f} MB at start,"
+        f" {result['purge_rss_peak_mb']:.0f} MB at most; plain: one event an account at"
+        f" {result['plain_one_event_per_s']:,.0f}/s (ratio {result['purge_ratio']:.2f})",
+        f"erase at once, {result['erasures_now']} accounts: p50"
+        f" {result['erase_now_p50_ms']:.1f} ms, p99 {result['erase_now_p99_ms']:.1f} ms  "
+        f"{verdict('erase_now_p99_ms')}",
     ]
     return "\n".join(lines)
 
@@ -603,7 +654,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures,
                               args.sign_ins, args.roster_reads, args.attempts,
-                              args.grid_attempts, args.grid_reads)
+                              args.grid_attempts, args.grid_reads, args.purges,
+                              args.erasures_now)
     except ValueError as error:
         log.error("%s", error)
         return 2
