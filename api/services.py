@@ -7,6 +7,7 @@ effect the same caller reads next (a section created, a student enrolled) is fol
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -26,7 +27,7 @@ from ledger.password_reset import Mailer, Outbox, PasswordResets
 from ledger.persistence import open_database
 from ledger.progress import LevelProgress
 from ledger.project_service import Projects
-from ledger.purge import PurgeJob, ReviewQueue
+from ledger.purge import PurgeCapExceeded, PurgeJob, ReviewQueue
 from ledger.residue import ResiduePool
 from ledger.retention import RetentionSchedule
 from ledger.settings import Settings
@@ -37,6 +38,8 @@ from projections.progress import ProgressCounts, ProgressReader, ProgressView
 from projections.projects import ProjectsReader, ProjectsView
 from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
 from projections.runner import ProjectionRunner
+
+log = logging.getLogger("api.services")
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,30 @@ class Services:
                                       name=f"projection-{runner.projection.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def start_purge_schedule(self) -> None:
+        """Run the purge job every `LEDGER_PURGE_EVERY_HOURS` (DEL-9), first one period after
+        start. A run is the same as `ledger purge`: over the cap, it refuses and says so in
+        the log (ids and counts only), for an operator to look at."""
+        hours = self.settings.purge_every_hours
+        if hours <= 0:
+            return
+
+        def every_period() -> None:
+            while not self._stop.wait(hours * 3600):
+                try:
+                    report = self.purge_job.run()
+                    log.info("purge run: %d purged, %d held, %d failed, %d soft-deleted for"
+                             " inactivity", report.count("purged"), report.count("held"),
+                             report.count("failed"), len(report.soft_deleted_for_inactivity))
+                except PurgeCapExceeded as refused:
+                    log.warning("purge run refused: %d due, cap %d", refused.due, refused.cap)
+                except Exception as error:  # the next period tries again
+                    log.warning("purge run failed (%s)", type(error).__name__)
+
+        thread = threading.Thread(target=every_period, name="purge-schedule", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def catch_up(self) -> None:
         for runner in self.runners:

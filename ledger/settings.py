@@ -13,6 +13,7 @@ LEDGER_SIGNING_KEY_FILE the ledger's Ed25519 signing key (default: var/signing-k
 LEDGER_SIGNING_KEY      the signing key inline (base64 of the raw 32 bytes); overrides the file
 LEDGER_RETENTION        the retention schedule (default: ledger/retention.json in the repo)
 LEDGER_RESIDUE          "on" (default) or "off": keep a de-identified residue at purge (DEL-10)
+LEDGER_PURGE_EVERY_HOURS  how often `ledger serve` runs the purge job (default 24; 0: never)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
 """
@@ -45,6 +46,7 @@ class Settings:
     signing_key_inline: str | None = field(default=None, repr=False)
     retention_file: str = DEFAULT_RETENTION
     keep_residue: bool = True
+    purge_every_hours: float = 24.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -66,6 +68,7 @@ class Settings:
             signing_key_inline=env.get("LEDGER_SIGNING_KEY") or None,
             retention_file=env.get("LEDGER_RETENTION", DEFAULT_RETENTION),
             keep_residue=_on_or_off("LEDGER_RESIDUE", env.get("LEDGER_RESIDUE", "on")),
+            purge_every_hours=float(env.get("LEDGER_PURGE_EVERY_HOURS", "24")),
         )
 
     @classmethod
@@ -75,7 +78,7 @@ class Settings:
               var_dir: str = "var", key_sync_seconds: float = 1.0, media_url: str = "",
               max_upload_bytes: int = 5 * 1024 * 1024, signing_key_file: str = "",
               signing_key_inline: str | None = None, retention_file: str = DEFAULT_RETENTION,
-              keep_residue: bool = True) -> Settings:
+              keep_residue: bool = True, purge_every_hours: float = 24.0) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -95,6 +98,8 @@ class Settings:
             )
         if max_upload_bytes <= 0:
             raise ValueError("LEDGER_MAX_UPLOAD_BYTES must be positive")
+        if not 0 <= purge_every_hours < 24 * 366:
+            raise ValueError("LEDGER_PURGE_EVERY_HOURS must be 0 (never) or a number of hours")
         return cls(
             database_url=database_url,
             media_url=media_url,
@@ -111,6 +116,7 @@ class Settings:
             signing_key_inline=signing_key_inline,
             retention_file=retention_file,
             keep_residue=keep_residue,
+            purge_every_hours=purge_every_hours,
         )
 
     @property

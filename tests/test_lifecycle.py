@@ -285,3 +285,23 @@ def test_DEL_6_an_unused_teacher_is_warned_once_a_month_before_then_deleted(
         assert receipt is not None and receipt.receipt.reason == "inactivity"
     finally:
         svc.close()
+
+
+def test_DEL_9_the_purge_job_runs_on_a_schedule_inside_the_server(settings: Settings) -> None:
+    """`ledger serve` starts it; here with a period of about a second."""
+    import dataclasses
+    import time
+    clock = Clock()
+    svc = Services.open(dataclasses.replace(settings, purge_every_hours=0.0003), clock=clock)
+    try:
+        student = svc.ledger.register_student("Due Soon", "12")
+        svc.lifecycle.request_deletion(student, "student:self")
+        clock.now += timedelta(days=29)
+        svc.start_purge_schedule()
+        deadline = time.monotonic() + 20
+        while svc.ledger.receipt_of(student) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        receipt = svc.ledger.receipt_of(student)
+        assert receipt is not None and receipt.receipt.requester == "purge-job"
+    finally:
+        svc.close()
