@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 import threading
 from uuid import UUID
 
 from crypto.aead import Aead, new_key
 from crypto.errors import SealBroken
+from crypto.secret_files import write_secret_json
 
 
 class KekRetired(Exception):
@@ -136,26 +136,7 @@ class Keyring:
                 for v, k in sorted(self._versions.items())
             }
         }
-        directory = os.path.dirname(os.path.abspath(self._path))
-        # Write a new file and rename it over the old one: a crash leaves one whole keyring.
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kek-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(body, f)
-                f.flush()
-                os.fsync(f.fileno())
-            if not create:
-                os.replace(tmp, self._path)
-                return True
-            try:
-                os.link(tmp, self._path)  # atomic, and fails if the file exists
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        return write_secret_json(self._path, body, replace=not create)
 
     def __repr__(self) -> str:
         return f"Keyring(versions={self.live_versions}, <keys hidden>)"

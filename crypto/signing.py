@@ -20,7 +20,6 @@ import binascii
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+
+from crypto.secret_files import write_secret_json
 
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -159,22 +160,5 @@ class LedgerSigner:
 def _create_key_file(path: str, key: Ed25519PrivateKey) -> bool:
     """Write a new key file atomically; False (and nothing written) if one already exists."""
     raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    body = {_FILE_FIELD: base64.b64encode(raw).decode("ascii")}
-    directory = os.path.dirname(os.path.abspath(path))
-    # Write a whole file under a temporary name, then link it into place: readers never see a
-    # partial key, and the link fails if another process got there first.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ledger-signing-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(body, f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # atomic, and fails if the file exists
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return write_secret_json(path, {_FILE_FIELD: base64.b64encode(raw).decode("ascii")},
+                             replace=False)

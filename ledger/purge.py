@@ -183,10 +183,9 @@ class PurgeJob:
         try:
             person = self.lifecycle.ledger.person(subject_id)
             if isinstance(person, Person):
-                if person.deletion is None:
-                    return Outcome(subject_id, "recovered", reason)
-                if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
-                    return Outcome(subject_id, "not_due", reason)
+                settled = self._settled(person, now)
+                if settled is not None:
+                    return Outcome(subject_id, settled, reason)
                 if not dry_run:
                     return person
         except Exception as error:
@@ -194,6 +193,15 @@ class PurgeJob:
                 self.review.failed(subject_id, now, type(error).__name__)
             return Outcome(subject_id, "failed", reason, type(error).__name__)
         return self._one(item, now, dry_run)  # a dry run, or an erasure left half-done
+
+    def _settled(self, person: Person, now: datetime) -> str | None:
+        """Why a subject on the work list is not to be purged now, by their own stream (the
+        view may lag): recovered since, or their window not over yet."""
+        if person.deletion is None:
+            return "recovered"
+        if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
+            return "not_due"
+        return None
 
     def _soft_delete_inactive(self, subject_id: UUID) -> bool:
         try:
@@ -214,10 +222,9 @@ class PurgeJob:
         try:
             person = self.lifecycle.ledger.person(subject_id)
             if isinstance(person, Person):
-                if person.deletion is None:
-                    return Outcome(subject_id, "recovered", reason)
-                if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
-                    return Outcome(subject_id, "not_due", reason)
+                settled = self._settled(person, now)
+                if settled is not None:
+                    return Outcome(subject_id, settled, reason)
                 if self.lifecycle.holds.of(subject_id):
                     return Outcome(subject_id, "held", reason)
             elif isinstance(person, ErasedPerson) and dry_run:

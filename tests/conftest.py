@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import psycopg
 import pytest
 
 from api.services import Services
+from crypto import passwords
 from ledger.application import Ledger
 from ledger.settings import Settings
 
@@ -72,3 +74,28 @@ def services(settings: Settings) -> Iterator[Services]:
     opened = Services.open(settings)
     yield opened
     opened.close()
+
+
+class Clock:
+    """A clock a test moves (the deletion lifecycle's, the token store's)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 9, 7, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, days: float) -> None:
+        self.now += timedelta(days=days)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at n=2^4: tests that make many passwords need not wait 50 ms a hash."""
+    real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
+    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))

@@ -24,20 +24,7 @@ from ledger.application import ErasedPerson, PersonNotFound
 from ledger.lifecycle import CascadeChanged, NotDeleted, RecoveryWindowClosed
 from ledger.people import Person
 from ledger.settings import Settings
-from tests.conftest import make_settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 9, 7, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+from tests.conftest import Clock, make_settings
 
 
 @pytest.fixture
@@ -85,10 +72,7 @@ class School:
 
 
 @pytest.fixture
-def school(svc: Services, monkeypatch: pytest.MonkeyPatch) -> School:
-    from crypto import passwords
-    real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
-    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
+def school(svc: Services, cheap_hashes: None) -> School:
     return School(svc)
 
 
@@ -253,12 +237,9 @@ TestLifecycles.settings = hypothesis_settings(
 
 
 def test_DEL_6_an_unused_teacher_is_warned_once_a_month_before_then_deleted(
-        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from crypto import passwords
+        settings: Settings, cheap_hashes: None) -> None:
     from ledger.password_reset import Outbox
     from ledger.retention import months_before
-    real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
-    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
     outbox, clock = Outbox(), Clock()
     clock.now = datetime.now(UTC)  # activity is the events' own time
     svc = Services.open(settings, mailer=outbox, clock=clock)

@@ -8,7 +8,7 @@ values. Time comes from a clock the test moves.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,36 +16,13 @@ import orjson
 import pytest
 
 from api.services import Services
-from crypto import passwords
 from ledger.receipts import verify_receipt_json
 from ledger.settings import Settings
+from tests.conftest import Clock
 from tests.test_api_accounts import PASSWORD, Client, problem
 from tests.test_leak_scan import _key_material, haystack
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 9, 7, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float) -> None:
-        self.now += timedelta(days=days)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = passwords.hash_password
-    cheap = passwords.ScryptCost(log2_n=4)
-    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
 
 
 @pytest.fixture

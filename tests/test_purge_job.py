@@ -26,7 +26,7 @@ from eventsourcing.utils import get_topic
 
 from api.services import Services
 from api.tokens import TokenStore
-from crypto import Aead, KeyErased, KeyStoreUnavailable, SealBroken, passwords
+from crypto import Aead, KeyErased, KeyStoreUnavailable, SealBroken
 from crypto.kek import KekRetired, _wrap_aad
 from crypto.keystore import WrappedKey
 from crypto.sql import Database
@@ -38,6 +38,7 @@ from ledger.purge import PurgeCapExceeded, PurgeReport
 from ledger.receipts import SignedReceipt
 from ledger.residue import Residue, ResiduePool
 from ledger.settings import Settings
+from tests.conftest import Clock
 from tests.test_keys import outage
 
 PASSWORD = "correct horse battery staple"
@@ -47,30 +48,11 @@ HOOKS = ["identity_index", "uploads", "api_tokens", "password_resets",
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
 
-class Clock:
-    """The lifecycle's clock. It starts at the real time, since activity (DEL-6) is read
-    from the events' own timestamps."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float) -> None:
-        self.now += timedelta(days=days)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = passwords.hash_password
-    cheap = passwords.ScryptCost(log2_n=4)
-    monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
+    """The lifecycle's clock. It starts at the real time, since activity (DEL-6) is read
+    from the events' own timestamps."""
+    return Clock(datetime.now(UTC))
 
 
 def open_services(settings: Settings, clock: Clock) -> Services:

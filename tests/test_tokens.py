@@ -27,19 +27,12 @@ from ledger.application import Ledger
 from ledger.identity import PARENT_EMAIL
 from ledger.persistence import open_database
 from ledger.settings import Settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.conftest import Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2030, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture
