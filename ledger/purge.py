@@ -158,6 +158,8 @@ class PurgeJob:
             checked = self._check(item, now, dry_run)
             if isinstance(checked, Outcome):
                 outcomes[item.subject_id] = checked
+            elif dry_run or not isinstance(checked, Person):  # or erased, half-done
+                outcomes[item.subject_id] = self._one(item, checked, now, dry_run)
             else:
                 live.append((checked, item))
         if live:
@@ -166,8 +168,8 @@ class PurgeJob:
                     [(person, _reason(item), item.requested_at) for person, item in live],
                     REQUESTER)
             except Exception:
-                for _person, item in live:
-                    outcomes[item.subject_id] = self._one(item, now, dry_run=False)
+                for person, item in live:
+                    outcomes[item.subject_id] = self._one(item, person, now, dry_run=False)
             else:
                 for _person, item in live:
                     done = receipts[item.subject_id] is not None
@@ -176,32 +178,21 @@ class PurgeJob:
                 self.review.succeeded(*(s for s, r in receipts.items() if r is not None))
         return [outcomes[item.subject_id] for item in items]
 
-    def _check(self, item: Due, now: datetime, dry_run: bool) -> Outcome | Person:
-        """The subject as their own stream has them, if they are to be purged together with
-        others; else what happened to them (a dry run's answer, or one purged on its own)."""
+    def _check(self, item: Due, now: datetime, dry_run: bool
+               ) -> Outcome | Person | ErasedPerson:
+        """The subject as their own stream has them (the view may lag), or why they are not
+        to be purged now: recovered since, their window not over, or unreadable."""
         subject_id, reason = item.subject_id, _reason(item)
         try:
             person = self.lifecycle.ledger.person(subject_id)
-            if isinstance(person, Person):
-                settled = self._settled(person, now)
-                if settled is not None:
-                    return Outcome(subject_id, settled, reason)
-                if not dry_run:
-                    return person
         except Exception as error:
-            if not dry_run:
-                self.review.failed(subject_id, now, type(error).__name__)
-            return Outcome(subject_id, "failed", reason, type(error).__name__)
-        return self._one(item, now, dry_run)  # a dry run, or an erasure left half-done
-
-    def _settled(self, person: Person, now: datetime) -> str | None:
-        """Why a subject on the work list is not to be purged now, by their own stream (the
-        view may lag): recovered since, or their window not over yet."""
-        if person.deletion is None:
-            return "recovered"
-        if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
-            return "not_due"
-        return None
+            return self._failed(item, now, dry_run, error)
+        if isinstance(person, Person):
+            if person.deletion is None:
+                return Outcome(subject_id, "recovered", reason)
+            if self.lifecycle.schedule.grace.is_open(person.deletion.requested_at, now):
+                return Outcome(subject_id, "not_due", reason)
+        return person
 
     def _soft_delete_inactive(self, subject_id: UUID) -> bool:
         try:
@@ -217,27 +208,28 @@ class PurgeJob:
             self.review.failed(teacher_id, self.lifecycle.clock(), type(error).__name__)
             return False
 
-    def _one(self, item: Due, now: datetime, dry_run: bool) -> Outcome:
+    def _one(self, item: Due, person: Person | ErasedPerson, now: datetime, dry_run: bool
+             ) -> Outcome:
+        """One checked subject on their own: held, a dry run's answer, or purged (finishing
+        an erasure a crash left half-done)."""
         subject_id, reason = item.subject_id, _reason(item)
         try:
-            person = self.lifecycle.ledger.person(subject_id)
-            if isinstance(person, Person):
-                settled = self._settled(person, now)
-                if settled is not None:
-                    return Outcome(subject_id, settled, reason)
-                if self.lifecycle.holds.of(subject_id):
-                    return Outcome(subject_id, "held", reason)
-            elif isinstance(person, ErasedPerson) and dry_run:
-                return Outcome(subject_id, "would_finish", reason)
+            if isinstance(person, Person) and self.lifecycle.holds.of(subject_id):
+                return Outcome(subject_id, "held", reason)
             if dry_run:
-                return Outcome(subject_id, "would_purge", reason)
+                return Outcome(subject_id, "would_purge" if isinstance(person, Person)
+                               else "would_finish", reason)
             self.lifecycle.purge(subject_id, reason, REQUESTER, item.requested_at, person)
         except Exception as error:
-            if not dry_run:
-                self.review.failed(subject_id, now, type(error).__name__)
-            return Outcome(subject_id, "failed", reason, type(error).__name__)
+            return self._failed(item, now, dry_run, error)
         self.review.succeeded(subject_id)
         return Outcome(subject_id, "purged", reason)
+
+    def _failed(self, item: Due, now: datetime, dry_run: bool, error: Exception) -> Outcome:
+        """To the review queue, with the failure's kind only (a message may carry values)."""
+        if not dry_run:
+            self.review.failed(item.subject_id, now, type(error).__name__)
+        return Outcome(item.subject_id, "failed", _reason(item), type(error).__name__)
 
 
 def _reason(item: Due) -> str:

@@ -28,7 +28,7 @@ from ledger.erasure import ErasureRecord
 from ledger.people import Person
 from ledger.projects import Project
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, live_table
+from projections.runner import Projection, hide, live_table
 
 
 def _aad(table: str, row: str, column: str) -> bytes:
@@ -108,12 +108,8 @@ class ProjectsView(Projection):
             cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?", (gone,))
         elif isinstance(event, ErasureRecord.SubjectErased):
             self.forget(cur, table, [event.subject_id])
-        elif isinstance(event, Person.DeletionRequested):
-            cur.execute(f"INSERT INTO {t.hidden} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
-                        (str(event.originator_id),))
-        elif isinstance(event, Person.DeletionWithdrawn):
-            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?",
-                        (str(event.originator_id),))
+        elif isinstance(event, Person.DeletionRequested | Person.DeletionWithdrawn):
+            hide(cur, t.hidden, event)
         elif isinstance(event, Person.Registered | Person.Renamed):
             self._owner(cur, t, event.originator_id, event.display_name)
         elif isinstance(event, Project.Created):

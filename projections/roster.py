@@ -32,7 +32,7 @@ from ledger.people import Person, Teacher
 from ledger.schools import School, district_id_for
 from ledger.sealing import ErasedEvent
 from ledger.sections import Section
-from projections.runner import Projection, live_table
+from projections.runner import Projection, hide, live_table
 
 SCHOOL_SCOPE = "school"
 DISTRICT_SCOPE = "district"
@@ -145,12 +145,8 @@ class Roster(Projection):
             self._section_event(cur, t, event)
         elif isinstance(event, Teacher.SchoolChosen):
             self._school_chosen(cur, t, event)
-        elif isinstance(event, Person.DeletionRequested):
-            cur.execute(f"INSERT INTO {t.hidden} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
-                        (str(event.originator_id),))
-        elif isinstance(event, Person.DeletionWithdrawn):
-            cur.execute(f"DELETE FROM {t.hidden} WHERE person_id = ?",
-                        (str(event.originator_id),))
+        elif isinstance(event, Person.DeletionRequested | Person.DeletionWithdrawn):
+            hide(cur, t.hidden, event)
         elif isinstance(event, School.Registered):
             cur.execute(
                 f"INSERT INTO {t.schools} (school_id, district_id, school_type) VALUES (?, ?, ?)"

@@ -27,6 +27,7 @@ from uuid import UUID
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
+from ledger.people import Person
 
 log = logging.getLogger("ledger.projections")
 
@@ -75,6 +76,18 @@ class Projection(ABC):
         and writes. A live generation made by an older version lacks some, and is rebuilt when
         a runner starts. Empty (the default): nothing to check."""
         return {}
+
+
+def hide(cur: Cursor, hidden_table: str, event: Person.DeletionRequested |
+         Person.DeletionWithdrawn) -> None:
+    """A soft delete (DEL-1) puts the person in a projection's hidden table, its withdrawal
+    (DEL-2) takes them out; readers leave out whoever is in it."""
+    if isinstance(event, Person.DeletionRequested):
+        cur.execute(f"INSERT INTO {hidden_table} (person_id) VALUES (?) ON CONFLICT DO NOTHING",
+                    (str(event.originator_id),))
+    else:
+        cur.execute(f"DELETE FROM {hidden_table} WHERE person_id = ?",
+                    (str(event.originator_id),))
 
 
 def table_name(projection: Projection, generation: int) -> str:
