@@ -168,6 +168,21 @@ class Lifecycle:
             self.ledger.save(*changed)
         return bool(removal.deletes)
 
+    def erase_own_account_now(self, subject_id: UUID, requester: str,
+                              confirmation: str | None = None) -> list[SignedReceipt]:
+        """DEL-4 asked by the subject: their account (and, for a teacher, the students who
+        depend on them, DEL-5, once confirmed) purged at once, skipping the window. Soft
+        deletion first, so that a crash midway leaves accounts the purge job finishes."""
+        person = self.ledger.live(subject_id)
+        dependents = self.cascade(subject_id).deletes if isinstance(person, Teacher) else ()
+        if any(self.holds.of(s) for s in (subject_id, *dependents)):
+            raise LegalHoldInPlace()  # before anything is done
+        deleted = self.request_deletion(subject_id, requester, "user_request", confirmation)
+        people = [self.ledger.person(s) for s in deleted]
+        done = self.purge_many([(p, "user_request", self.clock()) for p in people
+                                if isinstance(p, Person)], requester)
+        return [r for r in done.values() if r is not None]
+
     def mark_inactive(self, subject_id: UUID) -> bool:
         """DEL-6: an account unused past the schedule is soft-deleted like any other (its
         window runs from now, so it can still be recovered); no cascade: each student's own

@@ -183,6 +183,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # the deletion lifecycle (DEL-1..8)
     ("GET", "/me/deletion"): Rule(PEOPLE, 200),
     ("DELETE", "/me"): Rule(PEOPLE, 200),
+    ("POST", "/me/erasure"): Rule(PEOPLE, 200),
     ("POST", "/recovery"): Rule(PUBLIC, 200),
     ("POST", "/people/{person_id}/recovery"): Rule(RECOVERERS, 200),
     ("GET", "/people/{person_id}/holds"): Rule(PRIVACY_OFFICER, 200),
@@ -304,6 +305,14 @@ class World:
             self.svc.accounts.link_parent_email(student, LINKED_PARENT)
         self.svc.settle()
         return student
+
+    def fresh_self(self, caller: Caller) -> dict[str, str]:
+        """A session of a new person of the caller's kind, for a route that erases its caller."""
+        person = (self.svc.ledger.register_teacher("Fresh Teacher") if caller.role == "teacher"
+                  else self.svc.ledger.register_student("Fresh", "10"))
+        issued = self.tokens.issue(str(caller.role), "fresh", timedelta(hours=1),
+                                   subject_id=person)
+        return {"Authorization": f"Bearer {issued.token}"}
 
     def removal_of(self, student: UUID) -> str:
         """Removing a student who depends on T alone deletes them: confirmed (DEL-5)."""
@@ -594,8 +603,11 @@ def test_every_endpoint_by_every_caller(world: World) -> None:
             if built is None or want not in (401, 403):
                 built = build(world, caller)
             url, body = built
-            # sign-out revokes the token it is called with: give it one of its own
-            auth = (world.token(caller) if path == "/sign-out" else world.auth[caller.name])
+            # sign-out revokes the token it is called with: give it one of its own; erasing
+            # oneself destroys the caller: a fresh person of theirs stands in
+            auth = (world.token(caller) if path == "/sign-out" else
+                    world.fresh_self(caller) if path == "/me/erasure" and caller.person else
+                    world.auth[caller.name])
             before = world.svc.ledger.recorder.max_notification_id()
             if isinstance(body, Raw):
                 response = world.http.request(method, url, content=body.content, headers={

@@ -236,3 +236,31 @@ def test_erasure_at_once_by_a_parent_and_refused_under_a_legal_hold(api: Client)
     assert erased.json()["receipt"]["reason"] == "parent_request"
     assert erased.json()["receipt"]["requester"].startswith("parent:")
     problem(api.call("DELETE", f"/people/{student}", parent), 404, "not-found")
+
+
+def test_DEL_4_a_person_erases_their_own_account_at_once(api: Client) -> None:
+    """No window: the key goes now, the receipt says who asked, and a teacher's dependent
+    students go too once the teacher has confirmed the preview's list."""
+    teacher = api.teacher()
+    dependent = api.pupil(teacher, api.section(teacher), "Dep")
+    student = api.svc.ledger.register_student("Self Eraser", "15")
+    me = api.session(student)
+    erased = api.call("POST", "/me/erasure", me)
+    assert erased.status_code == 200, erased.text
+    (receipt,) = erased.json()["items"]
+    assert receipt["receipt"]["subject_id"] == str(student)
+    assert receipt["receipt"]["reason"] == "user_request"
+    assert receipt["receipt"]["requester"].startswith("student:")
+    assert api.svc.ledger.keys.is_erased(student)
+    problem(api.call("GET", "/me", me), 401, "unauthenticated")
+
+    auth = api.session(teacher)
+    before = api.position()
+    problem(api.call("POST", "/me/erasure", auth), 409, "confirmation-required")
+    assert api.position() == before and not api.svc.ledger.keys.is_erased(dependent)
+    confirmation = api.call("GET", "/me/deletion", auth).json()["confirmation"]
+    both = api.call("POST", f"/me/erasure?confirmation={confirmation}", auth)
+    assert both.status_code == 200, both.text
+    assert {r["receipt"]["subject_id"] for r in both.json()["items"]} == {
+        str(teacher), str(dependent)}
+    assert api.svc.ledger.keys.is_erased(teacher) and api.svc.ledger.keys.is_erased(dependent)

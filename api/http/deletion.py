@@ -27,6 +27,7 @@ from api.http.models import (
     DeletionOut,
     DeletionPreview,
     ErasureOut,
+    ErasuresOut,
     HoldIn,
     HoldOut,
     PersonRef,
@@ -98,6 +99,24 @@ def delete_me(svc: Svc, me: Me, tokens: Tokens,
              me.principal.id)
     return DeletionOut(deleted=deleted,
                        recoverable_until=svc.lifecycle.schedule.grace.ends(svc.lifecycle.clock()))
+
+
+@router.post("/me/erasure", response_model=ErasuresOut,
+             responses=responses(401, 403, 409, 422, 503))
+def erase_me_now(svc: Svc, me: Me, tokens: Tokens,
+                 confirmation: Annotated[str | None, Query(
+                     max_length=64, description="a teacher's, from GET /me/deletion")] = None,
+                 ) -> ErasuresOut:
+    """DEL-4: erase your account now, skipping the recovery window: your data key is
+    destroyed and nothing can bring it back. A teacher's dependent students go too, once
+    confirmed as for `DELETE /me`. 409 legal-hold while a hold is in place."""
+    receipts = svc.lifecycle.erase_own_account_now(me.person_id, requester(me.principal),
+                                                   confirmation)
+    _end_sessions(tokens, [r.receipt.subject_id for r in receipts])
+    svc.settle()
+    log.info("erased at own request id=%s with=%d principal=%s", me.person_id,
+             len(receipts) - 1, me.principal.id)
+    return ErasuresOut(items=[ErasureOut.of(r) for r in receipts])
 
 
 @router.post("/recovery", response_model=RecoveryOut, responses=responses(401, 409, 410, 422,

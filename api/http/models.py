@@ -534,3 +534,10 @@ class PublicKeyOut(BaseModel):
 class ReceiptPage(BaseModel):
     items: list[ErasureOut]
     next_after: int | None = Field(description="pass as `after` for the next page")
+
+
+class ErasuresOut(BaseModel):
+    """Signed receipts of erasures made together (a teacher and the students who depended
+    on them)."""
+
+    items: list[ErasureOut]
