@@ -2,7 +2,7 @@
 single erasures at once.
 
 Due accounts (`fill_due`): students who signed up long ago, each with a term's worth of records
-the purge must take (a section membership, ten attempts, a project), who asked to be deleted 30
+the purge must take (a membership in a class of 30, ten attempts, a project), who asked to be deleted 30
 days before the bench's clock; made outside the timing, with the read models caught up. The
 purge (`purge_all`) is one `PurgeJob.run` over all of them, as `ledger purge --over-cap` runs
 it; the process's resident memory is sampled as it goes, to show whether it stays flat.
@@ -31,6 +31,7 @@ from api.cli.bench_progress import attempt
 from api.services import Services
 
 ATTEMPTS_EACH = 10
+CLASS_SIZE = 30
 
 
 class Clock:
@@ -50,14 +51,16 @@ def _rss_mb() -> float:
 
 
 def fill_due(services: Services, clock: Clock, count: int) -> list[UUID]:
-    """`count` students with records, each asking to be deleted 30 days ago."""
+    """`count` students with records, each asking to be deleted 30 days ago; classes of 30."""
     ledger, sections = services.ledger, services.sections
     teacher = ledger.register_teacher("Bench Teacher")
-    section = sections.create(teacher, "Bench section", "csf", "9", "email")
     ids = []
     for n in range(count):
+        if n % CLASS_SIZE == 0:
+            join_code = sections.section(sections.create(
+                teacher, f"Bench section {n // CLASS_SIZE}", "csf", "9", "email")).join_code
         student = ledger.register_student(f"Due Student {n}", "15")
-        sections.join(student, sections.section(section).join_code)
+        sections.join(student, join_code)
         services.attempts.record_many(student, [attempt(n * ATTEMPTS_EACH + i)
                                                 for i in range(ATTEMPTS_EACH)])
         services.projects.create(student, "app", f"Project {n}", "move()")
