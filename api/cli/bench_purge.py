@@ -2,10 +2,11 @@
 single erasures at once.
 
 Due accounts (`fill_due`): students who signed up long ago, each with a term's worth of records
-the purge must take (a membership in a class of 30, ten attempts, a project), who asked to be deleted 30
-days before the bench's clock; made outside the timing, with the read models caught up. The
-purge (`purge_all`) is one `PurgeJob.run` over all of them, as `ledger purge --over-cap` runs
-it; the process's resident memory is sampled as it goes, to show whether it stays flat.
+the purge must take (a membership in a class of 30, ten attempts, a project), who asked to be
+deleted 30 days before the bench's clock; made outside the timing, with the read models caught
+up. The purge (`purge_all`) is one `PurgeJob.run` over all of them, as `ledger purge
+--over-cap` runs it; the process's resident memory is sampled as it goes, to show whether it
+stays flat.
 
 Erasure at once (`erase_now_ms`): `Lifecycle.erase_now`, what `DELETE /people/{id}` runs (holds
 checked, residue taken, key destroyed, every store's rows deleted, the signed receipt
