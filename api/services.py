@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from crypto.sql import Database
 from ledger.accounts import Accounts
 from ledger.application import Ledger
 from ledger.attempts import Attempts
+from ledger.audit import AuditTrail, RecordsAccess
 from ledger.coursework import Coursework
 from ledger.enrolment import Sections
 from ledger.holds import Holds
@@ -32,6 +34,7 @@ from ledger.residue import ResiduePool
 from ledger.retention import RetentionSchedule
 from ledger.settings import Settings
 from ledger.signin import SignIn
+from projections.audit import AuditIndex, AuditReader
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
 from projections.lifecycle import LifecycleReader, LifecycleView
 from projections.progress import ProgressCounts, ProgressReader, ProgressView
@@ -40,6 +43,9 @@ from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger("api.services")
+# AUD-1: the purpose recorded for a read by each role that reads without stating one.
+ROLE_PURPOSES = {"parent": "parent_access", "operator": "records_administration",
+                 "registrar": "records_administration"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,9 @@ class Services:
     holds: Holds
     lifecycle: Lifecycle
     purge_job: PurgeJob
+    audit: AuditTrail
+    audit_view: ProjectionRunner
+    audit_reader: AuditReader
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -129,6 +138,7 @@ class Services:
         lifecycle_view = LifecycleView()
         lifecycle_reader = LifecycleReader(read_models, lifecycle_view)
         lifecycle_runner = ProjectionRunner(ledger, read_models, lifecycle_view)
+        audit_index = AuditIndex()
         holds = Holds(ledger, clock)
         mailer = mailer or Outbox()
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
@@ -163,6 +173,9 @@ class Services:
             lifecycle=lifecycle,
             purge_job=PurgeJob(lifecycle, lifecycle_reader, ReviewQueue(read_models),
                                catch_up=lifecycle_runner.catch_up),
+            audit=AuditTrail(ledger),
+            audit_view=ProjectionRunner(ledger, read_models, audit_index),
+            audit_reader=AuditReader(read_models, audit_index),
         )
         # The receipt counts each read model's rows. Not the lifecycle view's: its pending
         # row is the purge job's work list, which must keep the subject until the receipt is
@@ -177,7 +190,7 @@ class Services:
     @property
     def runners(self) -> list[ProjectionRunner]:
         return [self.directory, self.roster, self.progress, self.projects_view,
-                self.lifecycle_view]
+                self.lifecycle_view, self.audit_view]
 
     def start_projections(self) -> None:
         for runner in self.runners:
@@ -222,6 +235,19 @@ class Services:
         self.roster.catch_up()
         self.directory.catch_up()
         self.progress.catch_up()
+
+    def record_access(self, principal: Principal, student_id: UUID, resource: str,
+                      fields: Iterable[str], purpose: str | None, request_id: str) -> None:
+        """AUD-1: the access record of a read of a student's records, saved before the data
+        leaves (if it cannot be saved, this raises and the read fails). None for the student
+        reading their own. `purpose`: support's stated one (ACC-4); else the caller's role's."""
+        if principal.subject_id == student_id:
+            return
+        self.audit.record_access(RecordsAccess(
+            actor_id=principal.id, actor_role=principal.role, student_id=student_id,
+            resource=resource, fields=sorted(fields),
+            purpose=purpose or ROLE_PURPOSES.get(principal.role, "school_official"),
+            request_id=request_id), self.lifecycle.clock())
 
     def section_roster(self, principal: Principal, section_id: UUID) -> SectionRoster | None:
         """A teacher's roster of their own section (ACC-1): each student's directory entry and

@@ -100,6 +100,8 @@ RELATIONS: dict[str, frozenset[str]] = {
     "owns_S_project": frozenset({"student_self"}),  # P, S's project in the gallery
     # DEL-4: erasure at once of one of S's projects: S, S's teacher, the operator.
     "may_erase_S_project": frozenset({"student_self", "teacher_of_section", "operator"}),
+    # AUD-3: who may ask who has read S's records (custodian and auditor roles: the operator).
+    "audits_S": frozenset({"student_self", "parent_linked", "operator"}),
     # DEL-4: erasure at once of a student in T's section X with S's linked parent.
     "may_erase_student": frozenset({"teacher_of_section", "school_admin_in",
                                     "district_admin_in", "parent_linked", "support_with_purpose",
@@ -176,6 +178,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # people
     ("GET", "/students/{person_id}"): Rule(READERS, 200, "sees_S", purpose=True),
     ("GET", "/teachers/{person_id}"): Rule(READERS, 200, "sees_T", purpose=True),
+    ("GET", "/students/{person_id}/access-records"): Rule(READERS, 200, "audits_S"),
     ("POST", "/students"): Rule(STAFF, 201),
     ("POST", "/teachers"): Rule(STAFF, 201),
     ("PATCH", "/people/{person_id}"): Rule(STAFF, 200),
@@ -505,6 +508,8 @@ BUILDERS: dict[tuple[str, str], Build] = {
     ("POST", "/people/{person_id}/recovery"): lambda w, c: (
         f"/people/{w.soft_deleted('S')}/recovery", None),
     ("GET", "/people/{person_id}/holds"): lambda w, c: (f"/people/{w.ids['S']}/holds", None),
+    ("GET", "/students/{person_id}/access-records"): lambda w, c: (
+        f"/students/{w.ids['S']}/access-records", None),
     ("POST", "/people/{person_id}/holds"): lambda w, c: (f"/people/{w.ids['S']}/holds", {
         "reason": "inspection request under 99.10(e)"}),
     ("POST", "/people/{person_id}/holds/{hold_id}/lift"): lambda w, c: (

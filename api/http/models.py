@@ -541,3 +541,19 @@ class ErasuresOut(BaseModel):
     on them)."""
 
     items: list[ErasureOut]
+
+
+# -- the audit trail (AUD-1, AUD-3) ------------------------------------------------------------
+class AccessRecordOut(BaseModel):
+    record_id: UUID
+    actor_id: UUID = Field(description="the principal (a session or a staff token), never a name")
+    actor_role: str
+    purpose: str
+    read_at: datetime
+    resource: str
+    fields: list[str]
+
+
+class AccessRecordPage(BaseModel):
+    items: list[AccessRecordOut]
+    next_after: str | None = Field(description="pass as `after` for the next page")

@@ -9,14 +9,18 @@ kind, or of someone the caller may not see all answer the same 404 (ACC-5).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from api.access import Relation
 from api.http.auth import PurposeHeader, require, stated_purpose
 from api.http.deps import Svc, path_id
 from api.http.models import (
+    AccessRecordOut,
+    AccessRecordPage,
     DirectoryItem,
     DirectoryPage,
     Kind,
@@ -26,9 +30,9 @@ from api.http.models import (
     RecordOut,
     Rename,
 )
-from api.http.problems import not_found, responses
+from api.http.problems import VALIDATION, ProblemError, not_found, responses
 from api.services import Services
-from api.tokens import Permission, Principal
+from api.tokens import Permission, Principal, Role
 from crypto import KeyErased
 from ledger.application import ErasedPerson
 from ledger.people import Person
@@ -79,19 +83,69 @@ def create_teacher(body: NewTeacher, svc: Svc, who: Creator, response: Response)
 
 @router.get("/students/{person_id}", response_model=RecordOut,
             response_model_exclude_unset=True, responses=_READ)
-def get_student(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = None
-                ) -> RecordOut:
-    """The fields of the student's record this caller may see (api/access.py)."""
+def get_student(person_id: str, svc: Svc, who: Reader, request: Request,
+                purpose: PurposeHeader = None) -> RecordOut:
+    """The fields of the student's record this caller may see (api/access.py). Anyone but
+    the student leaves an access record (AUD-1), saved before the record is returned."""
     stated = stated_purpose(who, purpose)
     subject = path_id(person_id)
     fields = svc.access.student_fields(who, subject)
     if not fields:
         raise not_found()
     student = _live(svc, subject, "student")
-    # The purpose is a code from a fixed list; the audit record of this read comes later (AUD).
+    svc.record_access(who, subject, "/students/{person_id}", fields, stated,
+                      request.state.request_id)
     log.info("student read id=%s role=%s purpose=%s principal=%s", subject, who.role,
              stated or "-", who.id)
     return RecordOut.of(student, fields)
+
+
+@router.get("/students/{person_id}/access-records", response_model=AccessRecordPage,
+            responses=_READ)
+def access_records(person_id: str, svc: Svc, who: Reader, request: Request,
+                   since: datetime | None = None, until: datetime | None = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                   after: Annotated[str | None, Query(
+                       max_length=80, description="`next_after` of the previous page")] = None,
+                   ) -> AccessRecordPage:
+    """AUD-3: who has read this student's records, when and why, in time order. For the
+    student, a linked parent and the privacy officer; this query is itself recorded."""
+    subject = path_id(person_id)
+    relation = svc.access.relation(who, subject)
+    if not (relation in (Relation.SELF, Relation.PARENT) or who.role == Role.OPERATOR):
+        raise not_found()
+    _live(svc, subject, "student")
+    page_after = _page_cursor(after)
+    svc.audit_view.catch_up()  # every record saved so far, in the answer
+    entries = svc.audit_reader.of_student(subject, since, until, limit, page_after)
+    svc.record_access(who, subject, "/students/{person_id}/access-records",
+                      ["access_records"], None, request.state.request_id)
+    items = []
+    for entry in entries:
+        record = svc.audit.record(entry.record_id)
+        items.append(AccessRecordOut(
+            record_id=entry.record_id, actor_id=entry.actor_id, actor_role=entry.actor_role,
+            purpose=entry.purpose, read_at=entry.read_at,
+            resource=record.resource if record else "", fields=record.fields if record else []))
+    last = entries[-1] if len(entries) == limit else None
+    return AccessRecordPage(items=items, next_after=(
+        f"{last.read_at.isoformat()},{last.record_id}" if last else None))
+
+
+def _page_cursor(after: str | None) -> tuple[datetime, UUID] | None:
+    if after is None:
+        return None
+    time_text, _, record_text = after.rpartition(",")
+    try:
+        at, record = datetime.fromisoformat(time_text), UUID(record_text)
+    except ValueError:
+        raise ProblemError(422, VALIDATION, "Invalid request", "after must be a next_after"
+                           " value from a previous page",
+                           errors=[{"field": "after", "rule": "a next_after value"}]) from None
+    if at.tzinfo is None:
+        raise ProblemError(422, VALIDATION, "Invalid request", "after must carry a time zone",
+                           errors=[{"field": "after", "rule": "a next_after value"}])
+    return at, record
 
 
 @router.get("/teachers/{person_id}", response_model=PersonOut, responses=_READ)
