@@ -9,7 +9,7 @@ time, then by record id, so a page boundary is exact even when two reads share a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,11 +17,7 @@ from crypto.sql import Cursor, Database
 from ledger.audit import AccessRecord
 from ledger.erasure import ErasureRecord
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, live_table
-
-
-def _at(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")  # sorts as time does
+from projections.runner import Projection, live_table, time_text
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ class AuditIndex(Projection):
                         " purpose, read_at) VALUES (?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (record_id) DO NOTHING",
                         (str(event.originator_id), str(event.owner_id), str(event.actor_id),
-                         event.actor_role, event.purpose, _at(event.read_at)))
+                         event.actor_role, event.purpose, time_text(event.read_at)))
         elif isinstance(event, ErasureRecord.SubjectErased):
             self.forget(cur, table, [event.subject_id])
         elif isinstance(event, ErasedEvent):  # a rebuild: an erased student's record
@@ -87,13 +83,13 @@ class AuditReader:
         where, params = [f"{column} = ?"], [str(value)]
         if since is not None:
             where.append("read_at >= ?")
-            params.append(_at(since))
+            params.append(time_text(since))
         if until is not None:
             where.append("read_at < ?")
-            params.append(_at(until))
+            params.append(time_text(until))
         if after is not None:
             where.append("(read_at > ? OR (read_at = ? AND record_id > ?))")
-            params += [_at(after[0]), _at(after[0]), str(after[1])]
+            params += [time_text(after[0]), time_text(after[0]), str(after[1])]
         with self.db.transaction(write=False) as cur:
             table = live_table(cur, self.projection)
             cur.execute(f"SELECT record_id, student_id, actor_id, actor_role, purpose, read_at"

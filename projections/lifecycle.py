@@ -11,7 +11,7 @@ Activity is an account's registration, each sign-in, and each attempt at a level
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,11 +20,7 @@ from ledger.erasure import ErasureRecord
 from ledger.people import Person
 from ledger.progress import Progress
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, live_table
-
-
-def _at(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")  # sorts as time does
+from projections.runner import Projection, live_table, time_text
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class LifecycleView(Projection):
         if isinstance(event, Person.DeletionRequested):
             cur.execute(f"INSERT INTO {t.deletions} (subject_id, reason, requested_at)"
                         " VALUES (?, ?, ?) ON CONFLICT (subject_id) DO NOTHING",
-                        (str(event.originator_id), event.reason, _at(event.requested_at)))
+                        (str(event.originator_id), event.reason, time_text(event.requested_at)))
         elif isinstance(event, Person.DeletionWithdrawn):
             cur.execute(f"DELETE FROM {t.deletions} WHERE subject_id = ?",
                         (str(event.originator_id),))
@@ -82,7 +78,7 @@ class LifecycleView(Projection):
             self._active(cur, t, event.originator_id, "person", event.timestamp)
         elif isinstance(event, Person.InactivityWarned):
             cur.execute(f"UPDATE {t.activity} SET warned_at = ? WHERE subject_id = ?",
-                        (_at(event.warned_at), str(event.originator_id)))
+                        (time_text(event.warned_at), str(event.originator_id)))
         elif isinstance(event, Progress.AttemptRecorded):
             self._active(cur, t, event.owner_id, "student", event.timestamp)
         elif isinstance(event, ErasureRecord.SubjectErased):
@@ -99,7 +95,7 @@ class LifecycleView(Projection):
                     " VALUES (?, ?, ?) ON CONFLICT (subject_id) DO UPDATE SET warned_at = NULL,"
                     " last_active_at = CASE WHEN excluded.last_active_at > a.last_active_at"
                     " THEN excluded.last_active_at ELSE a.last_active_at END",
-                    (str(subject_id), kind, _at(at)))
+                    (str(subject_id), kind, time_text(at)))
 
     def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
         t = Tables(table)
@@ -125,7 +121,7 @@ class LifecycleReader:
             params: list[Any] = []
             if requested_before is not None:
                 sql += " WHERE requested_at < ?"
-                params.append(_at(requested_before))
+                params.append(time_text(requested_before))
             sql += " ORDER BY requested_at, subject_id"
             if limit is not None:
                 sql += " LIMIT ?"
@@ -153,7 +149,7 @@ class LifecycleReader:
             sql = (f"SELECT a.subject_id FROM {t.activity} a WHERE a.last_active_at < ?"
                    f" AND NOT EXISTS (SELECT 1 FROM {t.deletions} d"
                    " WHERE d.subject_id = a.subject_id)")
-            params: list[Any] = [_at(active_before)]
+            params: list[Any] = [time_text(active_before)]
             if kind is not None:
                 sql += " AND a.kind = ?"
                 params.append(kind)

@@ -18,7 +18,7 @@ The teacher's grid reads 30 students x 100 levels in one query on the primary ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -26,15 +26,12 @@ from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
 from ledger.progress import RESULTS, LevelProgress, Progress
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, live_table
+from projections.runner import Projection, live_table, time_text
 
 _RANK = {result: rank for rank, result in enumerate(RESULTS)}
 _SOLVED, _OPTIMAL = _RANK["solved"], _RANK["optimal"]
 _CHUNK = 500
 
-
-def _at(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ class ProgressView(Projection):
                 " last_at = CASE WHEN excluded.last_at > p.last_at THEN excluded.last_at"
                 " ELSE p.last_at END",
                 (str(event.owner_id), event.level, _RANK[event.result],
-                 _at(event.attempted_at)),
+                 time_text(event.attempted_at)),
             )
         elif isinstance(event, Progress.Started):
             cur.execute(f"INSERT INTO {t.streams} (progress_id, student_id) VALUES (?, ?)"

@@ -18,7 +18,7 @@ existing query, so a read costs the same number of queries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from ledger.erasure import ErasureRecord
 from ledger.people import Person
 from ledger.projects import Project
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, hide, live_table
+from projections.runner import Projection, hide, live_table, time_text
 
 
 def _aad(table: str, row: str, column: str) -> bytes:
@@ -128,7 +128,7 @@ class ProjectsView(Projection):
                             (named[1], str(named[0]), str(event.originator_id)))
         elif isinstance(event, Project.SharedToGallery):
             cur.execute(f"UPDATE {t.projects} SET shared_at = ? WHERE project_id = ?",
-                        (_at(event.timestamp), str(event.originator_id)))
+                        (time_text(event.timestamp), str(event.originator_id)))
         elif isinstance(event, Project.UnsharedFromGallery):
             cur.execute(f"UPDATE {t.projects} SET shared_at = NULL WHERE project_id = ?",
                         (str(event.originator_id),))
@@ -172,9 +172,6 @@ class ProjectsView(Projection):
             return None  # erased since the event was written: nothing to show, ever
         return aead.seal(value.encode(), _aad(table, row, column))
 
-
-def _at(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def _shown(hidden: str, column: str) -> str:
@@ -227,7 +224,7 @@ class ProjectsReader:
                 # In the query, not after it, so that a page still holds `limit` cards.
                 f" AND {_shown(t.hidden, 'p.owner_id')}"
                 " ORDER BY p.shared_at DESC, p.project_id LIMIT ?",
-                (_at(before) if before else "9999", limit))
+                (time_text(before) if before else "9999", limit))
             rows = cur.fetchall()
         keys = self._openers([r[1] for r in rows] + [r[7] for r in rows])
         cards = []

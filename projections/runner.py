@@ -21,6 +21,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -88,6 +89,11 @@ def hide(cur: Cursor, hidden_table: str, event: Person.DeletionRequested |
     else:
         cur.execute(f"DELETE FROM {hidden_table} WHERE person_id = ?",
                     (str(event.originator_id),))
+
+
+def time_text(value: datetime) -> str:
+    """A time as read models keep it: UTC text of fixed width, which sorts as time does."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def table_name(projection: Projection, generation: int) -> str:
