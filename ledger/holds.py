@@ -19,7 +19,7 @@ from eventsourcing.domain import Aggregate, event
 
 from crypto import KeyErased
 from ledger.application import ErasedPerson, Ledger
-from ledger.people import InvalidRecord, short_text
+from ledger.people import short_text
 
 HOLD_NAMESPACE = UUID("b4d1a0c2-5e7f-4a39-9c1d-2f6e8a0b3c47")
 MAX_REASON = 500
@@ -105,8 +105,6 @@ class Holds:
 
     def place(self, subject_id: UUID, reason: str, by: str) -> UUID:
         """Only on a person who is still there: `KeyErased` if purged, `PersonNotFound`."""
-        if not reason.strip():
-            raise InvalidRecord("reason", "a hold needs a reason")
         if isinstance(self.ledger.person(subject_id), ErasedPerson):  # PersonNotFound too
             raise KeyErased(subject_id)
         holds = self._of(subject_id) or LegalHolds(subject_id)

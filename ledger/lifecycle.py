@@ -291,8 +291,3 @@ class Lifecycle:
             return None
         progress = self.ledger.aggregate(progress_id_for(subject_id), Progress)
         return residue_of(person, progress)
-
-    def due_at(self, person: Person) -> datetime | None:
-        return self.schedule.grace.ends(person.deletion.requested_at) if person.deletion \
-            else None
-

@@ -38,7 +38,6 @@ class AuditIndex(Projection):
                     " actor_id TEXT NOT NULL, actor_role TEXT NOT NULL, purpose TEXT NOT NULL,"
                     " read_at TEXT NOT NULL)")
         cur.execute(f"CREATE INDEX {table}_by_student ON {table} (student_id, read_at, record_id)")
-        cur.execute(f"CREATE INDEX {table}_by_actor ON {table} (actor_id, read_at, record_id)")
 
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         return {table: frozenset({"record_id", "student_id", "actor_id", "actor_role",
@@ -71,12 +70,6 @@ class AuditReader:
         """AUD-3: who read the student's records between `since` and `until`, in time order;
         `after` is the last entry of the previous page."""
         return self._query("student_id", student_id, since, until, limit, after)
-
-    def of_actor(self, actor_id: UUID, since: datetime | None = None,
-                 until: datetime | None = None, limit: int = 100,
-                 after: tuple[datetime, UUID] | None = None) -> list[AccessEntry]:
-        """AUD-3: what one principal read between `since` and `until`, in time order."""
-        return self._query("actor_id", actor_id, since, until, limit, after)
 
     def _query(self, column: str, value: UUID, since: datetime | None, until: datetime | None,
                limit: int, after: tuple[datetime, UUID] | None) -> list[AccessEntry]:

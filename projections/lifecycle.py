@@ -52,11 +52,6 @@ class LifecycleView(Projection):
         cur.execute(f"CREATE TABLE {t.erasures} (position INTEGER PRIMARY KEY,"
                     " subject_id TEXT NOT NULL UNIQUE)")
 
-    def drop_tables(self, cur: Cursor, table: str) -> None:
-        t = Tables(table)
-        for name in (t.deletions, t.activity, t.erasures):
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
         return {t.deletions: frozenset({"subject_id", "reason", "requested_at"}),

@@ -73,10 +73,10 @@ class ProgressView(Projection):
                     " student_id TEXT NOT NULL)")
         cur.execute(f"CREATE INDEX {t.streams}_by_student ON {t.streams} (student_id)")
 
-    def drop_tables(self, cur: Cursor, table: str) -> None:
+    def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
-        for name in (t.levels, t.streams):
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
+        return {t.levels: frozenset({"student_id", "level", "tries", "best", "last_at"}),
+                t.streams: frozenset({"progress_id", "student_id"})}
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
         t = Tables(table)

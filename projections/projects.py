@@ -88,11 +88,6 @@ class ProjectsView(Projection):
                 t.owners: frozenset({"owner_id", "sealed_initial"}),
                 t.hidden: frozenset({"person_id"})}
 
-    def drop_tables(self, cur: Cursor, table: str) -> None:
-        t = Tables(table)
-        for name in (t.projects, t.owners, t.hidden):
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-
     def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
         t = Tables(table)
         return [(t.projects, ("owner_id", "project_id")), (t.owners, ("owner_id",)),

@@ -75,9 +75,6 @@ class Tables:
         self.schools = f"{prefix}_schools"
         self.hidden = f"{prefix}_hidden"
 
-    def all(self) -> tuple[str, ...]:
-        return self.sections, self.members, self.teachers, self.schools, self.hidden
-
 
 def _shown(hidden: str, column: str) -> str:
     """A condition: the person in `column` is not soft-deleted (one look-up by primary key)."""
@@ -129,10 +126,6 @@ class Roster(Projection):
             t.schools: frozenset({"school_id", "district_id", "school_type"}),
             t.hidden: frozenset({"person_id"}),
         }
-
-    def drop_tables(self, cur: Cursor, table: str) -> None:
-        for name in Tables(table).all():
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
 
     # -- following the log --------------------------------------------------------------------
     def process(self, cur: Cursor, table: str, event: Any) -> None:

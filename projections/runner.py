@@ -54,7 +54,9 @@ class Projection(ABC):
     def process(self, cur: Cursor, table: str, event: Any) -> None: ...
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        """The generation's tables: those `shape` names, else the one named `table`."""
+        for name in self.shape(table) or [table]:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
 
     @abstractmethod
     def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:

@@ -63,8 +63,8 @@ def _refs(svc: Services, ids: tuple[UUID, ...]) -> list[PersonRef]:
 
 
 def _end_sessions(tokens: TokenStore, ids: list[UUID]) -> None:
-    for subject_id in ids:
-        tokens.forget_subject(subject_id)
+    with tokens.db.transaction() as cur:
+        tokens.forget_rows(cur, ids)
 
 
 # -- one's own account ------------------------------------------------------------------------
