@@ -130,11 +130,6 @@ class Services:
         def teaches(teacher_id: UUID, student_id: UUID) -> bool:  # PRG-4
             return teacher_id in roster_reader.teachers_of_student(student_id)
 
-        def students_of(teacher_id: UUID) -> list[tuple[UUID, frozenset[UUID]]]:  # DEL-5
-            students = {s for view in roster_reader.sections_of_teacher(teacher_id)
-                        for s in roster_reader.students_of_section(view.id)}
-            return [(s, frozenset(roster_reader.teachers_of_student(s))) for s in students]
-
         lifecycle_view = LifecycleView()
         lifecycle_reader = LifecycleReader(read_models, lifecycle_view)
         lifecycle_runner = ProjectionRunner(ledger, read_models, lifecycle_view)
@@ -142,7 +137,7 @@ class Services:
         holds = Holds(ledger, clock)
         mailer = mailer or Outbox()
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
-                              students_of,
+                              roster_reader,
                               ResiduePool(read_models) if settings.keep_residue else None,
                               clock, mailer)
 

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -38,8 +39,15 @@ from ledger.sections import Section
 
 log = logging.getLogger("ledger.lifecycle")
 Clock = Callable[[], datetime]
-# A teacher's students, each with every teacher whose section they are in (DEL-5).
-StudentsOf = Callable[[UUID], Iterable[tuple[UUID, frozenset[UUID]]]]
+
+
+class Enrolments(Protocol):
+    """Who is in whose sections, for DEL-5 (the roster read model answers: the domain does
+    not import projections)."""
+
+    def students_of_teacher(self, teacher_id: UUID) -> Iterable[UUID]: ...
+
+    def teachers_of_student(self, student_id: UUID) -> set[UUID]: ...
 
 
 def system_clock() -> datetime:
@@ -92,12 +100,12 @@ class Cascade:
 
 class Lifecycle:
     def __init__(self, ledger: Ledger, schedule: RetentionSchedule, holds: Holds,
-                 students_of: StudentsOf, residues: ResiduePool | None,
+                 enrolments: Enrolments, residues: ResiduePool | None,
                  clock: Clock = system_clock, mailer: Mailer | None = None) -> None:
         self.ledger = ledger
         self.schedule = schedule
         self.holds = holds
-        self.students_of = students_of
+        self.enrolments = enrolments
         self.residues = residues  # None: no residue is kept (DEL-10 off)
         self.clock = clock
         self.mailer = mailer  # DEL-6 warnings; None: none are mailed (still recorded)
@@ -106,16 +114,16 @@ class Lifecycle:
     def cascade(self, teacher_id: UUID) -> Cascade:
         self.ledger.live(teacher_id, Teacher)
         deletes, unenrols = [], []
-        for student_id, teachers in self.students_of(teacher_id):
-            if self.depends_on(student_id, teacher_id, teachers):
+        for student_id in self.enrolments.students_of_teacher(teacher_id):
+            if self.depends_on(student_id, teacher_id):
                 deletes.append(student_id)
             else:
                 unenrols.append(student_id)
         return Cascade(teacher_id, tuple(sorted(deletes)), tuple(sorted(unenrols)))
 
-    def depends_on(self, student_id: UUID, teacher_id: UUID, teachers: frozenset[UUID]
-                   ) -> bool:
-        if teachers - {teacher_id}:
+    def depends_on(self, student_id: UUID, teacher_id: UUID) -> bool:
+        """In this teacher's sections and no other's, with no personal login (DEL-5)."""
+        if self.enrolments.teachers_of_student(student_id) != {teacher_id}:
             return False
         student = self.ledger.person(student_id)
         return isinstance(student, Student) and not student.deleted \
@@ -125,7 +133,8 @@ class Lifecycle:
                          confirmation: str | None = None) -> list[UUID]:
         """DEL-1: soft-delete the account (and, for a teacher, the students who depend on
         them, DEL-5, once the teacher has confirmed the preview's list). Returns who was
-        deleted; an account already deleted keeps its first request's clock."""
+        deleted. An account already deleted is as if gone (`PersonNotFound`): its first
+        request's clock keeps running."""
         person: Person = self.ledger.live(subject_id)
         now = self.clock()
         dependents: list[Student] = []
@@ -143,9 +152,8 @@ class Lifecycle:
     def removal(self, teacher_id: UUID, student_id: UUID) -> Cascade:
         """DEL-5, before a teacher removes a student from a section: is the student deleted
         (they depend on this teacher alone) or only unenrolled?"""
-        for found, teachers in self.students_of(teacher_id):
-            if found == student_id and self.depends_on(found, teacher_id, teachers):
-                return Cascade(teacher_id, (student_id,), ())
+        if self.depends_on(student_id, teacher_id):
+            return Cascade(teacher_id, (student_id,), ())
         return Cascade(teacher_id, (), (student_id,))
 
     def remove_from_section(self, teacher_id: UUID, section_id: UUID, student_id: UUID,

@@ -294,6 +294,11 @@ class RosterReader:
                          " AND {member_shown} ORDER BY m.enrolled_at, m.section_id",
                          (str(student_id),))
 
+    def students_of_teacher(self, teacher_id: UUID) -> list[UUID]:
+        """Every student in any of the teacher's sections, once; soft-deleted ones left out."""
+        return self._ids("SELECT DISTINCT m.student_id FROM {members} m WHERE m.teacher_id = ?"
+                         " AND {member_shown} ORDER BY m.student_id", (str(teacher_id),))
+
     def teachers_of_student(self, student_id: UUID) -> set[UUID]:
         """None for a soft-deleted student; soft-deleted teachers left out."""
         return set(self._ids("SELECT DISTINCT m.teacher_id FROM {members} m"

@@ -286,3 +286,15 @@ def test_DEL_9_the_purge_job_runs_on_a_schedule_inside_the_server(settings: Sett
         assert receipt is not None and receipt.receipt.requester == "purge-job"
     finally:
         svc.close()
+
+
+def test_DEL_5_a_student_outside_the_teachers_sections_is_never_deleted_by_a_removal(
+        svc: Services, school: School) -> None:
+    """A rostered student in no section at all has no teacher to depend on: a removal by any
+    teacher deletes nothing."""
+    loose = svc.ledger.register_student("Loose", "10")
+    svc.settle()
+    assert svc.lifecycle.removal(school.teacher, loose).deletes == ()
+    assert svc.lifecycle.remove_from_section(school.teacher, school.mine, loose,
+                                             "teacher:x") is False
+    assert not deleted(svc, loose)
