@@ -66,7 +66,14 @@ _PROGRESS_ROLES = frozenset({Role.OPERATOR, Role.SUPPORT, Role.STUDENT, Role.PAR
                              Role.SCHOOL_ADMIN, Role.DISTRICT_ADMIN})
 # What an administrator's scope must name.
 _ADMIN_SCOPES: dict[str, str] = {Role.SCHOOL_ADMIN: SCHOOL_SCOPE,
-                                 Role.DISTRICT_ADMIN: DISTRICT_SCOPE}
+                                 Role.DISTRICT_ADMIN: DISTRICT_SCOPE,
+                                 Role.RECORDS_CUSTODIAN: SCHOOL_SCOPE}
+# AUD-3: who may ask who has read or received a student's records; RGT-1: who may export them.
+_AUDITING = frozenset({(Role.STUDENT, Relation.SELF), (Role.PARENT, Relation.PARENT),
+                       (Role.RECORDS_CUSTODIAN, Relation.IN_SCOPE)})
+_AUDITING_ANYONE = frozenset({Role.OPERATOR, Role.AUDITOR})
+_EXPORTING = _AUDITING
+_EXPORTING_ANYONE = frozenset({Role.OPERATOR})
 
 
 # DEL-4: the subject, a parent, the school, support, or a teacher for the students they manage.
@@ -138,6 +145,18 @@ class Access:
         """DEL-4: who may have a student erased at once, skipping the window, and the reason
         their receipt gives; None: not this caller. Staff may erase anyone (`by_staff`)."""
         return _ERASURE_BY_RELATION.get((principal.role, self.relation(principal, student_id)))
+
+    def may_audit(self, principal: Principal, student_id: UUID) -> bool:
+        """AUD-3: the student, a linked parent, the records custodian of the student's school,
+        authorised auditors and the privacy officer may ask who read or received S's records."""
+        return principal.role in _AUDITING_ANYONE or (
+            principal.role, self.relation(principal, student_id)) in _AUDITING
+
+    def may_export(self, principal: Principal, student_id: UUID) -> bool:
+        """RGT-1: the student, a linked parent, the records custodian of the student's school
+        and the privacy officer may export all of S's data (auditors see the trail only)."""
+        return principal.role in _EXPORTING_ANYONE or (
+            principal.role, self.relation(principal, student_id)) in _EXPORTING
 
     # -- teachers and sections ----------------------------------------------------------------
     def may_see_teacher(self, principal: Principal, teacher_id: UUID) -> bool:

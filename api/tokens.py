@@ -38,6 +38,9 @@ class Role(StrEnum):
     DISTRICT_ADMIN = "district_admin"  # scope: "district:<district id>"
     PARENT = "parent"  # scope: "parent:<hex blind-index token of the parent's email>"
     RESEARCHER = "researcher"  # de-identified aggregates only (ACC-3)
+    # The FERPA audit trail and rights requests (AUD-3, RGT):
+    RECORDS_CUSTODIAN = "records_custodian"  # scope: "school:<school id>"; its students only
+    AUDITOR = "auditor"  # reads the audit trail (who read what, when, why), never the records
 
 
 class Permission(StrEnum):
@@ -63,6 +66,11 @@ class Permission(StrEnum):
     PEOPLE_RECOVER = "people:recover"  # withdraw a pending deletion (DEL-2)
     HOLDS_MANAGE = "holds:manage"  # legal holds (DEL-7)
     RECEIPTS_READ = "receipts:read"  # erasure receipts (DEL-8): ids and counts only
+    AUDIT_READ = "audit:read"  # access and disclosure records (AUD-3); api/access.py says whose
+    DISCLOSURES_RECORD = "disclosures:record"  # disclosures outside the school (AUD-2)
+    RIGHTS_REQUEST = "rights:request"  # file a rights request for oneself or one's child (RGT)
+    RIGHTS_MANAGE = "rights:manage"  # extend, fulfil or refuse requests; the overdue report
+    RECORDS_EXPORT = "records:export"  # all of a student's data (RGT-1); api/access.py: whose
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -79,7 +87,9 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                              Permission.PEOPLE_RECOVER, Permission.RECEIPTS_READ}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
     Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT, Permission.PROGRESS_RECORD,
-                                Permission.PROGRESS_READ, Permission.PROJECTS_WRITE},
+                                Permission.PROGRESS_READ, Permission.PROJECTS_WRITE,
+                                Permission.AUDIT_READ, Permission.RIGHTS_REQUEST,
+                                Permission.RECORDS_EXPORT},
     Role.TEACHER: _SIGNED_IN | {Permission.ME_TEACHER, Permission.SECTIONS_MANAGE,
                                 Permission.PROGRESS_READ, Permission.PROJECTS_WRITE,
                                 Permission.PEOPLE_ERASE},
@@ -90,8 +100,14 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                                     Permission.SCHOOL_ROSTER_READ, Permission.PROGRESS_READ,
                                     Permission.SCHOOL_PROGRESS_READ, Permission.PEOPLE_ERASE}),
     Role.PARENT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
-                            Permission.PROGRESS_READ, Permission.PEOPLE_ERASE}),
+                            Permission.PROGRESS_READ, Permission.PEOPLE_ERASE,
+                            Permission.AUDIT_READ, Permission.RIGHTS_REQUEST,
+                            Permission.RECORDS_EXPORT}),
     Role.RESEARCHER: frozenset({Permission.SCHOOLS_READ}),  # aggregates come later (ACC-3)
+    Role.RECORDS_CUSTODIAN: frozenset({Permission.SCHOOLS_READ, Permission.AUDIT_READ,
+                                       Permission.DISCLOSURES_RECORD, Permission.RIGHTS_REQUEST,
+                                       Permission.RIGHTS_MANAGE, Permission.RECORDS_EXPORT}),
+    Role.AUDITOR: frozenset({Permission.AUDIT_READ}),
 }
 
 

@@ -107,9 +107,9 @@ def test_AUD_3_who_may_ask_and_what_they_get(api: Client) -> None:
     assert [r["actor_role"] for r in everything] == ["teacher"] * 5 + ["parent"] * 2
     assert {r["purpose"] for r in everything if r["actor_role"] == "parent"} == {
         "parent_access"}
-    # The teacher, an administrator or another parent: as if no such student (ACC-5).
-    problem(api.call("GET", f"/students/{student}/access-records", teacher_auth), 404,
-            "not-found")
+    # A teacher may not ask at all; another parent: as if no such student (ACC-5).
+    problem(api.call("GET", f"/students/{student}/access-records", teacher_auth), 403,
+            "forbidden")
     problem(api.call("GET", f"/students/{student}/access-records", api.staff(
         "parent", scope="parent:" + "0" * 64)), 404, "not-found")
     problem(api.call("GET", f"/students/{student}/access-records?after=yesterday",

@@ -79,6 +79,9 @@ CALLERS = (
     Caller("registrar", "registrar"),
     Caller("operator", "operator"),
     Caller("service", "service"),
+    Caller("custodian_in", "records_custodian", scope="school_A"),
+    Caller("custodian_out", "records_custodian", scope="school_B"),
+    Caller("auditor", "auditor"),
 )
 
 # -- the rule table ---------------------------------------------------------------------------
@@ -100,8 +103,10 @@ RELATIONS: dict[str, frozenset[str]] = {
     "owns_S_project": frozenset({"student_self"}),  # P, S's project in the gallery
     # DEL-4: erasure at once of one of S's projects: S, S's teacher, the operator.
     "may_erase_S_project": frozenset({"student_self", "teacher_of_section", "operator"}),
-    # AUD-3: who may ask who has read S's records (custodian and auditor roles: the operator).
-    "audits_S": frozenset({"student_self", "parent_linked", "operator"}),
+    # AUD-3: who may ask who has read S's records: S, S's parent, the custodian of S's school,
+    # auditors and the privacy officer.
+    "audits_S": frozenset({"student_self", "parent_linked", "custodian_in", "auditor",
+                           "operator"}),
     # DEL-4: erasure at once of a student in T's section X with S's linked parent.
     "may_erase_student": frozenset({"teacher_of_section", "school_admin_in",
                                     "district_admin_in", "parent_linked", "support_with_purpose",
@@ -123,7 +128,9 @@ ERASERS = frozenset({"operator", "support", "teacher", "school_admin", "district
 RECOVERERS = frozenset({"operator", "support"})
 PRIVACY_OFFICER = frozenset({"operator"})
 SIGNED_IN = frozenset({"operator", "registrar", "support", "student", "teacher",
-                       "school_admin", "district_admin", "parent", "researcher"})
+                       "school_admin", "district_admin", "parent", "researcher",
+                       "records_custodian"})
+AUDIT_READERS = frozenset({"student", "parent", "records_custodian", "auditor", "operator"})
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,8 @@ RULES: dict[tuple[str, str], Rule] = {
     # people
     ("GET", "/students/{person_id}"): Rule(READERS, 200, "sees_S", purpose=True),
     ("GET", "/teachers/{person_id}"): Rule(READERS, 200, "sees_T", purpose=True),
-    ("GET", "/students/{person_id}/access-records"): Rule(READERS, 200, "audits_S"),
+    ("GET", "/students/{person_id}/access-records"): Rule(AUDIT_READERS, 200,
+                                                         "audits_S"),
     ("POST", "/students"): Rule(STAFF, 201),
     ("POST", "/teachers"): Rule(STAFF, 201),
     ("PATCH", "/people/{person_id}"): Rule(STAFF, 200),

@@ -5,6 +5,7 @@ their token's scope (api/access.py), so issuing one names it:
 
     ledger token issue --role school_admin --school <school id>
     ledger token issue --role district_admin --district <district id>
+    ledger token issue --role records_custodian --school <school id>
     ledger token issue --role parent --parent-email -      # the address is read from stdin
 
 A parent's scope is "parent:<hex>", the blind-index token of the address (the key of the
@@ -64,7 +65,7 @@ def _store() -> TokenStore:
 
 # The scope option each scoped role needs; no other role takes one.
 _SCOPE_OPTION = {Role.SCHOOL_ADMIN: "school", Role.DISTRICT_ADMIN: "district",
-                 Role.PARENT: "parent_email"}
+                 Role.RECORDS_CUSTODIAN: "school", Role.PARENT: "parent_email"}
 
 
 def _parent_scope(settings: Settings, db: Database, address: str) -> str:
