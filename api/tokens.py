@@ -123,6 +123,9 @@ class Principal:
     label: str
     subject_id: UUID | None = None  # the person signed in (student, teacher)
     scope: str | None = None  # what an administrator or parent is confined to
+    # AUD-5: a support session acting as this user: the support principal behind it. Reads and
+    # changes made in it are recorded with both identities (never as the user's own).
+    acted_by: UUID | None = None
 
     def may(self, permission: str) -> bool:
         return allows(self.role, permission)
