@@ -45,30 +45,38 @@ class MerkleTree:
     """An append-only tree of leaf hashes, with every complete subtree's hash kept."""
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
-        self._levels: list[list[bytes]] = [[]]
+        # One flat bytearray of 32-byte hashes per level: a million leaves cost 64 MB with
+        # their subtrees, not the ~200 MB of a bytes object per hash.
+        self._levels: list[bytearray] = [bytearray()]
         for leaf in leaf_hashes:
             self.append(leaf)
 
     def __len__(self) -> int:
-        return len(self._levels[0])
+        return len(self._levels[0]) // HASH_SIZE
 
     def append(self, leaf: bytes) -> int:
         """Add a leaf hash; returns its index. Completes every subtree it closes."""
         if len(leaf) != HASH_SIZE:
             raise ValueError("a leaf hash is 32 bytes")
-        index = len(self._levels[0])
-        self._levels[0].append(leaf)
+        index = len(self)
+        self._levels[0] += leaf
         level, position, current = 0, index, leaf
         while position % 2 == 1:  # this leaf closed a subtree: its parent is complete too
-            current = node_hash(self._levels[level][position - 1], current)
+            current = node_hash(self._hash(level, position - 1), current)
             level, position = level + 1, position // 2
             if len(self._levels) == level:
-                self._levels.append([])
-            self._levels[level].append(current)
+                self._levels.append(bytearray())
+            self._levels[level] += current
         return index
 
     def leaf(self, index: int) -> bytes:
-        return self._levels[0][index]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._hash(0, index)
+
+    def _hash(self, level: int, index: int) -> bytes:
+        start = index * HASH_SIZE
+        return bytes(self._levels[level][start:start + HASH_SIZE])
 
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first `size` leaves (all of them by default)."""
@@ -125,7 +133,7 @@ class MerkleTree:
         n = end - start
         if n & (n - 1) == 0:  # complete and aligned: stored
             level = n.bit_length() - 1
-            return self._levels[level][start >> level]
+            return self._hash(level, start >> level)
         k = _split(n)
         return node_hash(self._range(start, start + k), self._range(start + k, end))
 

@@ -1,0 +1,350 @@
+"""The tamper-evident log (LED-2): an RFC 6962 Merkle tree over every stored event.
+
+A leaf is the stored record as it rests, sealed: no key is needed to verify, and an erasure
+(which destroys a key, never a row) changes no leaf. The leaf's bytes, big-endian:
+
+    u8  length of the application name, then the name (UTF-8)     "ledger"
+    u64 the event's notification id (its position in the log)
+    16  the stream id (the UUID's 16 bytes)
+    u64 the stream version
+    u16 length of the topic, then the topic (UTF-8)
+    u32 length of the stored state, then the state (the sealed bytes, as stored)
+
+and the tree is RFC 6962's over those leaves in notification order (crypto/merkle.py), so
+another implementation can recompute it from the rows alone (docs/merkle-log.md).
+
+Leaves are appended by a sealer that follows the log after events commit (`MerkleLog.seal`),
+not inside the library's insert transaction: an event is unsealed for at most the interval
+between two seals (and a tree head is only ever signed over sealed events). Notification ids
+can have gaps (an insert that failed after taking an id); a gap is simply not a leaf, and
+because each leaf carries its notification id, a sealed event that later goes missing can never
+pass for a gap: the verifier names it "missing".
+
+Signed tree heads (size, root, time) are Ed25519 signatures by the ledger's key; each is kept,
+so the verifier checks the whole chain: every head's signature, and that each head's tree is a
+prefix of the next one's.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from crypto.merkle import MerkleTree, leaf_hash
+from crypto.signing import LedgerPublicKey, LedgerSigner
+from crypto.sql import Cursor, Database
+
+LOG_NAME = "student-records-ledger"
+HEAD_VERSION = 1
+_PAGE = 10_000
+_HEADER = struct.Struct(">Q16sQ")
+
+
+def event_leaf(application: str, notification_id: int, stream_id: bytes, version: int,
+               topic: str, state: bytes) -> bytes:
+    """The leaf's bytes for one stored event (the layout is in the module docstring)."""
+    app, topic_bytes = application.encode(), topic.encode()
+    return b"".join((bytes((len(app),)), app,
+                     _HEADER.pack(notification_id, stream_id, version),
+                     struct.pack(">H", len(topic_bytes)), topic_bytes,
+                     struct.pack(">I", len(state)), state))
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """A signed statement: the log's first `tree_size` events have this root, at this time."""
+
+    tree_size: int
+    root_hash: bytes
+    signed_at: datetime
+    signature: bytes = b""
+
+    def message(self) -> bytes:
+        """The signed bytes: the log's name, the head's version, size, root and time."""
+        return (f"{LOG_NAME} tree head v{HEAD_VERSION}\n{self.tree_size}\n"
+                f"{self.root_hash.hex()}\n{_time_text(self.signed_at)}\n").encode()
+
+    def verify(self, public_key: LedgerPublicKey) -> bool:
+        return public_key.verify(self.message(), self.signature)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"log": LOG_NAME, "version": HEAD_VERSION, "tree_size": self.tree_size,
+                "root_hash": self.root_hash.hex(), "signed_at": _time_text(self.signed_at),
+                "signature": base64.b64encode(self.signature).decode()}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TreeHead:
+        """A head from its JSON form; ValueError for anything malformed."""
+        try:
+            if d["log"] != LOG_NAME or d["version"] != HEAD_VERSION:
+                raise ValueError("not a tree head of this ledger")
+            size, root = d["tree_size"], bytes.fromhex(d["root_hash"])
+            signed_at = datetime.fromisoformat(d["signed_at"])
+            signature = base64.b64decode(d["signature"], validate=True)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"a malformed tree head: {type(error).__name__}") from None
+        if type(size) is not int or size < 0 or len(root) != 32 or signed_at.tzinfo is None:
+            raise ValueError("a malformed tree head")
+        return cls(size, root, signed_at, signature)
+
+
+Failure = Literal["changed", "missing", "inserted", "reordered", "unsigned", "forked"]
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """The first place the stored log and what was signed disagree."""
+
+    position: int  # the leaf index in the tree (0-based)
+    how: Failure
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    events: int  # stored events read
+    head: TreeHead | None  # the head checked against
+    unsealed: int  # stored events after the last sealed leaf (not yet covered by any head)
+    discrepancy: Discrepancy | None
+
+    @property
+    def ok(self) -> bool:
+        return self.discrepancy is None
+
+
+class MerkleLog:
+    """Seals the ledger's stored events into the tree; signs heads; proves; verifies.
+
+    `db` is the events database (the leaves rest beside the events they cover)."""
+
+    def __init__(self, db: Database, events_table: str, application: str = "ledger",
+                 signer: LedgerSigner | None = None) -> None:
+        self.db = db
+        self.events_table = events_table
+        self.application = application
+        self.signer = signer
+        self._tree = MerkleTree()
+        self._last_sealed = 0  # the notification id of the tree's last leaf
+        self._create_tables()
+
+    # -- sealing and signing ------------------------------------------------------------------
+    def seal(self) -> int:
+        """Append a leaf for every stored event not yet sealed; returns how many were added.
+        Safe beside other sealers (one at a time, by lock) and beside writers."""
+        added = 0
+        while True:
+            with self.db.transaction() as cur:
+                self._lock(cur)
+                cur.execute("SELECT position, notification_id FROM merkle_leaves"
+                            " ORDER BY position DESC LIMIT 1")
+                last = cur.fetchone()
+                position, after = (int(last[0]) + 1, int(last[1])) if last else (0, 0)
+                rows = self._rows(cur, after, _PAGE)
+                leaves = [(position + i, row[0], self._leaf_of(row)) for i, row in
+                          enumerate(rows)]
+                cur.executemany("INSERT INTO merkle_leaves (position, notification_id,"
+                                " leaf_hash) VALUES (?, ?, ?)", leaves)
+            added += len(leaves)
+            if len(rows) < _PAGE:
+                return added
+
+    def sign_head(self, at: datetime | None = None) -> TreeHead:
+        """Seal what is stored, then sign the tree as it stands (kept in the chain of heads)."""
+        if self.signer is None:
+            raise RuntimeError("this ledger has no signing key")
+        self.seal()
+        tree = self.tree()
+        unsigned = TreeHead(len(tree), tree.root(), (at or datetime.now(UTC)).astimezone(UTC))
+        head = TreeHead(unsigned.tree_size, unsigned.root_hash, unsigned.signed_at,
+                        self.signer.sign(unsigned.message()))
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO merkle_tree_heads (tree_size, root_hash, signed_at,"
+                        " signature) VALUES (?, ?, ?, ?) ON CONFLICT (tree_size) DO NOTHING",
+                        (head.tree_size, head.root_hash, _time_text(head.signed_at),
+                         head.signature))
+        return head
+
+    def heads(self) -> list[TreeHead]:
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT tree_size, root_hash, signed_at, signature FROM"
+                        " merkle_tree_heads ORDER BY tree_size")
+            return [TreeHead(int(r[0]), bytes(r[1]), datetime.fromisoformat(r[2]), bytes(r[3]))
+                    for r in cur.fetchall()]
+
+    # -- the tree and its proofs --------------------------------------------------------------
+    def tree(self) -> MerkleTree:
+        """The sealed tree, kept in memory and extended from the leaves sealed since."""
+        with self.db.transaction(write=False) as cur:
+            while True:
+                cur.execute("SELECT notification_id, leaf_hash FROM merkle_leaves"
+                            " WHERE position >= ? ORDER BY position LIMIT ?",
+                            (len(self._tree), _PAGE))
+                rows = cur.fetchall()
+                for row in rows:
+                    self._tree.append(bytes(row[1]))
+                if rows:
+                    self._last_sealed = int(rows[-1][0])
+                if len(rows) < _PAGE:
+                    return self._tree
+
+    def position_of(self, notification_id: int) -> int | None:
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT position FROM merkle_leaves WHERE notification_id = ?",
+                        (notification_id,))
+            row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    # -- verification -------------------------------------------------------------------------
+    def verify(self, public_key: LedgerPublicKey, head: TreeHead | None = None
+               ) -> Verification:
+        """Recompute the tree from the stored events and check it against every signed head
+        (and `head`, if given: one an auditor kept). Needs no data key. The first discrepancy
+        is named by its position and how it fails."""
+        heads = self.heads()
+        if head is not None and head not in heads:
+            heads = sorted([*heads, head], key=lambda h: h.tree_size)
+        target = head or (heads[-1] if heads else None)
+        stored = MerkleTree(self._leaf_of(row) for row in self._all_rows())
+        sealed = MerkleTree(leaf for _, leaf in self._sealed())
+        unsealed = max(0, len(stored) - len(sealed))
+        discrepancy = self._check_heads(heads, stored, sealed, public_key) or \
+            self._first_difference()
+        return Verification(len(stored), target, unsealed, discrepancy)
+
+    def _check_heads(self, heads: list[TreeHead], stored: MerkleTree, sealed: MerkleTree,
+                     key: LedgerPublicKey) -> Discrepancy | None:
+        verified = 0  # the size up to which the stored events match a signed head
+        for head in heads:
+            if not head.verify(key):
+                return Discrepancy(head.tree_size, "unsigned", f"the tree head of size"
+                                   f" {head.tree_size} is not signed by the ledger's key")
+            if head.tree_size <= len(stored) and stored.root(head.tree_size) == head.root_hash:
+                verified = head.tree_size
+                continue
+            if head.tree_size <= len(sealed) and sealed.root(head.tree_size) == head.root_hash:
+                # the sealed leaves still match what was signed: they say where and how
+                found = self._first_difference()
+                if found is not None:
+                    return found
+            return Discrepancy(verified, "forked", f"the stored events do not give the root"
+                               f" signed for size {head.tree_size} (they match up to size"
+                               f" {verified})")
+        return None
+
+    def _first_difference(self) -> Discrepancy | None:
+        """Walk the sealed leaves and the stored events side by side, in notification order."""
+        stored_rows = self._all_rows()
+        row = next(stored_rows, None)
+        for position, (notification_id, leaf) in enumerate(self._sealed()):
+            if row is None or int(row[0]) > notification_id:
+                return Discrepancy(position, "missing", f"the event sealed at notification id"
+                                   f" {notification_id} is not stored")
+            if int(row[0]) < notification_id:
+                return Discrepancy(position, "inserted", f"notification id {int(row[0])} was"
+                                   " never sealed")
+            if self._leaf_of(row) != leaf:
+                return self._classify(position, row, stored_rows)
+            row = next(stored_rows, None)
+        return None
+
+    def _classify(self, position: int, row: Any, later_rows: Iterator[Any]) -> Discrepancy:
+        """The event stored at the sealed position's notification id is not the one sealed
+        there: another sealed event moved here (reordered, or the rest renumbered after a
+        deletion), a new event pushed the sealed one down (inserted), or it was changed."""
+        notification_id = int(row[0])
+        sealed = list(self._sealed())  # once, at the first failure
+        expected = sealed[position][1]
+        source = next((at for at, (other_id, leaf) in enumerate(sealed)
+                       if at != position and self._relabelled(row, other_id) == leaf), None)
+        following = next(later_rows, None)
+        if source is None:
+            if following is not None and self._relabelled(following, notification_id) == \
+                    expected:
+                return Discrepancy(position, "inserted", f"an event never sealed sits at"
+                                   f" notification id {notification_id}, before the one"
+                                   " sealed there")
+            return Discrepancy(position, "changed", f"notification id {notification_id}"
+                               " differs from what was sealed")
+        moved_here = self._row(sealed[source][0])
+        if moved_here is not None and self._relabelled(moved_here, notification_id) == expected:
+            return Discrepancy(position, "reordered", f"notification id {notification_id}"
+                               f" holds the event sealed at position {source}, and the other"
+                               " way round")
+        return Discrepancy(position, "missing", f"the event sealed at notification id"
+                           f" {notification_id} is gone; the ones after it were moved up")
+
+    def _relabelled(self, row: Any, notification_id: int) -> bytes:
+        """The leaf the stored content of `row` would have at another notification id."""
+        return self._leaf_of((notification_id, *row[1:]))
+
+    def _row(self, notification_id: int) -> Any:
+        with self.db.transaction(write=False) as cur:
+            rows = self._rows(cur, notification_id - 1, 1)
+        return rows[0] if rows and int(rows[0][0]) == notification_id else None
+
+    def _sealed(self) -> Iterator[tuple[int, bytes]]:
+        """(notification id, leaf hash) of each sealed leaf, in position order."""
+        position = 0
+        while True:
+            with self.db.transaction(write=False) as cur:
+                cur.execute("SELECT notification_id, leaf_hash FROM merkle_leaves"
+                            " WHERE position >= ? ORDER BY position LIMIT ?", (position, _PAGE))
+                rows = cur.fetchall()
+            for row in rows:
+                yield int(row[0]), bytes(row[1])
+            if len(rows) < _PAGE:
+                return
+            position += len(rows)
+
+    # -- the stored events --------------------------------------------------------------------
+    def _leaf_of(self, row: Any) -> bytes:
+        """A stored row (notification id, stream id, version, topic, state) -> leaf hash."""
+        stream = row[1]
+        stream_bytes = bytes(stream) if not isinstance(stream, str) else bytes.fromhex(
+            stream.replace("-", ""))
+        return leaf_hash(event_leaf(self.application, int(row[0]), stream_bytes, int(row[2]),
+                                    row[3], bytes(row[4])))
+
+    def _rows(self, cur: Cursor, after: int, limit: int) -> list[Any]:
+        if self.db.backend == "sqlite":
+            cur.execute("SELECT rowid, originator_id, originator_version, topic, state"
+                        f" FROM {self.events_table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                        (after, limit))
+        else:
+            cur.execute("SELECT notification_id, uuid_send(originator_id), originator_version,"
+                        f" topic, state FROM {self.events_table} WHERE notification_id > ?"
+                        " ORDER BY notification_id LIMIT ?", (after, limit))
+        return list(cur.fetchall())
+
+    def _all_rows(self) -> Iterator[Any]:
+        after = 0
+        while True:
+            with self.db.transaction(write=False) as cur:
+                rows = self._rows(cur, after, _PAGE)
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1][0])
+
+    # -- storage ------------------------------------------------------------------------------
+    def _lock(self, cur: Cursor) -> None:
+        if self.db.backend == "postgres":  # SQLite: the write transaction is the lock
+            cur.execute("SELECT pg_advisory_xact_lock(6962)")
+
+    def _create_tables(self) -> None:
+        blob = "BLOB" if self.db.backend == "sqlite" else "BYTEA"
+        with self.db.transaction() as cur:
+            self._lock(cur)
+            cur.execute("CREATE TABLE IF NOT EXISTS merkle_leaves (position BIGINT PRIMARY KEY,"
+                        f" notification_id BIGINT NOT NULL UNIQUE, leaf_hash {blob} NOT NULL)")
+            cur.execute("CREATE TABLE IF NOT EXISTS merkle_tree_heads (tree_size BIGINT"
+                        f" PRIMARY KEY, root_hash {blob} NOT NULL, signed_at TEXT NOT NULL,"
+                        f" signature {blob} NOT NULL)")
+
+
+def _time_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
