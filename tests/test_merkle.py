@@ -215,3 +215,19 @@ def test_proofs_at_a_million_leaves_are_a_few_dozen_hashes() -> None:
     assert len(tree.consistency_proof(999_999, size)) <= 2 * 20
     assert verify_inclusion(tree.leaf(123_457), 123_457, size, tree.inclusion_proof(123_457),
                             tree.root())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.binary(max_size=4), max_size=40), max_size=6))
+def test_extending_in_bulk_is_appending_one_by_one(batches: list[list[bytes]]) -> None:
+    one_by_one, bulk = MerkleTree(), MerkleTree()
+    for batch in batches:
+        hashes = [leaf_hash(data) for data in batch]
+        for h in hashes:
+            one_by_one.append(h)
+        bulk.extend(b"".join(hashes))
+        assert len(bulk) == len(one_by_one)
+        assert [bulk.root(n) for n in range(len(bulk) + 1)] == [
+            one_by_one.root(n) for n in range(len(one_by_one) + 1)]
+    with pytest.raises(ValueError):
+        bulk.extend(b"\x00" * 31)

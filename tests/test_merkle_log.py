@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto.merkle import verify_consistency, verify_inclusion
+from crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
 from crypto.sql import Database
 from ledger.application import Ledger
 from ledger.merkle_log import MerkleLog, TreeHead, event_leaf
@@ -102,6 +102,20 @@ def test_a_head_not_signed_by_the_ledger_or_of_another_history_fails(
                     ledger.signer.sign(other.message()))
     failed = log.verify(ledger.signer.public_key, fork).discrepancy
     assert failed is not None and failed.how == "forked"
+
+
+def test_each_leaf_is_the_documented_hash_of_its_stored_row(ledger: Ledger,
+                                                           settings: Settings) -> None:
+    log = merkle_log(ledger, settings)
+    history(ledger, 3)
+    log.seal()
+    tree = log.tree()
+    rows = ledger.recorder.select_notifications(start=None, limit=100)
+    assert len(tree) == len(rows)
+    for position, row in enumerate(rows):
+        assert tree.leaf(position) == leaf_hash(event_leaf(
+            "ledger", row.id, row.originator_id.bytes, row.originator_version, row.topic,
+            row.state))
 
 
 def test_the_leaf_layout_is_the_documented_one() -> None:
