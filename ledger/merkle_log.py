@@ -131,6 +131,7 @@ class MerkleLog:
         self.signer = signer
         self._tree = MerkleTree()
         self._topics: dict[str, bytes] = {}  # a topic -> its length-prefixed bytes
+        self._events_found = False
         self._create_tables()
 
     # -- sealing and signing ------------------------------------------------------------------
@@ -175,8 +176,19 @@ class MerkleLog:
         with self.db.transaction(write=False) as cur:
             cur.execute("SELECT tree_size, root_hash, signed_at, signature FROM"
                         " merkle_tree_heads ORDER BY tree_size")
-            return [TreeHead(int(r[0]), bytes(r[1]), datetime.fromisoformat(r[2]), bytes(r[3]))
-                    for r in cur.fetchall()]
+            return [_head(row) for row in cur.fetchall()]
+
+    def head(self, tree_size: int | None = None) -> TreeHead | None:
+        """The signed head of that size, or the latest one; None if there is none."""
+        with self.db.transaction(write=False) as cur:
+            if tree_size is None:
+                cur.execute("SELECT tree_size, root_hash, signed_at, signature FROM"
+                            " merkle_tree_heads ORDER BY tree_size DESC LIMIT 1")
+            else:
+                cur.execute("SELECT tree_size, root_hash, signed_at, signature FROM"
+                            " merkle_tree_heads WHERE tree_size = ?", (tree_size,))
+            row = cur.fetchone()
+        return None if row is None else _head(row)
 
     # -- the tree and its proofs --------------------------------------------------------------
     def tree(self) -> MerkleTree:
@@ -272,7 +284,7 @@ class MerkleLog:
                                    " sealed there")
             return Discrepancy(position, "changed", f"notification id {notification_id}"
                                " differs from what was sealed")
-        moved_here = self._row(sealed[source][0])
+        moved_here = self.stored_event(sealed[source][0])
         if moved_here is not None and self._relabelled(moved_here, notification_id) == expected:
             return Discrepancy(position, "reordered", f"notification id {notification_id}"
                                f" holds the event sealed at position {source}, and the other"
@@ -284,10 +296,17 @@ class MerkleLog:
         """The leaf the stored content of `row` would have at another notification id."""
         return self._leaf_of((notification_id, *row[1:]))
 
-    def _row(self, notification_id: int) -> Any:
+    def stored_event(self, notification_id: int) -> tuple[int, bytes, int, str, bytes] | None:
+        """The stored row at `notification_id`: (id, stream id's 16 bytes, version, topic,
+        sealed state), or None if nothing is stored there."""
         with self.db.transaction(write=False) as cur:
             rows = self._rows(cur, notification_id - 1, 1)
-        return rows[0] if rows and int(rows[0][0]) == notification_id else None
+        if not rows or int(rows[0][0]) != notification_id:
+            return None
+        _, stream, version, topic, state = rows[0]
+        stream_bytes = bytes.fromhex(stream.replace("-", "")) if type(stream) is str \
+            else bytes(stream)
+        return notification_id, stream_bytes, int(version), str(topic), bytes(state)
 
     def _sealed(self) -> Iterator[tuple[int, bytes]]:
         """(notification id, leaf hash) of each sealed leaf, in position order."""
@@ -327,6 +346,8 @@ class MerkleLog:
         return b"".join(hashes)
 
     def _rows(self, cur: Cursor, after: int, limit: int) -> list[Any]:
+        if not self._events_exist(cur):
+            return []  # a fresh store: the ledger has not made its table yet
         if self.db.backend == "sqlite":
             cur.execute("SELECT rowid, originator_id, originator_version, topic, state"
                         f" FROM {self.events_table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
@@ -365,6 +386,17 @@ class MerkleLog:
             if len(rows) < _PAGE * 10:
                 return b"".join(hashes)
 
+    def _events_exist(self, cur: Cursor) -> bool:
+        if not self._events_found:
+            if self.db.backend == "sqlite":
+                cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (self.events_table,))
+            else:
+                cur.execute("SELECT to_regclass(?)", (self.events_table,))
+            row = cur.fetchone()
+            self._events_found = row is not None and row[0] is not None
+        return self._events_found
+
     # -- storage ------------------------------------------------------------------------------
     def _lock(self, cur: Cursor) -> None:
         if self.db.backend == "postgres":  # SQLite: the write transaction is the lock
@@ -379,6 +411,10 @@ class MerkleLog:
             cur.execute("CREATE TABLE IF NOT EXISTS merkle_tree_heads (tree_size BIGINT"
                         f" PRIMARY KEY, root_hash {blob} NOT NULL, signed_at TEXT NOT NULL,"
                         f" signature {blob} NOT NULL)")
+
+
+def _head(row: Any) -> TreeHead:
+    return TreeHead(int(row[0]), bytes(row[1]), datetime.fromisoformat(row[2]), bytes(row[3]))
 
 
 def _time_text(value: datetime) -> str:

@@ -14,6 +14,7 @@ from crypto.kek import Keyring
 from crypto.keystore import KeyStore
 from crypto.signing import LedgerSigner
 from crypto.sql import Database, PostgresDatabase, SQLiteDatabase, ensure_schema
+from ledger.merkle_log import MerkleLog
 from ledger.settings import Settings, is_postgres, sqlite_path
 
 APPEND_ONLY_MESSAGE = "the ledger is append-only: events are never updated or deleted"
@@ -95,6 +96,17 @@ def open_keyring(settings: Settings) -> Keyring:
 def open_subject_keys(settings: Settings) -> SubjectKeys:
     store = KeyStore(open_database(settings.keystore_url, settings.keystore_schema))
     return SubjectKeys(store, open_keyring(settings), sync_seconds=settings.key_sync_seconds)
+
+
+def events_table(settings: Settings) -> str:
+    """The library's table of stored events on this backend (see `enforce_append_only`)."""
+    return "stored_events" if settings.backend == "sqlite" else "ledger_events"
+
+
+def open_merkle_log(settings: Settings, signer: LedgerSigner | None = None) -> MerkleLog:
+    """The Merkle log beside the events it covers; no data key is ever needed for it."""
+    return MerkleLog(open_database(settings.database_url, settings.schema),
+                     events_table(settings), signer=signer)
 
 
 def open_signer(settings: Settings) -> LedgerSigner:
