@@ -131,6 +131,7 @@ class MerkleLog:
         self.signer = signer
         self._tree = MerkleTree()
         self._topics: dict[str, bytes] = {}  # a topic -> its length-prefixed bytes
+        self._streams: dict[str | bytes, bytes] = {}  # a stored stream id -> its 16 bytes
         self._events_found = False
         self._create_tables()
 
@@ -332,11 +333,16 @@ class MerkleLog:
         verification runs it for every event of the log."""
         sha256, header, length = hashlib.sha256, _HEADER.pack, _LENGTH.pack
         prefix = b"\x00" + bytes((len(self.application),)) + self.application.encode()
-        topics = self._topics
+        topics, streams = self._topics, self._streams
         hashes = []
         for notification_id, stream, version, topic, state in rows:
-            stream_bytes = bytes.fromhex(stream.replace("-", "")) if type(stream) is str \
-                else bytes(stream)
+            stream_bytes = streams.get(stream)
+            if stream_bytes is None:  # a stream's events sit close together: look up once
+                stream_bytes = bytes.fromhex(stream.replace("-", "")) if type(stream) is str \
+                    else bytes(stream)
+                if len(streams) > 4096:
+                    streams.clear()
+                streams[stream] = stream_bytes
             topic_bytes = topics.get(topic)
             if topic_bytes is None:
                 encoded = topic.encode()
