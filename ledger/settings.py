@@ -14,6 +14,8 @@ LEDGER_SIGNING_KEY      the signing key inline (base64 of the raw 32 bytes); ove
 LEDGER_RETENTION        the retention schedule (default: ledger/retention.json in the repo)
 LEDGER_RESIDUE          "on" (default) or "off": keep a de-identified residue at purge (DEL-10)
 LEDGER_PURGE_EVERY_HOURS  how often `ledger serve` runs the purge job (default 24; 0: never)
+LEDGER_SEAL_EVERY_SECONDS  how often `ledger serve` seals stored events into the Merkle log (default 1)
+LEDGER_TREE_HEAD_EVERY_MINUTES  how often `ledger serve` signs a tree head (default 60; 0: never)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
 """
@@ -47,6 +49,8 @@ class Settings:
     retention_file: str = DEFAULT_RETENTION
     keep_residue: bool = True
     purge_every_hours: float = 24.0
+    seal_every_seconds: float = 1.0  # the longest a stored event waits for its leaf (LED-2)
+    tree_head_every_minutes: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -69,6 +73,8 @@ class Settings:
             retention_file=env.get("LEDGER_RETENTION", DEFAULT_RETENTION),
             keep_residue=_on_or_off("LEDGER_RESIDUE", env.get("LEDGER_RESIDUE", "on")),
             purge_every_hours=float(env.get("LEDGER_PURGE_EVERY_HOURS", "24")),
+            seal_every_seconds=float(env.get("LEDGER_SEAL_EVERY_SECONDS", "1")),
+            tree_head_every_minutes=float(env.get("LEDGER_TREE_HEAD_EVERY_MINUTES", "60")),
         )
 
     @classmethod
@@ -78,7 +84,9 @@ class Settings:
               var_dir: str = "var", key_sync_seconds: float = 1.0, media_url: str = "",
               max_upload_bytes: int = 5 * 1024 * 1024, signing_key_file: str = "",
               signing_key_inline: str | None = None, retention_file: str = DEFAULT_RETENTION,
-              keep_residue: bool = True, purge_every_hours: float = 24.0) -> Settings:
+              keep_residue: bool = True, purge_every_hours: float = 24.0,
+              seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0
+              ) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -100,6 +108,12 @@ class Settings:
             raise ValueError("LEDGER_MAX_UPLOAD_BYTES must be positive")
         if not 0 <= purge_every_hours < 24 * 366:
             raise ValueError("LEDGER_PURGE_EVERY_HOURS must be 0 (never) or a number of hours")
+        if not 0 < seal_every_seconds <= 3600:
+            raise ValueError("LEDGER_SEAL_EVERY_SECONDS must be a number of seconds, at most"
+                             " 3600")
+        if not 0 <= tree_head_every_minutes <= 60 * 24 * 31:
+            raise ValueError("LEDGER_TREE_HEAD_EVERY_MINUTES must be 0 (never) or a number of"
+                             " minutes")
         return cls(
             database_url=database_url,
             media_url=media_url,
@@ -117,6 +131,8 @@ class Settings:
             retention_file=retention_file,
             keep_residue=keep_residue,
             purge_every_hours=purge_every_hours,
+            seal_every_seconds=seal_every_seconds,
+            tree_head_every_minutes=tree_head_every_minutes,
         )
 
     @property
