@@ -14,7 +14,7 @@ LEDGER_SIGNING_KEY      the signing key inline (base64 of the raw 32 bytes); ove
 LEDGER_RETENTION        the retention schedule (default: ledger/retention.json in the repo)
 LEDGER_RESIDUE          "on" (default) or "off": keep a de-identified residue at purge (DEL-10)
 LEDGER_PURGE_EVERY_HOURS  how often `ledger serve` runs the purge job (default 24; 0: never)
-LEDGER_SEAL_EVERY_SECONDS  how often `ledger serve` seals stored events into the Merkle log (default 1)
+LEDGER_SEAL_EVERY_SECONDS  how often `ledger serve` seals new events into the Merkle log (default 1)
 LEDGER_TREE_HEAD_EVERY_MINUTES  how often `ledger serve` signs a tree head (default 60; 0: never)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
