@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -25,8 +26,9 @@ from ledger.enrolment import Sections
 from ledger.holds import Holds
 from ledger.lifecycle import Clock, Lifecycle, system_clock
 from ledger.media import MediaStore
+from ledger.merkle_log import MerkleLog
 from ledger.password_reset import Mailer, Outbox, PasswordResets
-from ledger.persistence import open_database
+from ledger.persistence import open_database, open_merkle_log
 from ledger.progress import LevelProgress
 from ledger.project_service import Projects
 from ledger.purge import PurgeCapExceeded, PurgeJob, ReviewQueue
@@ -103,6 +105,7 @@ class Services:
     audit: AuditTrail
     audit_view: ProjectionRunner
     audit_reader: AuditReader
+    merkle_log: MerkleLog
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -171,6 +174,7 @@ class Services:
             audit=AuditTrail(ledger),
             audit_view=ProjectionRunner(ledger, read_models, audit_index),
             audit_reader=AuditReader(read_models, audit_index),
+            merkle_log=open_merkle_log(settings, ledger.signer),
         )
         # The receipt counts each read model's rows. Not the lifecycle view's: its pending
         # row is the purge job's work list, which must keep the subject until the receipt is
@@ -215,6 +219,29 @@ class Services:
                     log.warning("purge run failed (%s)", type(error).__name__)
 
         thread = threading.Thread(target=every_period, name="purge-schedule", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start_tree_keeping(self) -> None:
+        """Seal new events into the Merkle log every `LEDGER_SEAL_EVERY_SECONDS`, and sign a
+        tree head every `LEDGER_TREE_HEAD_EVERY_MINUTES` (LED-2)."""
+        seal_every = self.settings.seal_every_seconds
+        sign_every = self.settings.tree_head_every_minutes * 60
+
+        def keep_tree() -> None:
+            last_signed = time.monotonic()
+            while not self._stop.wait(seal_every):
+                try:
+                    if sign_every and time.monotonic() - last_signed >= sign_every:
+                        head = self.merkle_log.sign_head()  # seals first
+                        last_signed = time.monotonic()
+                        log.info("tree head signed: size %d", head.tree_size)
+                    else:
+                        self.merkle_log.seal()
+                except Exception as error:  # the next period tries again
+                    log.warning("sealing failed (%s)", type(error).__name__)
+
+        thread = threading.Thread(target=keep_tree, name="merkle-sealer", daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -285,4 +312,5 @@ class Services:
         for thread in self._threads:
             thread.join(timeout=5)
         self.media.db.close()
+        self.merkle_log.db.close()
         self.ledger.close()  # and the read models, which it opened

@@ -71,6 +71,8 @@ class Permission(StrEnum):
     RIGHTS_REQUEST = "rights:request"  # file a rights request for oneself or one's child (RGT)
     RIGHTS_MANAGE = "rights:manage"  # extend, fulfil or refuse requests; the overdue report
     RECORDS_EXPORT = "records:export"  # all of a student's data (RGT-1); api/access.py: whose
+    LEDGER_PROVE = "ledger:prove"  # inclusion proofs: they carry stored (sealed) events (LED-2)
+    TREE_HEADS_SIGN = "ledger:sign"  # sign a tree head now, off the schedule (LED-2)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -107,7 +109,7 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.RECORDS_CUSTODIAN: frozenset({Permission.SCHOOLS_READ, Permission.AUDIT_READ,
                                        Permission.DISCLOSURES_RECORD, Permission.RIGHTS_REQUEST,
                                        Permission.RIGHTS_MANAGE, Permission.RECORDS_EXPORT}),
-    Role.AUDITOR: frozenset({Permission.AUDIT_READ}),
+    Role.AUDITOR: frozenset({Permission.AUDIT_READ, Permission.LEDGER_PROVE}),
 }
 
 

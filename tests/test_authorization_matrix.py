@@ -245,6 +245,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/students/{person_id}/answers"): Rule(PROGRESS_READERS, 200, "sees_S",
                                                    purpose=True),
     ("GET", "/sections/{section_id}/surveys"): Rule(TEACHER, 200, "owns_section"),
+    # the tamper-evident log (LED-2): heads and consistency are public hashes; an inclusion
+    # proof carries a stored event, for the privacy officer and auditors
+    ("GET", "/ledger/tree-heads"): Rule(PUBLIC, 200),
+    ("GET", "/ledger/tree-heads/latest"): Rule(PUBLIC, 200),
+    ("POST", "/ledger/tree-heads"): Rule(PRIVACY_OFFICER, 201),
+    ("GET", "/ledger/proofs/consistency"): Rule(PUBLIC, 200),
+    ("GET", "/ledger/proofs/inclusion/{notification_id}"): Rule(
+        frozenset({"operator", "auditor"}), 200),
 }
 
 
@@ -444,7 +452,18 @@ def _reset_token(w: World) -> str:
     return str(outbox.sent[-1][1])
 
 
+def _signed_head(w: World) -> int:
+    """A tree head over everything stored now; its size."""
+    return w.svc.merkle_log.sign_head().tree_size
+
+
 BUILDERS: dict[tuple[str, str], Build] = {
+    ("GET", "/ledger/tree-heads/latest"): lambda w, c: (
+        "/ledger/tree-heads/latest", None) if _signed_head(w) else ("", None),
+    ("GET", "/ledger/proofs/consistency"): lambda w, c: (
+        f"/ledger/proofs/consistency?first={_signed_head(w)}", None),
+    ("GET", "/ledger/proofs/inclusion/{notification_id}"): lambda w, c: (
+        f"/ledger/proofs/inclusion/{_signed_head(w)}", None),
     ("POST", "/sign-in"): lambda w, c: ("/sign-in", {
         "login": w.personal["teacher_username"], "password": PASSWORD}),
     ("POST", "/sign-in/section"): lambda w, c: ("/sign-in/section", {

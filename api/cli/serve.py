@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
             introduce(services, f"http://{args.host}:{args.port}")
         services.start_projections()
         services.start_purge_schedule()
+        services.start_tree_keeping()
         tune_after_start_up()  # the bench does the same, so that it measures this process
         # uvicorn's access log prints raw paths; the app logs route patterns and ids instead.
         uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info",

@@ -22,6 +22,7 @@ from api.http import (
     schools,
     sections,
     sessions,
+    tree_heads,
 )
 from api.http.context import RequestContext
 from api.services import Services
@@ -39,7 +40,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
-                   projects, coursework):
+                   projects, coursework, tree_heads):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app
