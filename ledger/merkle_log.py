@@ -40,6 +40,7 @@ from crypto.signing import LedgerPublicKey, LedgerSigner
 from crypto.sql import Cursor, Database
 
 LOG_NAME = "student-records-ledger"
+APPEND_ONLY = "the Merkle log is append-only: leaves and heads are never changed"
 HEAD_VERSION = 1
 _PAGE = 10_000
 _HEADER = struct.Struct(">Q16sQ")
@@ -130,7 +131,7 @@ class MerkleLog:
         self.application = application
         self.signer = signer
         self._tree = MerkleTree()
-        self._topics: dict[str, bytes] = {}  # a topic -> its length-prefixed bytes
+        self._topics: dict[bytes, bytes] = {}  # a topic's bytes -> length-prefixed
         self._streams: dict[str | bytes, bytes] = {}  # a stored stream id -> its 16 bytes
         self._events_found = False
         self._create_tables()
@@ -285,7 +286,7 @@ class MerkleLog:
                                    " sealed there")
             return Discrepancy(position, "changed", f"notification id {notification_id}"
                                " differs from what was sealed")
-        moved_here = self.stored_event(sealed[source][0])
+        moved_here = self._raw_row(sealed[source][0])
         if moved_here is not None and self._relabelled(moved_here, notification_id) == expected:
             return Discrepancy(position, "reordered", f"notification id {notification_id}"
                                f" holds the event sealed at position {source}, and the other"
@@ -300,14 +301,17 @@ class MerkleLog:
     def stored_event(self, notification_id: int) -> tuple[int, bytes, int, str, bytes] | None:
         """The stored row at `notification_id`: (id, stream id's 16 bytes, version, topic,
         sealed state), or None if nothing is stored there."""
+        row = self._raw_row(notification_id)
+        if row is None:
+            return None
+        _, stream, version, topic, state = row
+        return notification_id, _stream_bytes(stream), int(version), \
+            bytes(topic).decode("utf-8", "replace"), bytes(state)
+
+    def _raw_row(self, notification_id: int) -> Any:
         with self.db.transaction(write=False) as cur:
             rows = self._rows(cur, notification_id - 1, 1)
-        if not rows or int(rows[0][0]) != notification_id:
-            return None
-        _, stream, version, topic, state = rows[0]
-        stream_bytes = bytes.fromhex(stream.replace("-", "")) if type(stream) is str \
-            else bytes(stream)
-        return notification_id, stream_bytes, int(version), str(topic), bytes(state)
+        return rows[0] if rows and int(rows[0][0]) == notification_id else None
 
     def _sealed(self) -> Iterator[tuple[int, bytes]]:
         """(notification id, leaf hash) of each sealed leaf, in position order."""
@@ -338,15 +342,13 @@ class MerkleLog:
         for notification_id, stream, version, topic, state in rows:
             stream_bytes = streams.get(stream)
             if stream_bytes is None:  # a stream's events sit close together: look up once
-                stream_bytes = bytes.fromhex(stream.replace("-", "")) if type(stream) is str \
-                    else bytes(stream)
+                stream_bytes = _stream_bytes(stream)
                 if len(streams) > 4096:
                     streams.clear()
                 streams[stream] = stream_bytes
             topic_bytes = topics.get(topic)
             if topic_bytes is None:
-                encoded = topic.encode()
-                topic_bytes = topics[topic] = struct.pack(">H", len(encoded)) + encoded
+                topic_bytes = topics[topic] = struct.pack(">H", len(topic)) + bytes(topic)
             hashes.append(sha256(prefix + header(notification_id, stream_bytes, version)
                                  + topic_bytes + length(len(state)) + state).digest())
         return b"".join(hashes)
@@ -355,13 +357,16 @@ class MerkleLog:
         if not self._events_exist(cur):
             return []  # a fresh store: the ledger has not made its table yet
         if self.db.backend == "sqlite":
-            cur.execute("SELECT rowid, originator_id, originator_version, topic, state"
+            # As bytes, whatever a tampered row's storage class: verify must report, not crash.
+            cur.execute("SELECT rowid, CAST(originator_id AS TEXT), CAST(originator_version AS"
+                        " INTEGER), CAST(topic AS BLOB), CAST(state AS BLOB)"
                         f" FROM {self.events_table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
                         (after, limit))
         else:
             cur.execute("SELECT notification_id, uuid_send(originator_id), originator_version,"
-                        f" topic, state FROM {self.events_table} WHERE notification_id > ?"
-                        " ORDER BY notification_id LIMIT ?", (after, limit))
+                        f" convert_to(topic, 'UTF8'), state FROM {self.events_table}"
+                        " WHERE notification_id > ? ORDER BY notification_id LIMIT ?",
+                        (after, limit))
         return list(cur.fetchall())
 
     def _all_pages(self) -> Iterator[list[Any]]:
@@ -417,6 +422,31 @@ class MerkleLog:
             cur.execute("CREATE TABLE IF NOT EXISTS merkle_tree_heads (tree_size BIGINT"
                         f" PRIMARY KEY, root_hash {blob} NOT NULL, signed_at TEXT NOT NULL,"
                         f" signature {blob} NOT NULL)")
+            for table in ("merkle_leaves", "merkle_tree_heads"):  # append-only, as events
+                if self.db.backend == "sqlite":
+                    for verb in ("UPDATE", "DELETE"):
+                        cur.execute(f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()}"
+                                    f" BEFORE {verb} ON {table} BEGIN SELECT RAISE(ABORT,"
+                                    f" '{APPEND_ONLY}'); END")
+                else:
+                    cur.execute("CREATE OR REPLACE FUNCTION merkle_refuse_change() RETURNS"
+                                " trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION"
+                                f" '{APPEND_ONLY}' USING ERRCODE = 'insufficient_privilege';"
+                                " END $$")
+                    cur.execute(f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE"
+                                f" OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION"
+                                " merkle_refuse_change()")
+
+
+def _stream_bytes(stored: str | bytes | None) -> bytes:
+    """A stream id as stored (text on SQLite, 16 bytes from PostgreSQL) -> its 16 bytes. A row
+    whose id is not one (tampered) gets bytes that match no honest leaf, never an exception."""
+    if isinstance(stored, str):
+        try:
+            return bytes.fromhex(stored.replace("-", ""))
+        except ValueError:
+            return hashlib.sha256(stored.encode()).digest()[:16]
+    return bytes(stored or b"")
 
 
 def _head(row: Any) -> TreeHead:

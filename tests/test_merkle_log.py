@@ -234,3 +234,29 @@ def test_any_tampering_is_named_by_position_and_kind(
         report = copy.log.verify(ledger.signer.public_key)
         assert report.discrepancy is not None, how
         assert (report.discrepancy.position, report.discrepancy.how) == (position, how)
+
+
+def test_leaves_and_heads_are_append_only_and_the_live_store_is_checked(
+        ledger: Ledger, settings: Settings) -> None:
+    """The database refuses to change a leaf or a head; the owner, bypassing every guard,
+    changes a stored event in place, and verify names it."""
+    log = merkle_log(ledger, settings)
+    history(ledger, 3)
+    log.sign_head(AT)
+    for statement in ("UPDATE merkle_leaves SET leaf_hash = leaf_hash WHERE position = 0",
+                      "DELETE FROM merkle_tree_heads"):
+        with pytest.raises(Exception, match="append-only"), log.db.transaction() as cur:
+            cur.execute(statement)
+    table = ledger.recorder.events_table_name
+    if settings.backend == "sqlite":
+        owner = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
+        owner.execute(f"DROP TRIGGER {table}_no_update")
+        owner.execute(f"UPDATE {table} SET topic = topic || 'x' WHERE rowid = 2")
+        owner.close()
+    else:
+        with psycopg.connect(postgres_url(), autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")  # triggers off: the owner
+            conn.execute(f"UPDATE {settings.schema}.{table} SET topic = topic || 'x'"
+                         " WHERE notification_id = 2")
+    failure = log.verify(ledger.signer.public_key).discrepancy
+    assert failure is not None and (failure.position, failure.how) == (1, "changed")
