@@ -11,7 +11,9 @@ from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from api.services import Services
 from crypto import KeyErased
