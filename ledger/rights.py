@@ -299,9 +299,9 @@ class RightsFile(Aggregate):
 
     @property
     def all_requests(self) -> list[RightsRequest]:
-        """Oldest first."""
+        """Oldest first; in filing order when received at the same time."""
         found = [self.request(UUID(key)) for key in self.requests]
-        return sorted(found, key=lambda r: (r.received_at, str(r.id)))
+        return sorted(found, key=lambda r: r.received_at)
 
     @property
     def all_statements(self) -> list[Statement]:
