@@ -102,6 +102,15 @@ def _managed(svc: Services, who: Principal, person_id: str) -> UUID:
     return subject
 
 
+def _shown(svc: Services, who: Principal, subject: UUID, request: Request,
+           out: RightsRequestOut) -> RightsRequestOut:
+    """A request (a proposed value, reasons) is the student's data: answered to anyone but the
+    student with an access record, saved before the answer leaves (AUD-1)."""
+    svc.record_access(who, subject, "/students/{person_id}/rights-requests",
+                      ["rights_requests"], None, request.state.request_id)
+    return out
+
+
 def _by(who: Principal) -> str:
     """Who acted, as the request keeps it: the principal's id (AUD-5: and who stood behind)."""
     return f"{who.id}" if who.acted_by is None else f"{who.id} acted by {who.acted_by}"
@@ -110,8 +119,8 @@ def _by(who: Principal) -> str:
 # -- filing and following -------------------------------------------------------------------
 @router.post("/students/{person_id}/rights-requests", status_code=201,
              response_model=RightsRequestOut, responses=_WRITE)
-def file_request(person_id: str, body: NewRightsRequest, svc: Svc, who: Requester
-                 ) -> RightsRequestOut:
+def file_request(person_id: str, body: NewRightsRequest, svc: Svc, who: Requester,
+                 request: Request) -> RightsRequestOut:
     """RGT-4: a request about the student, received now and due in 30 days."""
     subject, filed_by = _requester_of(svc, who, person_id)
     request_id = svc.rights.file(subject, body.kind, filed_by, _by(who), body.field,
@@ -119,7 +128,8 @@ def file_request(person_id: str, body: NewRightsRequest, svc: Svc, who: Requeste
     svc.rights_view.catch_up()
     log.info("rights request filed id=%s request=%s kind=%s principal=%s", subject,
              request_id, body.kind, who.id)
-    return RightsRequestOut.of(svc.rights.request(subject, request_id))
+    return _shown(svc, who, subject, request,
+                  RightsRequestOut.of(svc.rights.request(subject, request_id)))
 
 
 @router.get("/students/{person_id}/rights-requests", response_model=RightsFileOut,
@@ -141,11 +151,12 @@ def rights_file(person_id: str, svc: Svc, who: Requester, request: Request) -> R
 
 @router.post("/students/{person_id}/rights-requests/{request_id}/withdrawal",
              response_model=RightsRequestOut, responses=_WRITE)
-def withdraw(person_id: str, request_id: str, svc: Svc, who: Requester) -> RightsRequestOut:
+def withdraw(person_id: str, request_id: str, svc: Svc, who: Requester, request: Request
+             ) -> RightsRequestOut:
     subject, _ = _requester_of(svc, who, person_id)
     done = svc.rights.withdraw(subject, path_id(request_id, "rights request"), _by(who))
     svc.rights_view.catch_up()
-    return RightsRequestOut.of(done)
+    return _shown(svc, who, subject, request, RightsRequestOut.of(done))
 
 
 @router.post("/students/{person_id}/rights-requests/{request_id}/statements",
@@ -169,38 +180,40 @@ def attach_statement(person_id: str, request_id: str, body: StatementIn, svc: Sv
 # -- managing -------------------------------------------------------------------------------
 @router.post("/students/{person_id}/rights-requests/{request_id}/extension",
              response_model=RightsRequestOut, responses=_WRITE)
-def extend(person_id: str, request_id: str, body: ExtensionIn, svc: Svc, who: Manager
-           ) -> RightsRequestOut:
+def extend(person_id: str, request_id: str, body: ExtensionIn, svc: Svc, who: Manager,
+           request: Request) -> RightsRequestOut:
     """RGT-4: a later due date (at most 45 days after receipt), before the current one has
     passed, with a reason the requester is told."""
     subject = _managed(svc, who, person_id)
-    request = path_id(request_id, "rights request")
-    svc.rights.extend(subject, request, body.due_at, body.reason, _by(who))
+    wanted = path_id(request_id, "rights request")
+    svc.rights.extend(subject, wanted, body.due_at, body.reason, _by(who))
     svc.rights_view.catch_up()
-    return RightsRequestOut.of(svc.rights.request(subject, request))
+    return _shown(svc, who, subject, request,
+                  RightsRequestOut.of(svc.rights.request(subject, wanted)))
 
 
 @router.post("/students/{person_id}/rights-requests/{request_id}/fulfilment",
              response_model=RightsRequestOut, responses=_WRITE)
-def fulfil(person_id: str, request_id: str, svc: Svc, who: Manager) -> RightsRequestOut:
+def fulfil(person_id: str, request_id: str, svc: Svc, who: Manager, request: Request
+           ) -> RightsRequestOut:
     """Grant: a rectification is applied, a restriction or objection restricts the student."""
     subject = _managed(svc, who, person_id)
     done = svc.rights.fulfil(subject, path_id(request_id, "rights request"), _by(who))
     svc.settle()
     svc.rights_view.catch_up()
     log.info("rights request fulfilled id=%s kind=%s principal=%s", subject, done.kind, who.id)
-    return RightsRequestOut.of(done)
+    return _shown(svc, who, subject, request, RightsRequestOut.of(done))
 
 
 @router.post("/students/{person_id}/rights-requests/{request_id}/refusal",
              response_model=RightsRequestOut, responses=_WRITE)
-def refuse(person_id: str, request_id: str, body: Reason, svc: Svc, who: Manager
-           ) -> RightsRequestOut:
+def refuse(person_id: str, request_id: str, body: Reason, svc: Svc, who: Manager,
+           request: Request) -> RightsRequestOut:
     subject = _managed(svc, who, person_id)
     done = svc.rights.refuse(subject, path_id(request_id, "rights request"), body.reason,
                              _by(who))
     svc.rights_view.catch_up()
-    return RightsRequestOut.of(done)
+    return _shown(svc, who, subject, request, RightsRequestOut.of(done))
 
 
 @router.post("/students/{person_id}/restriction/lift", response_model=LiftOut,
