@@ -95,7 +95,7 @@ def student_with_a_life(svc: Services, tag: str = "") -> UUID:
                                       subject_id=student)
     svc.sign_in.with_password(email, PASSWORD, region="US-WA")
     svc.password_resets.request(email)
-    svc.rights.fulfil(student, svc.rights.file(student, "restrict", "subject", "self"), "op")
+    svc.rights.file(student, "access", "subject", "self")
     svc.catch_up()
     return student
 
@@ -181,7 +181,6 @@ def assert_has_rows(svc: Services, subject: UUID) -> None:
     assert len(svc.progress_reader.of_student(subject)) == 4
     assert len(svc.projects_reader.of_owner(subject)) == 1
     assert len(svc.rights_reader.of_subject(subject)) == 1
-    assert svc.rights_reader.is_restricted(subject)
     assert svc.lifecycle_reader.inactive(svc.lifecycle.clock() + timedelta(days=1)).count(
         subject) == 1
 

@@ -302,3 +302,15 @@ def test_RGT_4_the_view_follows_extensions_and_closings(svc: Services, clock: Cl
     assert entries[a].due_at == received + timedelta(days=40) and entries[a].status == "open"
     assert entries[b].status == "refused" and entries[b].kind == "export"
     assert svc.rights_reader.subject_of(b) == student
+
+
+def test_RGT_3_no_residue_is_taken_of_a_restricted_subject(svc: Services) -> None:
+    """DEL-10's de-identified residue is kept for analytics only: not of someone restricted."""
+    residues = svc.lifecycle.residues
+    assert residues is not None
+    restricted, free = _student(svc, "Restricted"), _student(svc, "Free")
+    svc.rights.fulfil(restricted, svc.rights.file(restricted, "object", "subject", "p"), "c")
+    svc.lifecycle.erase_now(restricted, "operator", "user_request")
+    assert residues.all() == []
+    svc.lifecycle.erase_now(free, "operator", "user_request")
+    assert len(residues.all()) == 1
