@@ -72,6 +72,12 @@ def _file(api: Client, student: UUID, auth: dict[str, str], **body: Any) -> Any:
     return api.call("POST", f"/students/{student}/rights-requests", auth, body)
 
 
+def _raw(api: Client, path: str, auth: dict[str, str], body: Any) -> Any:
+    """JSON as a client may send it, lone surrogates escaped and all."""
+    return api.http.request("POST", path, content=json.dumps(body).encode(),
+                            headers={**auth, "Content-Type": "application/json"})
+
+
 def test_RGT_4_who_files_and_follows_requests(api: Client, world: World, clock: Clock) -> None:
     s = world.student
     by_student = _ok(_file(api, s, world.me, kind="access"), 201)
@@ -245,3 +251,34 @@ def test_RGT_3_a_restricted_teacher_gets_no_marketing_mail(api: Client) -> None:
     svc.rights.lift_restriction(teacher, "withdrawn", "operator")
     _ok(api.call("PUT", "/me/email-opt-in", auth, {"opted_in": True}), 204)
     assert svc.ledger.live(teacher).consent("email_opt_in") is True
+
+
+@pytest.mark.parametrize("body", [
+    {"kind": "rectify", "field": "parent_email", "proposed_value": "\ud800@home.example"},
+    {"kind": "rectify", "field": "display_name", "proposed_value": "Ro\x00wan"},
+    {"kind": "rectify", "field": "display_name", "proposed_value": "x" * 321},
+    {"kind": "rectify", "field": "age", "proposed_value": "2010-01-01"},
+    {"kind": "access", "field": "\ud800"},
+    {"kind": "restrict", "proposed_value": "anything"},
+])
+def test_RGT_bad_input_is_a_422_that_changes_and_echoes_nothing(
+        api: Client, world: World, body: dict[str, Any]) -> None:
+    position = api.svc.ledger.recorder.max_notification_id()
+    response = _raw(api, f"/students/{world.student}/rights-requests", world.me, body)
+    problem(response, 422, "validation")
+    assert "Rowan" not in response.text and "home.example" not in response.text
+    base = f"/students/{world.student}/rights-requests/{UUID(int=5)}"
+    for path, sent in ((f"{base}/extension", {"due_at": "2026-10-01T00:00:00",
+                                             "reason": "\ud800"}),
+                       (f"{base}/refusal", {"reason": "x" * 501}),
+                       (f"{base}/statements", {"text": "\ud800"})):
+        auth = world.parent if path.endswith("statements") else world.custodian
+        problem(_raw(api, path, auth, sent), 422, "validation")
+    assert api.svc.ledger.recorder.max_notification_id() == position
+
+
+def test_RGT_4_a_naive_due_date_is_refused(api: Client, world: World) -> None:
+    request = _ok(_file(api, world.student, world.me, kind="access"), 201)["id"]
+    problem(api.call("POST", f"/students/{world.student}/rights-requests/{request}/extension",
+                     world.custodian, {"due_at": "2026-09-20T00:00:00", "reason": "why"}),
+            422, "validation")

@@ -6,14 +6,25 @@ fields may be rectified, the bounds of an extension, the length of a statement) 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ledger.rights import Restriction, RightsRequest, Statement
 from projections.rights import RequestEntry
 
+
+def _unicode_text(value: str) -> str:
+    """A lone surrogate would pass as `str` and fail only when the event is written."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode_text)]
 RequestKind = Literal["access", "export", "rectify", "erase", "restrict", "object"]
 
 
@@ -23,24 +34,24 @@ class _Request(BaseModel):
 
 class NewRightsRequest(_Request):
     kind: RequestKind
-    field: str | None = Field(None, max_length=40, description="rectify only: the field to"
+    field: Text | None = Field(None, max_length=40, description="rectify only: the field to"
                               " correct (display_name, age, gender, race, parent_email)")
-    proposed_value: str | None = Field(None, max_length=320,
+    proposed_value: Text | None = Field(None, max_length=320,
                                        description="rectify only: the value proposed")
 
 
 class ExtensionIn(_Request):
     due_at: datetime = Field(description="the new due date: later than the current one, at"
                                          " most 45 days after receipt")
-    reason: str = Field(max_length=500, description="told to the requester")
+    reason: Text = Field(max_length=500, description="told to the requester")
 
 
 class Reason(_Request):
-    reason: str = Field(max_length=500)
+    reason: Text = Field(max_length=500)
 
 
 class StatementIn(_Request):
-    text: str = Field(max_length=2_000, description="the student's or parent's statement on"
+    text: Text = Field(max_length=2_000, description="the student's or parent's statement on"
                                                     " the contested field (34 CFR 99.21)")
 
 
