@@ -20,6 +20,7 @@ first byte (api/http/rights.py, api/cli/rights.py).
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
@@ -76,6 +77,8 @@ class Exporter:
                           self._feedback),
             ExportSection("projects", ("project_id", "kind", "name", "source", "remixed_from",
                                        "shared_at", "media"), self._projects),
+            ExportSection("uploads", ("media_id", "project_id", "content_type", "size",
+                                      "data_base64"), self._uploads),
             ExportSection("consents", ("consent", "before", "after", "at"), self._consents),
             ExportSection("access_records", ("record_id", "read_at", "actor_id", "actor_role",
                                              "on_behalf_of", "purpose", "resource", "fields",
@@ -179,6 +182,19 @@ class Exporter:
                    "shared_at": summary.shared_at,
                    "media": [{"media_id": m[0], "kind": m[1], "content_type": m[2],
                               "size": m[3]} for m in project.media]}
+
+    def _uploads(self, subject_id: UUID) -> Iterator[Row]:
+        """The files the student uploaded to their projects, one at a time (each is bounded by
+        the upload limit)."""
+        for summary in self.svc.projects_reader.of_owner(subject_id):
+            project = self.svc.projects.project(summary.id, subject_id)
+            for media_id, *_ in project.media:
+                found = self.svc.media.get(UUID(str(media_id)))
+                if found is not None and found[0].owner_id == subject_id:
+                    stored, data = found
+                    yield {"media_id": media_id, "project_id": project.id,
+                           "content_type": stored.content_type, "size": len(data),
+                           "data_base64": base64.b64encode(data).decode()}
 
     def _consents(self, subject_id: UUID) -> Iterator[Row]:
         for e in self.svc.ledger.events.get(subject_id):

@@ -7,6 +7,7 @@ student, saved before the stream.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -234,3 +235,16 @@ def test_RGT_1_the_export_is_written_a_row_at_a_time(api: Client) -> None:
     rows = sum(len(list(section.rows(student))) for section in exporter.sections)
     assert len(chunks) == 2 + 2 * len(exporter.sections) + rows
     assert json.loads(b"".join(chunks))["subject_id"] == str(student)
+
+
+def test_RGT_1_uploads_are_in_the_export_byte_for_byte(api: Client) -> None:
+    student, _, _ = _world(api)
+    png = b"\x89PNG\r\n\x1a\n" + b"sun" * 10
+    project = api.svc.projects.create(student, "app", "With a picture")
+    media_id = api.svc.projects.upload(student, project, png, "image/png").media_id
+    api.svc.projects_view.catch_up()
+    document, _ = _export(api, student, api.session(student))
+    (upload,) = _rows(document, "uploads")
+    assert upload["media_id"] == str(media_id) and upload["project_id"] == str(project)
+    assert base64.b64decode(upload["data_base64"]) == png
+    assert upload["content_type"] == "image/png" and upload["size"] == len(png)
