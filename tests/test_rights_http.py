@@ -166,6 +166,10 @@ def test_RGT_4_the_overdue_report_by_role(api: Client, world: World, clock: Cloc
     earlier = (clock.now - timedelta(days=30)).isoformat().replace("+", "%2B")
     assert _ok(api.call("GET", f"/rights-requests/overdue?at={earlier}", world.operator)) == []
     problem(api.call("GET", "/rights-requests/overdue", world.parent), 403, "forbidden")
+    problem(api.call("GET", "/rights-requests/overdue?at=2026-09-01T00:00:00", world.operator),
+            422, "validation")
+    problem(api.call("GET", "/rights-requests?status=late", world.operator), 422, "validation")
+    assert len(_ok(api.call("GET", "/rights-requests/overdue?limit=1", world.operator))) == 1
     opened = _ok(api.call("GET", "/rights-requests?status=open", world.custodian))
     assert [e["request_id"] for e in opened] == [mine]
 

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated
+from itertools import islice
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.access import Relation
 from api.exports import Exporter
 from api.http.auth import require
 from api.http.deps import Svc, path_id
-from api.http.problems import FORBIDDEN, ProblemError, not_found, responses
+from api.http.problems import FORBIDDEN, VALIDATION, ProblemError, not_found, responses
 from api.http.rights_models import (
     ExtensionIn,
     LiftOut,
@@ -45,6 +46,7 @@ from api.tokens import Permission, Principal, Role
 from crypto import KeyErased
 from ledger.application import ErasedPerson
 from ledger.people import Person, Student
+from projections.rights import RequestEntry
 
 log = logging.getLogger("api.http")
 router = APIRouter(tags=["rights"])
@@ -226,21 +228,36 @@ def lift_restriction(person_id: str, body: Reason, svc: Svc, who: Manager) -> Li
     return LiftOut(lifted=lifted)
 
 
+Status = Literal["open", "fulfilled", "refused", "withdrawn"]
+Limit = Annotated[int, Query(ge=1, le=1_000)]
+_SCAN = 100_000  # rows read before the caller's are picked out: requests are few
+
+
+def _theirs(svc: Services, who: Principal, entries: list[RequestEntry], limit: int
+            ) -> list[RequestEntryOut]:
+    """The entries of the caller's students (the operator: everyone's), up to `limit`."""
+    mine = (e for e in entries if _manages(svc, who, e.subject_id))
+    return [RequestEntryOut.of(e) for e in islice(mine, limit)]
+
+
 @router.get("/rights-requests", response_model=list[RequestEntryOut], responses=_READ)
-def requests(svc: Svc, who: Manager, status: str | None = None) -> list[RequestEntryOut]:
+def requests(svc: Svc, who: Manager, status: Status | None = None, limit: Limit = 500
+             ) -> list[RequestEntryOut]:
     """The requests of the caller's students (the operator: everyone's), oldest first."""
     svc.rights_view.catch_up()
-    entries = svc.rights_reader.requests(status)
-    return [RequestEntryOut.of(e) for e in entries if _manages(svc, who, e.subject_id)]
+    return _theirs(svc, who, svc.rights_reader.requests(status, _SCAN), limit)
 
 
 @router.get("/rights-requests/overdue", response_model=list[RequestEntryOut],
             responses=_READ)
-def overdue(svc: Svc, who: Manager, at: datetime | None = None) -> list[RequestEntryOut]:
+def overdue(svc: Svc, who: Manager, at: datetime | None = None, limit: Limit = 500
+            ) -> list[RequestEntryOut]:
     """RGT-4: the open requests past their due date at `at` (default: now), oldest first."""
+    if at is not None and at.tzinfo is None:
+        raise ProblemError(422, VALIDATION, "Invalid request", "at must carry a time zone",
+                           errors=[{"field": "at", "rule": "must carry a time zone"}])
     svc.rights_view.catch_up()
-    entries = svc.rights_reader.overdue(at or svc.rights.clock())
-    return [RequestEntryOut.of(e) for e in entries if _manages(svc, who, e.subject_id)]
+    return _theirs(svc, who, svc.rights_reader.overdue(at or svc.rights.clock(), _SCAN), limit)
 
 
 # -- the export (RGT-1) ---------------------------------------------------------------------
