@@ -12,13 +12,18 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from api.exports import Exporter
 from api.services import Services
+from ledger.progress import Attempt
 from ledger.settings import Settings
 from tests.test_api_accounts import Client, problem
 
@@ -248,3 +253,39 @@ def test_RGT_1_uploads_are_in_the_export_byte_for_byte(api: Client) -> None:
     assert upload["media_id"] == str(media_id) and upload["project_id"] == str(project)
     assert base64.b64decode(upload["data_base64"]) == png
     assert upload["content_type"] == "image/png" and upload["size"] == len(png)
+
+
+_TOKEN = st.text(alphabet="bcdfghjklmnpqrstvwxz", min_size=12, max_size=20)
+
+
+@given(mine=st.lists(_TOKEN, min_size=6, max_size=6),
+       theirs=st.lists(_TOKEN, min_size=6, max_size=6))
+@hsettings(max_examples=15, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_RGT_1_property_an_export_has_all_of_its_students_values_and_none_of_anothers(
+        services: Services, mine: list[str], theirs: list[str]) -> None:
+    assume(not any(a in b or b in a for a in mine for b in theirs))
+    svc = services
+    teacher = svc.ledger.register_teacher("Teacher")
+    svc.accounts.attest_parental_consent(teacher)
+    section = svc.sections.create(teacher, "Period 1", "csf", "9", "word")
+    svc.settle()
+
+    def student_with(values: list[str]) -> UUID:
+        name, answer, survey, comment, project, code = values
+        student = svc.sections.create_student(teacher, section, name, "15")
+        svc.settle()
+        svc.attempts.record_many(student, [Attempt("csf/l-1", "solved", datetime.now(UTC),
+                                                   code=code)])
+        svc.coursework.answer_prompt(student, "csf/prompt", answer)
+        svc.coursework.answer_survey(student, "csf/survey", {"q": survey})
+        svc.coursework.give_feedback(teacher, student, "csf/l-1", comment)
+        svc.projects.create(student, "app", project, code)
+        svc.catch_up()
+        return student
+
+    student, other = student_with(mine), student_with(theirs)
+    text = b"".join(Exporter(svc).json(svc.ledger.live(student))).decode()
+    assert [v for v in mine if v not in text] == []
+    assert [v for v in theirs if v in text] == []
+    assert str(other) not in text
