@@ -34,6 +34,7 @@ from ledger.project_service import Projects
 from ledger.purge import PurgeCapExceeded, PurgeJob, ReviewQueue
 from ledger.residue import ResiduePool
 from ledger.retention import RetentionSchedule
+from ledger.rights import ExtensionNotices, RightsRequests
 from ledger.settings import Settings
 from ledger.signin import SignIn
 from projections.audit import AuditIndex, AuditReader
@@ -41,6 +42,7 @@ from projections.directory import DirectoryEntry, DirectoryReader, StudentDirect
 from projections.lifecycle import LifecycleReader, LifecycleView
 from projections.progress import ProgressCounts, ProgressReader, ProgressView
 from projections.projects import ProjectsReader, ProjectsView
+from projections.rights import RightsReader, RightsView
 from projections.roster import SCHOOL_SCOPE, Roster, RosterReader, SectionView
 from projections.runner import ProjectionRunner
 
@@ -106,6 +108,9 @@ class Services:
     audit_view: ProjectionRunner
     audit_reader: AuditReader
     merkle_log: MerkleLog
+    rights: RightsRequests  # RGT-1..4: requests, statements, restriction
+    rights_view: ProjectionRunner
+    rights_reader: RightsReader
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -137,6 +142,7 @@ class Services:
         lifecycle_reader = LifecycleReader(read_models, lifecycle_view)
         lifecycle_runner = ProjectionRunner(ledger, read_models, lifecycle_view)
         audit_index = AuditIndex()
+        rights_view = RightsView()
         holds = Holds(ledger, clock)
         mailer = mailer or Outbox()
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
@@ -175,6 +181,10 @@ class Services:
             audit_view=ProjectionRunner(ledger, read_models, audit_index),
             audit_reader=AuditReader(read_models, audit_index),
             merkle_log=open_merkle_log(settings, ledger.signer),
+            rights=RightsRequests(ledger, Accounts(ledger), clock, notices=mailer if isinstance(
+                mailer, ExtensionNotices) else None),
+            rights_view=ProjectionRunner(ledger, read_models, rights_view),
+            rights_reader=RightsReader(read_models, rights_view),
         )
         # The receipt counts each read model's rows. Not the lifecycle view's: its pending
         # row is the purge job's work list, which must keep the subject until the receipt is
@@ -189,7 +199,7 @@ class Services:
     @property
     def runners(self) -> list[ProjectionRunner]:
         return [self.directory, self.roster, self.progress, self.projects_view,
-                self.lifecycle_view, self.audit_view]
+                self.lifecycle_view, self.audit_view, self.rights_view]
 
     def start_projections(self) -> None:
         for runner in self.runners:

@@ -35,6 +35,7 @@ from ledger.progress import Progress, progress_id_for
 from ledger.receipts import SignedReceipt
 from ledger.residue import Residue, ResiduePool, residue_of
 from ledger.retention import RetentionSchedule
+from ledger.rights import RightsFile, rights_file_id
 from ledger.sections import Section
 
 log = logging.getLogger("ledger.lifecycle")
@@ -295,7 +296,13 @@ class Lifecycle:
             return None
         if not isinstance(person, Person):
             person = self.ledger.person(subject_id)
-        if not isinstance(person, Person):
+        if not isinstance(person, Person) or self._restricted(subject_id):
             return None
         progress = self.ledger.aggregate(progress_id_for(subject_id), Progress)
         return residue_of(person, progress)
+
+    def _restricted(self, subject_id: UUID) -> bool:
+        """RGT-3: a restricted subject is left out of analytics, and the residue is kept for
+        nothing else: none is taken of them (read from the log, like the holds)."""
+        rights: RightsFile | None = self.ledger.aggregate(rights_file_id(subject_id), RightsFile)
+        return rights is not None and rights.restriction is not None

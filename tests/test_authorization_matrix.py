@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -107,6 +107,13 @@ RELATIONS: dict[str, frozenset[str]] = {
     # auditors and the privacy officer.
     "audits_S": frozenset({"student_self", "parent_linked", "custodian_in", "auditor",
                            "operator"}),
+    # RGT: who files and follows S's rights requests (S, S's parent, the custodian of S's
+    # school, the privacy officer), who attaches a statement (S, S's parent), who manages them
+    # (the custodian, the privacy officer), who exports S's data (RGT-1, `Access.may_export`).
+    "requests_for_S": frozenset({"student_self", "parent_linked", "custodian_in", "operator"}),
+    "states_for_S": frozenset({"student_self", "parent_linked"}),
+    "manages_S": frozenset({"custodian_in", "operator"}),
+    "exports_S": frozenset({"student_self", "parent_linked", "custodian_in", "operator"}),
     # DEL-4: erasure at once of a student in T's section X with S's linked parent.
     "may_erase_student": frozenset({"teacher_of_section", "school_admin_in",
                                     "district_admin_in", "parent_linked", "support_with_purpose",
@@ -131,6 +138,9 @@ SIGNED_IN = frozenset({"operator", "registrar", "support", "student", "teacher",
                        "school_admin", "district_admin", "parent", "researcher",
                        "records_custodian"})
 AUDIT_READERS = frozenset({"student", "parent", "records_custodian", "auditor", "operator"})
+RIGHTS_REQUESTERS = frozenset({"student", "parent", "records_custodian", "operator"})
+RIGHTS_MANAGERS = frozenset({"records_custodian", "operator"})
+EXPORTERS = frozenset({"student", "parent", "records_custodian", "operator"})
 
 
 @dataclass(frozen=True)
@@ -253,6 +263,27 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ledger/proofs/consistency"): Rule(PUBLIC, 200),
     ("GET", "/ledger/proofs/inclusion/{notification_id}"): Rule(
         frozenset({"operator", "auditor"}), 200),
+    # rights requests and the export (RGT-1..4)
+    ("POST", "/students/{person_id}/rights-requests"): Rule(RIGHTS_REQUESTERS, 201,
+                                                            "requests_for_S"),
+    ("GET", "/students/{person_id}/rights-requests"): Rule(RIGHTS_REQUESTERS, 200,
+                                                           "requests_for_S"),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/withdrawal"): Rule(
+        RIGHTS_REQUESTERS, 200, "requests_for_S"),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/statements"): Rule(
+        frozenset({"student", "parent"}), 201, "states_for_S"),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/extension"): Rule(
+        RIGHTS_MANAGERS, 200, "manages_S"),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/fulfilment"): Rule(
+        RIGHTS_MANAGERS, 200, "manages_S"),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/refusal"): Rule(
+        RIGHTS_MANAGERS, 200, "manages_S"),
+    ("POST", "/students/{person_id}/restriction/lift"): Rule(RIGHTS_MANAGERS, 200,
+                                                             "manages_S"),
+    ("GET", "/rights-requests"): Rule(RIGHTS_MANAGERS, 200),
+    ("GET", "/rights-requests/overdue"): Rule(RIGHTS_MANAGERS, 200),
+    ("GET", "/students/{person_id}/export"): Rule(EXPORTERS, 200, "exports_S"),
+    ("GET", "/students/{person_id}/export/{table}.csv"): Rule(EXPORTERS, 200, "exports_S"),
 }
 
 
@@ -457,6 +488,18 @@ def _signed_head(w: World) -> int:
     return w.svc.merkle_log.sign_head().tree_size
 
 
+def _rights_request(w: World, refused: bool = False) -> str:
+    """A fresh request about S (a refused rectification, for a statement), as a URL prefix."""
+    svc, student = w.svc, w.ids["S"]
+    if refused:
+        request = svc.rights.file(student, "rectify", "parent", "matrix", "display_name",
+                                  "Sunny Learnwright")
+        svc.rights.refuse(student, request, "the roster is right", "matrix")
+    else:
+        request = svc.rights.file(student, "access", "operator", "matrix")
+    return f"/students/{student}/rights-requests/{request}"
+
+
 BUILDERS: dict[tuple[str, str], Build] = {
     ("GET", "/ledger/tree-heads/latest"): lambda w, c: (
         "/ledger/tree-heads/latest", None) if _signed_head(w) else ("", None),
@@ -597,6 +640,28 @@ BUILDERS: dict[tuple[str, str], Build] = {
         f"/students/{w.ids['S']}/answers", None),
     ("GET", "/sections/{section_id}/surveys"): lambda w, c: (
         f"/sections/{w.ids['X']}/surveys?survey=csf/unit-1/survey", None),
+    ("POST", "/students/{person_id}/rights-requests"): lambda w, c: (
+        f"/students/{w.ids['S']}/rights-requests", {"kind": "access"}),
+    ("GET", "/students/{person_id}/rights-requests"): lambda w, c: (
+        f"/students/{w.ids['S']}/rights-requests", None),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/withdrawal"): lambda w, c: (
+        f"{_rights_request(w)}/withdrawal", None),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/statements"): lambda w, c: (
+        f"{_rights_request(w, refused=True)}/statements", {"text": "The roster is wrong."}),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/extension"): lambda w, c: (
+        f"{_rights_request(w)}/extension", {
+            "due_at": (datetime.now(UTC) + timedelta(days=40)).isoformat(),
+            "reason": "the archive is being moved"}),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/fulfilment"): lambda w, c: (
+        f"{_rights_request(w)}/fulfilment", None),
+    ("POST", "/students/{person_id}/rights-requests/{request_id}/refusal"): lambda w, c: (
+        f"{_rights_request(w)}/refusal", {"reason": "not ours to answer"}),
+    ("POST", "/students/{person_id}/restriction/lift"): lambda w, c: (
+        f"/students/{w.ids['S']}/restriction/lift", {"reason": "resolved"}),
+    ("GET", "/students/{person_id}/export"): lambda w, c: (
+        f"/students/{w.ids['S']}/export", None),
+    ("GET", "/students/{person_id}/export/{table}.csv"): lambda w, c: (
+        f"/students/{w.ids['S']}/export/profile.csv", None),
 }
 
 

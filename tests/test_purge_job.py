@@ -45,7 +45,7 @@ PASSWORD = "correct horse battery staple"
 HOOKS = ["identity_index", "uploads", "api_tokens", "password_resets",
          "read_model_student_directory",
          "read_model_roster", "read_model_progress", "read_model_projects",
-         "read_model_audit_index"]
+         "read_model_audit_index", "read_model_rights"]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
 
@@ -95,6 +95,7 @@ def student_with_a_life(svc: Services, tag: str = "") -> UUID:
                                       subject_id=student)
     svc.sign_in.with_password(email, PASSWORD, region="US-WA")
     svc.password_resets.request(email)
+    svc.rights.file(student, "access", "subject", "self")
     svc.catch_up()
     return student
 
@@ -150,6 +151,8 @@ def assert_fully_erased(svc: Services, subject: UUID, reason: str) -> SignedRece
     assert svc.roster_reader.sections_of_student(subject) == []
     assert svc.progress_reader.of_student(subject) == {}
     assert svc.projects_reader.of_owner(subject) == []
+    assert svc.rights_reader.of_subject(subject) == []
+    assert subject not in svc.rights_reader.restricted_subjects()
     db = svc.read_models
     assert count_rows(db, "SELECT count(*) FROM identity_index WHERE subject_id = ?"
                       " OR owner_id = ?", str(subject), str(subject)) == 0
@@ -177,6 +180,7 @@ def assert_has_rows(svc: Services, subject: UUID) -> None:
     assert len(svc.roster_reader.sections_of_student(subject)) == 1
     assert len(svc.progress_reader.of_student(subject)) == 4
     assert len(svc.projects_reader.of_owner(subject)) == 1
+    assert len(svc.rights_reader.of_subject(subject)) == 1
     assert svc.lifecycle_reader.inactive(svc.lifecycle.clock() + timedelta(days=1)).count(
         subject) == 1
 

@@ -19,6 +19,7 @@ from api.http import (
     problems,
     progress,
     projects,
+    rights,
     schools,
     sections,
     sessions,
@@ -40,7 +41,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
-                   projects, coursework, tree_heads):
+                   projects, coursework, tree_heads, rights):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

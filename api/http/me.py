@@ -47,7 +47,7 @@ StudentSelf = Annotated[Session, Depends(signed_in(Permission.ME_STUDENT))]
 TeacherSelf = Annotated[Session, Depends(signed_in(Permission.ME_TEACHER))]
 
 _READ = responses(401, 403, 410, 503)
-_WRITE = responses(401, 403, 409, 410, 422, 503)
+_WRITE = responses(401, 403, 409, 410, 422, 503)  # 409: also RGT-3's restriction
 
 
 def _record(svc: Services, me: Session) -> RecordOut:
@@ -110,7 +110,10 @@ def disconnect_provider(provider: str, svc: Svc, me: Writer) -> Response:
 
 @router.put("/me/partners/{partner}", status_code=204, responses=_WRITE)
 def share_with_partner(partner: str, body: OptIn, svc: Svc, me: Writer) -> Response:
-    """Sharing with a partner, opted in or out, per partner (AGE-5)."""
+    """Sharing with a partner, opted in or out, per partner (AGE-5). Not processing the
+    service needs: while the person is restricted (RGT-3), opting in is refused (409)."""
+    if body.opted_in:
+        svc.rights.refuse_if_restricted(me.person_id)
     svc.accounts.share_with_partner(me.person_id, partner, body.opted_in)
     return _done("partner sharing changed", me)
 
@@ -151,7 +154,10 @@ def unlink_parent(svc: Svc, me: StudentSelf) -> Response:
 
 @router.put("/me/study-contact", status_code=204, responses=_WRITE)
 def give_study_contact(body: StudyContact, svc: Svc, me: StudentSelf) -> Response:
-    """AGE-6: offered only to students 18 or older; from anyone younger, 422 and nothing kept."""
+    """AGE-6: offered only to students 18 or older; from anyone younger, 422 and nothing kept.
+    Being contacted for studies is not processing the service needs: refused (409) while the
+    student is restricted (RGT-3); withdrawing is always allowed."""
+    svc.rights.refuse_if_restricted(me.person_id)
     svc.accounts.give_study_contact(me.person_id, body.contact)
     return _done("study contact given", me)
 
@@ -203,6 +209,9 @@ def choose_school(body: SchoolChoice, svc: Svc, me: TeacherSelf) -> Response:
 
 @router.put("/me/email-opt-in", status_code=204, responses=_WRITE)
 def opt_in_to_email(body: OptIn, svc: Svc, me: TeacherSelf) -> Response:
-    """Non-transactional email, opted in or out (AGE-5)."""
+    """Non-transactional email, opted in or out (AGE-5). Opting in is refused (409) while the
+    teacher is restricted (RGT-3): such mail is not a service message."""
+    if body.opted_in:
+        svc.rights.refuse_if_restricted(me.person_id)
     svc.accounts.opt_in_to_email(me.person_id, body.opted_in)
     return _done("email opt-in changed", me)

@@ -35,6 +35,7 @@ from ledger.media import MediaTooLarge
 from ledger.password_reset import ResetTokenInvalid
 from ledger.people import InvalidRecord
 from ledger.project_service import ProjectNotFound
+from ledger.rights import RequestNotFound, RequestStateConflict, SubjectRestricted
 from ledger.signin import SignInFailed
 from ledger.throttle import SignInThrottled
 
@@ -65,6 +66,8 @@ NOT_DELETED = BASE + "not-deleted"
 LEGAL_HOLD = BASE + "legal-hold"
 CONFIRMATION_REQUIRED = BASE + "confirmation-required"
 HOLD_NOT_FOUND = BASE + "hold-not-found"
+REQUEST_STATE = BASE + "request-state"  # RGT: a closed request, a statement too early
+RESTRICTED = BASE + "restricted"  # RGT-3: processing the subject restricted
 RETRY_AFTER_SECONDS = "2"
 
 _BIRTH_DATE_KEYS = {"birthdate": "birth_date", "dateofbirth": "date_of_birth", "dob": "dob",
@@ -242,6 +245,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LegalHoldInPlace, _on_legal_hold)
     app.add_exception_handler(CascadeChanged, _on_cascade_changed)
     app.add_exception_handler(HoldNotFound, _on_hold_not_found)
+    app.add_exception_handler(RequestNotFound, _on_request_not_found)
+    app.add_exception_handler(RequestStateConflict, _on_request_state)
+    app.add_exception_handler(SubjectRestricted, _on_restricted)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
     for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
         app.add_exception_handler(unavailable, _on_unavailable)
@@ -367,6 +373,20 @@ async def _on_cascade_changed(request: Request, error: Exception) -> JSONRespons
 async def _on_hold_not_found(request: Request, error: Exception) -> JSONResponse:
     return problem_response(404, HOLD_NOT_FOUND, "No such hold",
                             "No hold with this id is in place on this record.")
+
+
+async def _on_request_not_found(request: Request, error: Exception) -> JSONResponse:
+    return await _on_problem(request, not_found("rights request"))
+
+
+async def _on_request_state(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(409, REQUEST_STATE, "Conflict", str(error))
+
+
+async def _on_restricted(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(409, RESTRICTED, "Restricted",
+                            "The student has restricted or objected to this processing (RGT-3);"
+                            " it is not done until the restriction is lifted.")
 
 
 async def _on_erased(request: Request, error: Exception) -> JSONResponse:
