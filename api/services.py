@@ -21,7 +21,9 @@ from ledger.application import Ledger
 from ledger.attempts import Attempts
 from ledger.audit import AuditTrail, RecordsAccess
 from ledger.coursework import Coursework
+from ledger.disclosures import Disclosures
 from ledger.enrolment import Sections
+from ledger.grants import Grants
 from ledger.holds import Holds
 from ledger.lifecycle import Clock, Lifecycle, system_clock
 from ledger.media import MediaStore
@@ -103,6 +105,8 @@ class Services:
     audit: AuditTrail
     audit_view: ProjectionRunner
     audit_reader: AuditReader
+    disclosures: Disclosures
+    grants: Grants
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -171,6 +175,8 @@ class Services:
             audit=AuditTrail(ledger),
             audit_view=ProjectionRunner(ledger, read_models, audit_index),
             audit_reader=AuditReader(read_models, audit_index),
+            disclosures=Disclosures(ledger, ledger.identity.blind, clock),
+            grants=Grants(ledger, clock),
         )
         # The receipt counts each read model's rows. Not the lifecycle view's: its pending
         # row is the purge job's work list, which must keep the subject until the receipt is

@@ -71,6 +71,7 @@ class Permission(StrEnum):
     RIGHTS_REQUEST = "rights:request"  # file a rights request for oneself or one's child (RGT)
     RIGHTS_MANAGE = "rights:manage"  # extend, fulfil or refuse requests; the overdue report
     RECORDS_EXPORT = "records:export"  # all of a student's data (RGT-1); api/access.py: whose
+    SUPPORT_SESSIONS = "support:sessions"  # act as a user, with a stated purpose (AUD-5)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -84,7 +85,8 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                                Permission.SCHOOLS_READ, Permission.SCHOOLS_CREATE}),
     Role.SUPPORT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
                              Permission.PROGRESS_READ, Permission.PEOPLE_ERASE,
-                             Permission.PEOPLE_RECOVER, Permission.RECEIPTS_READ}),
+                             Permission.PEOPLE_RECOVER, Permission.RECEIPTS_READ,
+                             Permission.SUPPORT_SESSIONS}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
     Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT, Permission.PROGRESS_RECORD,
                                 Permission.PROGRESS_READ, Permission.PROJECTS_WRITE,
@@ -131,6 +133,24 @@ class Principal:
         return allows(self.role, permission)
 
 
+# The principal of the command line (`ledger audit`, `ledger token issue`): one fixed id, so
+# that the audit trail names the operator at the console as the one who asked or granted.
+COMMAND_LINE_OPERATOR = Principal(UUID("00000000-0000-4000-8000-00000000c11e"), Role.OPERATOR,
+                                  "command-line")
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a permission grant records (AUD-5): never the token nor its hash."""
+
+    principal_id: UUID
+    role: str
+    scope: str | None
+    subject_id: UUID | None
+    acted_by: UUID | None
+    expires_at: datetime
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str = field(repr=False)  # shown once, never logged
@@ -170,11 +190,11 @@ _DDL = (
     "CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY,"
     " principal_id TEXT NOT NULL, role TEXT NOT NULL, label TEXT NOT NULL,"
     " created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT,"
-    " subject_id TEXT, scope TEXT)",
+    " subject_id TEXT, scope TEXT, acted_by TEXT)",
     "CREATE INDEX IF NOT EXISTS api_tokens_by_principal ON api_tokens (principal_id)",
 )
 _COLUMNS = ("token_hash, principal_id, role, label, created_at, expires_at, revoked_at,"
-            " subject_id, scope")
+            " subject_id, scope, acted_by")
 
 
 class TokenStore:
@@ -188,12 +208,17 @@ class TokenStore:
                 cur.execute(statement)
             cur.execute("SELECT * FROM api_tokens WHERE 1 = 0")
             present = {str(column[0]) for column in cur.description or ()}
-            for column in ("subject_id", "scope"):  # tables made before people signed in
+            # tables made before people signed in, and before support sessions (AUD-5)
+            for column in ("subject_id", "scope", "acted_by"):
                 if column not in present:
                     cur.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} TEXT")
 
     def issue(self, role: str, label: str, ttl: timedelta, *, subject_id: UUID | None = None,
-              scope: str | None = None) -> IssuedToken:
+              scope: str | None = None, acted_by: UUID | None = None,
+              record_grant: Callable[[TokenGrant], object] | None = None) -> IssuedToken:
+        """A new token. `acted_by`: the support principal of a session acting as the person
+        `subject_id` (AUD-5). `record_grant` saves the grant (AUD-5) before the token exists:
+        if it raises, no token is issued."""
         if role not in PERMISSIONS:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if not _LABEL.match(label):
@@ -204,11 +229,15 @@ class TokenStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         principal_id, now = uuid4(), self.clock()
         expires_at = now + ttl
+        if record_grant is not None:
+            record_grant(TokenGrant(principal_id, str(role), scope, subject_id, acted_by,
+                                    expires_at))
         with self.db.transaction() as cur:
             cur.execute(
-                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (token_hash(token), str(principal_id), str(role), label, now.isoformat(),
-                 expires_at.isoformat(), str(subject_id) if subject_id else None, scope),
+                 expires_at.isoformat(), str(subject_id) if subject_id else None, scope,
+                 str(acted_by) if acted_by else None),
             )
         return IssuedToken(token, principal_id, str(role), label, expires_at)
 
@@ -225,7 +254,7 @@ class TokenStore:
         if row[6] is not None or datetime.fromisoformat(row[5]) <= self.clock():
             return None
         return Principal(UUID(row[1]), row[2], row[3], UUID(row[7]) if row[7] else None,
-                         row[8])
+                         row[8], UUID(row[9]) if row[9] else None)
 
     def revoke(self, principal_or_hash_prefix: str) -> int:
         """Revoke by principal id, or by a prefix (8+ hex digits) of the token hash.
