@@ -556,7 +556,7 @@ def test_no_body_any_route_gives_a_500_or_echoes_a_value(api: Client) -> None:
     ids = {"section_id": str(section), "student_id": str(student), "person_id": str(student),
            "school_id": str(uuid4()), "provider": "google", "partner": "code-club",
            "project_id": str(uuid4()), "media_id": str(uuid4()), "hold_id": str(uuid4()),
-           "subject_id": str(student)}
+           "subject_id": str(student), "actor_id": str(uuid4())}
     checked = 0
     for path, operations in spec["paths"].items():
         url = path.format(**ids)

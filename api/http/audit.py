@@ -160,7 +160,9 @@ def record_disclosure(person_id: str, body: NewDisclosure, svc: Svc, who: Disclo
         Disclosure(subject, body.recipient, body.disclosed_on, body.legal_basis,
                    body.legitimate_interest, body.disclosed, body.redisclosure_parties,
                    body.threat),
-        Discloser(who.id, who.role, request.state.request_id, who.acted_by))
+        # In a support session (AUD-5) the support principal discloses, as the user it acts as.
+        Discloser(who.acted_by or who.id, who.role, request.state.request_id,
+                  who.subject_id if who.acted_by else None))
     svc.audit_view.catch_up()  # the discloser reads it in the trail next
     log.info("disclosure recorded id=%s student=%s basis=%s principal=%s", record_id, subject,
              body.legal_basis, who.id)
