@@ -240,6 +240,13 @@ def test_AUD_3_ledger_audit_as_json_and_csv(api: Client, cli_env: None,
                                                         "/cli/audit/party",
                                                         "/cli/audit/actor"}
 
+    erased = api.svc.ledger.register_student("Gone", "15")
+    api.svc.lifecycle.erase_now(erased, "operator", "school_request")
+    before = api.position()
+    assert main(["audit", "student", str(erased)]) == 1  # went with the student (AUD-4)
+    assert main(["audit", "student", str(uuid4())]) == 1  # no such student: nothing recorded
+    assert main(["audit", "student", str(w.T)]) == 1
+    assert api.position() == before
     assert main(["audit", "student", "not-an-id"]) == 2
     assert main(["audit", "party", "   "]) == 2
     assert "not-an-id" not in capsys.readouterr().err

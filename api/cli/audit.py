@@ -26,6 +26,7 @@ from api.audit_queries import AuditQueries, TrailItem, TrailPage
 from api.services import Services
 from api.tokens import COMMAND_LINE_OPERATOR
 from crypto import KeyErased
+from ledger.application import ErasedPerson, PersonNotFound
 from ledger.disclosures import MAX_PARTY
 from ledger.people import InvalidRecord, short_text
 from ledger.settings import Settings
@@ -135,12 +136,23 @@ def run_audit(args: argparse.Namespace) -> int:
             return 2
     services = Services.open(Settings.from_env())
     try:
+        if args.by == "student":
+            # as the route does: a student's trail is asked only of a student that exists
+            # (asking is recorded, sealed under their key)
+            person = services.ledger.person(UUID(args.key))
+            if isinstance(person, ErasedPerson):
+                raise KeyErased(person.id)
+            if person.kind != "student":
+                raise PersonNotFound(person.id)
         items = (item for page in pages(services, args.by, args.key, args.since, args.until)
                  for item in page.items)
         count = write(sys.stdout, args.format, items)
     except InvalidRecord as error:  # names the field and the rule, never the value
         print(f"ledger audit: {error.field} {error.rule}", file=sys.stderr)
         return 2
+    except PersonNotFound:
+        print("ledger audit: there is no such student", file=sys.stderr)
+        return 1
     except KeyErased:
         print("ledger audit: this student was erased; their trail went with them (AUD-4)",
               file=sys.stderr)
