@@ -171,6 +171,7 @@ class TokenInfo:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    acted_by: UUID | None = None  # a support session's support principal (AUD-5)
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -300,6 +301,7 @@ class TokenStore:
                 created_at=datetime.fromisoformat(row[4]),
                 expires_at=datetime.fromisoformat(row[5]),
                 revoked_at=datetime.fromisoformat(row[6]) if row[6] else None,
+                acted_by=UUID(row[9]) if row[9] else None,
             )
             for row in rows
         ]

@@ -187,5 +187,7 @@ def test_a_token_table_made_before_support_sessions_gains_acted_by(tmp_path: Pat
                              subject_id=uuid4(), acted_by=helper)
         again = store.authenticate(issued.token)
         assert again is not None and again.acted_by == helper
+        assert {info.principal_id: info.acted_by for info in store.list()} == {
+            principal: None, issued.principal_id: helper}
     finally:
         db.close()

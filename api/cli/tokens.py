@@ -172,5 +172,6 @@ def run_list(args: argparse.Namespace) -> int:
             "hash_prefix": info.hash_prefix, "status": info.status(now),
             "created_at": info.created_at.isoformat(), "expires_at": info.expires_at.isoformat(),
             "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+            "acted_by": str(info.acted_by) if info.acted_by else None,
         }))
     return 0
