@@ -13,9 +13,10 @@ starts exactly after it even when rows were left out or two records share a time
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from api.services import Services
@@ -53,6 +54,7 @@ class TrailItem:
     redisclosure_parties: list[str] = field(default_factory=list)
     disclosed: list[str] = field(default_factory=list)
     threat: str | None = None
+    statements: list[dict[str, str]] = field(default_factory=list)  # RGT-2, sent along
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,27 @@ class AuditQueries:
             legal_basis_label=LEGAL_BASES.get(disclosure.legal_basis),
             legitimate_interest=disclosure.legitimate_interest,
             redisclosure_parties=list(disclosure.redisclosure_parties),
-            disclosed=list(disclosure.disclosed), threat=disclosure.threat)
+            disclosed=list(disclosure.disclosed), threat=disclosure.threat,
+            statements=[dict(s) for s in disclosure.statements])
+
+
+def disclosures_of(svc: Services, student_id: UUID) -> Iterator[dict[str, Any]]:
+    """A student's disclosure records, oldest first, for the export (RGT-1): not recorded
+    here (the export records its own access). The keys are the export's columns."""
+    svc.audit_view.catch_up()
+    after: PageAfter | None = None
+    while page := svc.audit_reader.of_student(student_id, limit=500, after=after,
+                                              kinds=(DISCLOSURE,)):
+        for entry in page:
+            record = svc.disclosures.record_of(entry.record_id)
+            if record is not None:
+                yield {"disclosure_id": record.id, "recipient": record.recipient,
+                       "legal_basis": record.legal_basis,
+                       "legitimate_interest": record.legitimate_interest,
+                       "redisclosure_parties": list(record.redisclosure_parties),
+                       "threat": record.threat, "disclosed_at": record.disclosed_on,
+                       "disclosed_by": record.actor_id}
+        after = (page[-1].at, page[-1].record_id)
 
 
 def _next(entries: list[AuditEntry], limit: int) -> PageAfter | None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
@@ -95,6 +95,20 @@ class Discloser:
     on_behalf_of: UUID | None = None  # AUD-5: a support session acting as this user
 
 
+class ContestedStatement(Protocol):
+    """RGT-2: the subject's statement on a field whose amendment was refused (the rights
+    ledger's `Statement`); it goes out with the field in every disclosure of it (99.21(c))."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
 class DisclosureRecord(Aggregate):
     class Event(Aggregate.Event):
         sealed_for_owner = True
@@ -112,6 +126,7 @@ class DisclosureRecord(Aggregate):
         redisclosure_parties: list[str]
         disclosed: list[str]
         threat: str | None
+        statements: list[dict[str, str]]  # RGT-2: {"id", "field", "text"} sent with the fields
         request_id: str
         recorded_at: datetime
 
@@ -120,7 +135,8 @@ class DisclosureRecord(Aggregate):
                  on_behalf_of: UUID | None, recipient: str, party_token: str,
                  disclosed_on: date, legal_basis: str, legitimate_interest: str,
                  redisclosure_parties: list[str], disclosed: list[str], threat: str | None,
-                 request_id: str, recorded_at: datetime) -> None:
+                 statements: list[dict[str, str]], request_id: str,
+                 recorded_at: datetime) -> None:
         self.owner_id = owner_id
         self.actor_id = actor_id
         self.actor_role = actor_role
@@ -133,6 +149,7 @@ class DisclosureRecord(Aggregate):
         self.redisclosure_parties = redisclosure_parties
         self.disclosed = disclosed
         self.threat = threat
+        self.statements = statements
         self.request_id = request_id
         self.recorded_at = recorded_at
 
@@ -179,10 +196,15 @@ def validated(disclosure: Disclosure, today: date) -> Disclosure:
 
 
 class Disclosures:
-    def __init__(self, ledger: Ledger, blind: BlindIndex, clock: Callable[[], datetime]) -> None:
+    def __init__(self, ledger: Ledger, blind: BlindIndex, clock: Callable[[], datetime],
+                 statements_of: Callable[[UUID], Iterable[ContestedStatement]] | None = None
+                 ) -> None:
+        """`statements_of`: the subject's statements on contested fields (RGT-2, the rights
+        ledger's); each disclosure of such a field records the statement that went with it."""
         self.ledger = ledger
         self.blind = blind
         self.clock = clock
+        self.statements_of = statements_of
 
     def record(self, disclosure: Disclosure, by: Discloser) -> UUID:
         """Validate and save the record (durably: committed before this returns)."""
@@ -196,9 +218,16 @@ class Disclosures:
             legitimate_interest=checked.legitimate_interest,
             redisclosure_parties=list(checked.redisclosure_parties),
             disclosed=list(checked.disclosed), threat=checked.threat,
-            request_id=by.request_id, recorded_at=now)
+            statements=self._statements(checked), request_id=by.request_id, recorded_at=now)
         self.ledger.save(record)
         return record.id
+
+    def _statements(self, disclosure: Disclosure) -> list[dict[str, str]]:
+        if self.statements_of is None:
+            return []
+        return [{"id": str(s.id), "field": s.field, "text": s.text}
+                for s in self.statements_of(disclosure.student_id)
+                if s.field in disclosure.disclosed]
 
     def party_tokens(self, name: str) -> list[str]:
         """The index keys of a party's name: one per live blind-index secret, newest first

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from api.audit_queries import disclosures_of
 from api.services import Services
 from ledger.disclosures import (
     HEALTH_OR_SAFETY,
@@ -242,3 +243,30 @@ def test_AUD_2_accepted_exactly_when_the_rules_hold(basis: str, threat: str | No
 def test_a_partys_name_is_one_party_whatever_its_case_and_spacing() -> None:
     assert normalise_party("  Hill  County\tCOURT ") == normalise_party("hill county court")
     assert normalise_party("Hill County Court") != normalise_party("Hill County Courts")
+
+
+@dataclass(frozen=True)
+class _Statement:  # the shape of the rights ledger's `Statement` (RGT-2)
+    id: UUID
+    field: str
+    text: str
+
+
+def test_RGT_2_a_statement_on_a_contested_field_goes_with_its_disclosure(api: Client) -> None:
+    w = build_world(api)
+    statement = _Statement(uuid4(), "display_name", "My name was recorded wrongly.")
+    api.svc.disclosures.statements_of = lambda s: [statement] if s == w.S else []
+    with_field = disclose(api, w.S, w.custodian_in, disclosed=["display_name", "progress"])
+    assert with_field.status_code == 201, with_field.text
+    sent = [{"id": str(statement.id), "field": "display_name",
+             "text": "My name was recorded wrongly."}]
+    assert with_field.json()["statements"] == sent
+    without = disclose(api, w.S, w.custodian_in, disclosed=["progress"])
+    assert without.json()["statements"] == []
+    items = trail(api, w.S, w.parent, "kind=disclosure")["items"]
+    assert [i["statements"] for i in items] == [sent, []]
+    # and the export's rows of the student's disclosures (RGT-1)
+    rows = list(disclosures_of(api.svc, w.S))
+    assert [str(r["disclosure_id"]) for r in rows] == [i["record_id"] for i in items]
+    assert rows[0]["recipient"] == "Hill County Juvenile Court"
+    assert list(disclosures_of(api.svc, w.O)) == []

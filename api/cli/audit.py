@@ -36,7 +36,7 @@ PAGE = 500
 COLUMNS = ("kind", "record_id", "at", "student_id", "actor_id", "actor_role", "purpose",
            "on_behalf_of", "resource", "fields", "recipient", "disclosed_on", "legal_basis",
            "legal_basis_label", "legitimate_interest", "redisclosure_parties", "disclosed",
-           "threat")
+           "threat", "statements")
 # The resource each query is recorded under (a route-like pattern, as AUD-1 wants).
 _RESOURCE = {"student": "/cli/audit/student", "actor": "/cli/audit/actor",
              "party": "/cli/audit/party"}
@@ -76,6 +76,7 @@ def row(item: TrailItem) -> dict[str, Any]:
         "legitimate_interest": item.legitimate_interest,
         "redisclosure_parties": item.redisclosure_parties, "disclosed": item.disclosed,
         "threat": item.threat,
+        "statements": [f"{s['field']}: {s['text']}" for s in item.statements],
     }
 
 

@@ -29,6 +29,7 @@ from api.http.audit_models import (
     DisclosureCreated,
     NewDisclosure,
     NewSupportSession,
+    StatementOut,
     SupportSessionOut,
     TrailPageOut,
     page_cursor_text,
@@ -167,7 +168,9 @@ def record_disclosure(person_id: str, body: NewDisclosure, svc: Svc, who: Disclo
     log.info("disclosure recorded id=%s student=%s basis=%s principal=%s", record_id, subject,
              body.legal_basis, who.id)
     response.headers["Location"] = f"/students/{subject}/audit-trail?kind={DISCLOSURE}"
-    return DisclosureCreated(record_id=record_id, student_id=subject)
+    record = svc.disclosures.record_of(record_id)
+    return DisclosureCreated(record_id=record_id, student_id=subject, statements=[
+        StatementOut.model_validate(s) for s in (record.statements if record else [])])
 
 
 # -- by actor, by party ---------------------------------------------------------------------------

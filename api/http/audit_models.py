@@ -36,9 +36,20 @@ class NewDisclosure(_Request):
                                             " (99.31(a)(10)); refused otherwise")
 
 
+class StatementOut(BaseModel):
+    """RGT-2: the student's statement on a contested field, to send with that field."""
+
+    id: UUID
+    field: str
+    text: str
+
+
 class DisclosureCreated(BaseModel):
     record_id: UUID
     student_id: UUID
+    statements: list[StatementOut] = Field(
+        default_factory=list, description="statements on contested fields disclosed (RGT-2):"
+                                          " they go with the fields to the recipient")
 
 
 class TrailItemOut(BaseModel):
@@ -60,6 +71,7 @@ class TrailItemOut(BaseModel):
     redisclosure_parties: list[str] = Field(default_factory=list)
     disclosed: list[str] = Field(default_factory=list)
     threat: str | None = None
+    statements: list[StatementOut] = Field(default_factory=list)
 
     @classmethod
     def of(cls, item: TrailItem) -> TrailItemOut:
@@ -73,7 +85,8 @@ class TrailItemOut(BaseModel):
                    legal_basis_label=item.legal_basis_label,
                    legitimate_interest=item.legitimate_interest,
                    redisclosure_parties=item.redisclosure_parties, disclosed=item.disclosed,
-                   threat=item.threat)
+                   threat=item.threat,
+                   statements=[StatementOut.model_validate(s) for s in item.statements])
 
 
 class TrailPageOut(BaseModel):
