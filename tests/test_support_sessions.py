@@ -135,14 +135,19 @@ def test_AUD_5_no_token_without_its_grant(api: Client, monkeypatch: pytest.Monke
 
 # -- ledger token issue ---------------------------------------------------------------------------
 @pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA"):
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line's environment, naming the test's stores (both backends)."""
+    for name in ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA",
+                 "LEDGER_KEYSTORE_SCHEMA", "LEDGER_KEYSTORE_URL", "LEDGER_KEK"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LEDGER_VAR_DIR", str(tmp_path))
-    return tmp_path
+    monkeypatch.setenv("LEDGER_VAR_DIR", settings.var_dir)
+    if settings.backend == "postgres":
+        monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("LEDGER_SCHEMA", settings.schema)
+        monkeypatch.setenv("LEDGER_KEYSTORE_SCHEMA", settings.keystore_schema)
 
 
-def test_AUD_5_ledger_token_issue_records_the_grant(cli_env: Path,
+def test_AUD_5_ledger_token_issue_records_the_grant(cli_env: None,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     school = uuid4()
     assert main(["token", "issue", "--role", "records_custodian", "--school", str(school),
