@@ -11,8 +11,7 @@ at a time with orjson, so a student with a term of attempts is never held in mem
 The profile is one row per field, with the statements attached to that field after a refused
 rectification next to it (RGT-2, 34 CFR 99.21): they travel with the field in every export.
 
-Disclosure records (AUD-2) are another engineer's: `disclosures_of` is the one place they come
-in; until it is wired the section is there, and empty.
+Disclosure records (AUD-2) come in through `disclosures_of` (api/audit_queries.py).
 
 The caller checks who may export (`Access.may_export`) and saves the access record before the
 first byte (api/http/rights.py, api/cli/rights.py).
@@ -31,6 +30,7 @@ from uuid import UUID
 
 import orjson
 
+from api import audit_queries
 from api.http.models import RecordOut
 from api.services import Services
 from ledger.people import Person
@@ -49,15 +49,14 @@ class ExportSection:
 
 
 def disclosures_of(svc: Services, subject_id: UUID) -> Iterable[Row]:
-    """AUD-2: the disclosures of the subject's records outside the school-official path.
-
-    TO WIRE (the lead): return the disclosure ledger's records of `subject_id`, oldest first,
-    one dict per record with the keys of `DISCLOSURE_COLUMNS`. Empty until then."""
-    return ()
+    """AUD-2: the disclosures of the subject's records outside the school-official path,
+    oldest first, each with the statements on contested fields that went with it (RGT-2)."""
+    return audit_queries.disclosures_of(svc, subject_id)
 
 
 DISCLOSURE_COLUMNS = ("disclosure_id", "recipient", "legal_basis", "legitimate_interest",
-                      "redisclosure_parties", "threat", "disclosed_at", "disclosed_by")
+                      "redisclosure_parties", "threat", "disclosed_at", "disclosed_by",
+                      "disclosed", "statements")
 
 
 class Exporter:

@@ -22,7 +22,9 @@ from ledger.application import Ledger
 from ledger.attempts import Attempts
 from ledger.audit import AuditTrail, RecordsAccess
 from ledger.coursework import Coursework
+from ledger.disclosures import Disclosures
 from ledger.enrolment import Sections
+from ledger.grants import Grants
 from ledger.holds import Holds
 from ledger.lifecycle import Clock, Lifecycle, system_clock
 from ledger.media import MediaStore
@@ -111,6 +113,8 @@ class Services:
     rights: RightsRequests  # RGT-1..4: requests, statements, restriction
     rights_view: ProjectionRunner
     rights_reader: RightsReader
+    disclosures: Disclosures
+    grants: Grants
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -150,6 +154,8 @@ class Services:
                               ResiduePool(read_models) if settings.keep_residue else None,
                               clock, mailer)
 
+        rights = RightsRequests(ledger, Accounts(ledger), clock, notices=mailer if isinstance(
+            mailer, ExtensionNotices) else None)
         services = cls(
             settings=settings,
             ledger=ledger,
@@ -181,10 +187,13 @@ class Services:
             audit_view=ProjectionRunner(ledger, read_models, audit_index),
             audit_reader=AuditReader(read_models, audit_index),
             merkle_log=open_merkle_log(settings, ledger.signer),
-            rights=RightsRequests(ledger, Accounts(ledger), clock, notices=mailer if isinstance(
-                mailer, ExtensionNotices) else None),
+            rights=rights,
             rights_view=ProjectionRunner(ledger, read_models, rights_view),
             rights_reader=RightsReader(read_models, rights_view),
+            # RGT-2: a statement on a contested field goes with each disclosure of the field
+            disclosures=Disclosures(ledger, ledger.identity.blind, clock,
+                                    statements_of=rights.statements_of),
+            grants=Grants(ledger, clock),
         )
         # The receipt counts each read model's rows. Not the lifecycle view's: its pending
         # row is the purge job's work list, which must keep the subject until the receipt is

@@ -73,6 +73,7 @@ class Permission(StrEnum):
     RECORDS_EXPORT = "records:export"  # all of a student's data (RGT-1); api/access.py: whose
     LEDGER_PROVE = "ledger:prove"  # inclusion proofs: they carry stored (sealed) events (LED-2)
     TREE_HEADS_SIGN = "ledger:sign"  # sign a tree head now, off the schedule (LED-2)
+    SUPPORT_SESSIONS = "support:sessions"  # act as a user, with a stated purpose (AUD-5)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -86,7 +87,8 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                                Permission.SCHOOLS_READ, Permission.SCHOOLS_CREATE}),
     Role.SUPPORT: frozenset({Permission.PEOPLE_READ, Permission.SCHOOLS_READ,
                              Permission.PROGRESS_READ, Permission.PEOPLE_ERASE,
-                             Permission.PEOPLE_RECOVER, Permission.RECEIPTS_READ}),
+                             Permission.PEOPLE_RECOVER, Permission.RECEIPTS_READ,
+                             Permission.SUPPORT_SESSIONS}),
     Role.SERVICE: frozenset({Permission.HEALTH_READ}),
     Role.STUDENT: _SIGNED_IN | {Permission.ME_STUDENT, Permission.PROGRESS_RECORD,
                                 Permission.PROGRESS_READ, Permission.PROJECTS_WRITE,
@@ -133,6 +135,24 @@ class Principal:
         return allows(self.role, permission)
 
 
+# The principal of the command line (`ledger audit`, `ledger token issue`): one fixed id, so
+# that the audit trail names the operator at the console as the one who asked or granted.
+COMMAND_LINE_OPERATOR = Principal(UUID("00000000-0000-4000-8000-00000000c11e"), Role.OPERATOR,
+                                  "command-line")
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a permission grant records (AUD-5): never the token nor its hash."""
+
+    principal_id: UUID
+    role: str
+    scope: str | None
+    subject_id: UUID | None
+    acted_by: UUID | None
+    expires_at: datetime
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str = field(repr=False)  # shown once, never logged
@@ -153,6 +173,7 @@ class TokenInfo:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    acted_by: UUID | None = None  # a support session's support principal (AUD-5)
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -172,11 +193,11 @@ _DDL = (
     "CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY,"
     " principal_id TEXT NOT NULL, role TEXT NOT NULL, label TEXT NOT NULL,"
     " created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT,"
-    " subject_id TEXT, scope TEXT)",
+    " subject_id TEXT, scope TEXT, acted_by TEXT)",
     "CREATE INDEX IF NOT EXISTS api_tokens_by_principal ON api_tokens (principal_id)",
 )
 _COLUMNS = ("token_hash, principal_id, role, label, created_at, expires_at, revoked_at,"
-            " subject_id, scope")
+            " subject_id, scope, acted_by")
 
 
 class TokenStore:
@@ -190,12 +211,17 @@ class TokenStore:
                 cur.execute(statement)
             cur.execute("SELECT * FROM api_tokens WHERE 1 = 0")
             present = {str(column[0]) for column in cur.description or ()}
-            for column in ("subject_id", "scope"):  # tables made before people signed in
+            # tables made before people signed in, and before support sessions (AUD-5)
+            for column in ("subject_id", "scope", "acted_by"):
                 if column not in present:
                     cur.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} TEXT")
 
     def issue(self, role: str, label: str, ttl: timedelta, *, subject_id: UUID | None = None,
-              scope: str | None = None) -> IssuedToken:
+              scope: str | None = None, acted_by: UUID | None = None,
+              record_grant: Callable[[TokenGrant], object] | None = None) -> IssuedToken:
+        """A new token. `acted_by`: the support principal of a session acting as the person
+        `subject_id` (AUD-5). `record_grant` saves the grant (AUD-5) before the token exists:
+        if it raises, no token is issued."""
         if role not in PERMISSIONS:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if not _LABEL.match(label):
@@ -206,11 +232,15 @@ class TokenStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         principal_id, now = uuid4(), self.clock()
         expires_at = now + ttl
+        if record_grant is not None:
+            record_grant(TokenGrant(principal_id, str(role), scope, subject_id, acted_by,
+                                    expires_at))
         with self.db.transaction() as cur:
             cur.execute(
-                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                f"INSERT INTO api_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (token_hash(token), str(principal_id), str(role), label, now.isoformat(),
-                 expires_at.isoformat(), str(subject_id) if subject_id else None, scope),
+                 expires_at.isoformat(), str(subject_id) if subject_id else None, scope,
+                 str(acted_by) if acted_by else None),
             )
         return IssuedToken(token, principal_id, str(role), label, expires_at)
 
@@ -227,7 +257,7 @@ class TokenStore:
         if row[6] is not None or datetime.fromisoformat(row[5]) <= self.clock():
             return None
         return Principal(UUID(row[1]), row[2], row[3], UUID(row[7]) if row[7] else None,
-                         row[8])
+                         row[8], UUID(row[9]) if row[9] else None)
 
     def revoke(self, principal_or_hash_prefix: str) -> int:
         """Revoke by principal id, or by a prefix (8+ hex digits) of the token hash.
@@ -273,6 +303,7 @@ class TokenStore:
                 created_at=datetime.fromisoformat(row[4]),
                 expires_at=datetime.fromisoformat(row[5]),
                 revoked_at=datetime.fromisoformat(row[6]) if row[6] else None,
+                acted_by=UUID(row[9]) if row[9] else None,
             )
             for row in rows
         ]

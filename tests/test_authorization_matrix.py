@@ -114,6 +114,9 @@ RELATIONS: dict[str, frozenset[str]] = {
     "states_for_S": frozenset({"student_self", "parent_linked"}),
     "manages_S": frozenset({"custodian_in", "operator"}),
     "exports_S": frozenset({"student_self", "parent_linked", "custodian_in", "operator"}),
+    # AUD-2: who may record a disclosure of S's records: the custodian of S's school, the
+    # privacy officer.
+    "discloses_S": frozenset({"custodian_in", "operator"}),
     # DEL-4: erasure at once of a student in T's section X with S's linked parent.
     "may_erase_student": frozenset({"teacher_of_section", "school_admin_in",
                                     "district_admin_in", "parent_linked", "support_with_purpose",
@@ -141,6 +144,10 @@ AUDIT_READERS = frozenset({"student", "parent", "records_custodian", "auditor", 
 RIGHTS_REQUESTERS = frozenset({"student", "parent", "records_custodian", "operator"})
 RIGHTS_MANAGERS = frozenset({"records_custodian", "operator"})
 EXPORTERS = frozenset({"student", "parent", "records_custodian", "operator"})
+DISCLOSERS = frozenset({"records_custodian", "operator"})
+ACTOR_AUDITORS = frozenset({"auditor", "operator"})  # an actor's reads span every school
+PARTY_AUDITORS = frozenset({"auditor", "operator", "records_custodian"})  # custodian: own school
+SUPPORTERS = frozenset({"support", "operator"})
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/teachers/{person_id}"): Rule(READERS, 200, "sees_T", purpose=True),
     ("GET", "/students/{person_id}/access-records"): Rule(AUDIT_READERS, 200,
                                                          "audits_S"),
+    # the audit trail (AUD-2, AUD-3, AUD-5)
+    ("GET", "/students/{person_id}/audit-trail"): Rule(AUDIT_READERS, 200, "audits_S"),
+    ("POST", "/students/{person_id}/disclosures"): Rule(DISCLOSERS, 201, "discloses_S"),
+    ("GET", "/audit/actors/{actor_id}"): Rule(ACTOR_AUDITORS, 200),
+    ("GET", "/audit/disclosures"): Rule(PARTY_AUDITORS, 200),
+    ("POST", "/support-sessions"): Rule(SUPPORTERS, 201),
     ("POST", "/students"): Rule(STAFF, 201),
     ("POST", "/teachers"): Rule(STAFF, 201),
     ("PATCH", "/people/{person_id}"): Rule(STAFF, 200),
@@ -580,6 +593,18 @@ BUILDERS: dict[tuple[str, str], Build] = {
     ("GET", "/people/{person_id}/holds"): lambda w, c: (f"/people/{w.ids['S']}/holds", None),
     ("GET", "/students/{person_id}/access-records"): lambda w, c: (
         f"/students/{w.ids['S']}/access-records", None),
+    ("GET", "/students/{person_id}/audit-trail"): lambda w, c: (
+        f"/students/{w.ids['S']}/audit-trail", None),
+    ("POST", "/students/{person_id}/disclosures"): lambda w, c: (
+        f"/students/{w.ids['S']}/disclosures", {
+            "recipient": "Dale Middle School", "disclosed_on": "2026-09-01",
+            "legal_basis": "99.31(a)(2)", "legitimate_interest": "the student is enrolling",
+            "disclosed": ["progress"]}),
+    ("GET", "/audit/actors/{actor_id}"): lambda w, c: (f"/audit/actors/{uuid4()}", None),
+    ("GET", "/audit/disclosures"): lambda w, c: (
+        "/audit/disclosures?party=Dale%20Middle%20School", None),
+    ("POST", "/support-sessions"): lambda w, c: ("/support-sessions", {
+        "person_id": str(w.ids["S"]), "purpose": "technical_issue"}),
     ("POST", "/people/{person_id}/holds"): lambda w, c: (f"/people/{w.ids['S']}/holds", {
         "reason": "inspection request under 99.10(e)"}),
     ("POST", "/people/{person_id}/holds/{hold_id}/lift"): lambda w, c: (

@@ -214,6 +214,28 @@ def test_RGT_2_a_refused_rectification_and_its_statement_travel_into_every_expor
     assert api.svc.rights.statements_of(s)[0].text == statement["text"]
 
 
+def test_RGT_2_the_statement_goes_with_every_later_disclosure_of_the_field(
+        api: Client, world: World) -> None:
+    s = world.student
+    contested = _ok(_file(api, s, world.parent, kind="rectify", field="gender",
+                          proposed_value="nonbinary"), 201)["id"]
+    base = f"/students/{s}/rights-requests/{contested}"
+    _ok(api.call("POST", f"{base}/refusal", world.custodian, {"reason": "the record stands"}))
+    _ok(api.call("POST", f"{base}/statements", world.parent, {
+        "text": "The parent disputes this field."}), 201)
+    body = {"recipient": "Hill County Juvenile Court", "disclosed_on": "2026-09-01",
+            "legal_basis": "99.31(a)(9)", "legitimate_interest": "a subpoena",
+            "disclosed": ["gender", "progress"]}
+    with_field = _ok(api.call("POST", f"/students/{s}/disclosures", world.custodian, body), 201)
+    without = _ok(api.call("POST", f"/students/{s}/disclosures", world.custodian,
+                           {**body, "disclosed": ["progress"]}), 201)
+    exported = json.loads(api.call("GET", f"/students/{s}/export", world.parent).content)
+    rows = {row["disclosure_id"]: row for row in exported["sections"]["disclosures"]}
+    assert rows[with_field["record_id"]]["statements"] == [
+        "gender: The parent disputes this field."]
+    assert rows[without["record_id"]]["statements"] == []
+
+
 def test_RGT_3_a_restriction_is_honoured_until_lifted(api: Client, world: World) -> None:
     s, me = world.student, world.me
     request = _ok(_file(api, s, me, kind="restrict"), 201)["id"]

@@ -8,6 +8,10 @@ their token's scope (api/access.py), so issuing one names it:
     ledger token issue --role records_custodian --school <school id>
     ledger token issue --role parent --parent-email -      # the address is read from stdin
 
+Each token issued is recorded as a permission grant in the ledger first (AUD-5): granted by the
+command-line operator (`api.tokens.COMMAND_LINE_OPERATOR`), to the new principal, with role,
+scope and expiry; never the token or its hash.
+
 A parent's scope is "parent:<hex>", the blind-index token of the address (the key of the
 parent links, MIN-2): the address itself is never printed, logged or stored.
 """
@@ -21,9 +25,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from api.tokens import ROLES, AmbiguousToken, Role, TokenStore
+from api.tokens import (
+    COMMAND_LINE_OPERATOR,
+    ROLES,
+    AmbiguousToken,
+    Role,
+    TokenGrant,
+    TokenStore,
+)
 from crypto.sql import Database
 from ledger import people
+from ledger.application import Ledger
+from ledger.grants import TOKEN_ISSUED, Grant, Grants
 from ledger.identity import PARENT_EMAIL, IdentityIndex
 from ledger.persistence import open_database, open_subject_keys
 from ledger.settings import Settings
@@ -101,17 +114,27 @@ def _scope(args: argparse.Namespace, settings: Settings, db: Database) -> str | 
 
 
 def run_issue(args: argparse.Namespace) -> int:
+    """Issues the token after its grant is in the ledger (AUD-5), granted by the command-line
+    operator (`COMMAND_LINE_OPERATOR`); no grant, no token."""
     settings = Settings.from_env()
-    store = TokenStore(open_database(settings.read_models_url, settings.schema))
+    ledger = Ledger(settings)
+    grants = Grants(ledger, lambda: datetime.now(UTC))
+    store = TokenStore(ledger.read_models)
+
+    def record(grant: TokenGrant) -> object:
+        return grants.record(Grant(
+            TOKEN_ISSUED, COMMAND_LINE_OPERATOR.id, COMMAND_LINE_OPERATOR.role,
+            grant.principal_id, grant.role, grant.scope, grant.subject_id, grant.expires_at))
+
     try:
         scope = _scope(args, settings, store.db)
         issued = store.issue(args.role, args.label or args.role, timedelta(days=args.ttl_days),
-                             scope=scope)
+                             scope=scope, record_grant=record)
     except ValueError as error:  # InvalidRecord among them: field and rule, never the value
         print(f"ledger token issue: {error}", file=sys.stderr)
         return 2
     finally:
-        store.db.close()
+        ledger.close()
     print(json.dumps({"token": issued.token, "principal_id": str(issued.principal_id),
                       "role": issued.role, "label": issued.label,
                       "scope": scope.partition(":")[0] if scope else None,
@@ -149,5 +172,6 @@ def run_list(args: argparse.Namespace) -> int:
             "hash_prefix": info.hash_prefix, "status": info.status(now),
             "created_at": info.created_at.isoformat(), "expires_at": info.expires_at.isoformat(),
             "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+            "acted_by": str(info.acted_by) if info.acted_by else None,
         }))
     return 0

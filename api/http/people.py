@@ -9,7 +9,6 @@ kind, or of someone the caller may not see all answer the same 404 (ACC-5).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -18,8 +17,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from api.http.auth import PurposeHeader, require, stated_purpose
 from api.http.deps import Svc, path_id
 from api.http.models import (
-    AccessRecordOut,
-    AccessRecordPage,
     DirectoryItem,
     DirectoryPage,
     Kind,
@@ -29,7 +26,7 @@ from api.http.models import (
     RecordOut,
     Rename,
 )
-from api.http.problems import VALIDATION, ProblemError, not_found, responses
+from api.http.problems import not_found, responses
 from api.services import Services
 from api.tokens import Permission, Principal
 from crypto import KeyErased
@@ -45,7 +42,6 @@ _WRITE = responses(401, 403, 404, 409, 410, 422, 503)
 
 Creator = Annotated[Principal, Depends(require(Permission.PEOPLE_CREATE))]
 Reader = Annotated[Principal, Depends(require(Permission.PEOPLE_READ))]
-Auditor = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
 Renamer = Annotated[Principal, Depends(require(Permission.PEOPLE_RENAME))]
 Lister = Annotated[Principal, Depends(require(Permission.DIRECTORY_READ))]
 
@@ -98,54 +94,6 @@ def get_student(person_id: str, svc: Svc, who: Reader, request: Request,
     log.info("student read id=%s role=%s purpose=%s principal=%s", subject, who.role,
              stated or "-", who.id)
     return RecordOut.of(student, fields)
-
-
-@router.get("/students/{person_id}/access-records", response_model=AccessRecordPage,
-            responses=_READ)
-def access_records(person_id: str, svc: Svc, who: Auditor, request: Request,
-                   since: datetime | None = None, until: datetime | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                   after: Annotated[str | None, Query(
-                       max_length=80, description="`next_after` of the previous page")] = None,
-                   ) -> AccessRecordPage:
-    """AUD-3: who has read this student's records, when and why, in time order. For the
-    student, a linked parent, the school's records custodian, auditors and the privacy officer;
-    this query is itself recorded."""
-    subject = path_id(person_id)
-    if not svc.access.may_audit(who, subject):
-        raise not_found()
-    _live(svc, subject, "student")
-    page_after = _page_cursor(after)
-    svc.audit_view.catch_up()  # every record saved so far, in the answer
-    entries = svc.audit_reader.of_student(subject, since, until, limit, page_after)
-    svc.record_access(who, subject, "/students/{person_id}/access-records",
-                      ["access_records"], None, request.state.request_id)
-    items = []
-    for entry in entries:
-        record = svc.audit.record(entry.record_id)
-        items.append(AccessRecordOut(
-            record_id=entry.record_id, actor_id=entry.actor_id, actor_role=entry.actor_role,
-            purpose=entry.purpose, read_at=entry.read_at,
-            resource=record.resource if record else "", fields=record.fields if record else []))
-    last = entries[-1] if len(entries) == limit else None
-    return AccessRecordPage(items=items, next_after=(
-        f"{last.read_at.isoformat()},{last.record_id}" if last else None))
-
-
-def _page_cursor(after: str | None) -> tuple[datetime, UUID] | None:
-    if after is None:
-        return None
-    time_text, _, record_text = after.rpartition(",")
-    try:
-        at, record = datetime.fromisoformat(time_text), UUID(record_text)
-    except ValueError:
-        raise ProblemError(422, VALIDATION, "Invalid request", "after must be a next_after"
-                           " value from a previous page",
-                           errors=[{"field": "after", "rule": "a next_after value"}]) from None
-    if at.tzinfo is None:
-        raise ProblemError(422, VALIDATION, "Invalid request", "after must carry a time zone",
-                           errors=[{"field": "after", "rule": "a next_after value"}])
-    return at, record
 
 
 @router.get("/teachers/{person_id}", response_model=PersonOut, responses=_READ)
