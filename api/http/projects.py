@@ -53,6 +53,8 @@ Maker = Annotated[Session, Depends(signed_in(Permission.PROJECTS_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.PROGRESS_READ))]
 ProjectEraser = Annotated[Principal, Depends(require(Permission.PROJECTS_WRITE))]
 _WRITE = responses(401, 403, 404, 410, 422, 503)
+# AUD-1: what a read of a student's projects returns of each, as its access record names it.
+PROJECT_FIELDS = ("id", "kind", "name", "remixed_from", "shared_at")
 
 
 def _out(project: Project, with_source: bool) -> ProjectOut:
@@ -172,16 +174,20 @@ def gallery(svc: Svc, limit: Annotated[int, Query(ge=1, le=200)] = 50,
 
 @router.get("/students/{person_id}/projects", response_model=list[ProjectItem],
             responses=responses(401, 403, 404, 410, 503))
-def student_projects(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = None
-                     ) -> list[ProjectItem]:
-    """A student's projects, for whoever may see their work (ACC-1: their teachers)."""
+def student_projects(person_id: str, svc: Svc, who: Reader, request: Request,
+                     purpose: PurposeHeader = None) -> list[ProjectItem]:
+    """A student's projects, for whoever may see their work (ACC-1: their teachers); anyone
+    but the student leaves an access record (AUD-1)."""
     stated = stated_purpose(who, purpose)
     subject = path_id(person_id)
     if not svc.access.may_see_progress(who, subject):
         raise not_found()
+    out = [ProjectItem.of(p) for p in svc.projects_reader.of_owner(subject)]
+    svc.record_access(who, subject, "/students/{person_id}/projects", PROJECT_FIELDS, stated,
+                      request.state.request_id)
     log.info("projects read id=%s role=%s purpose=%s principal=%s", subject, who.role,
              stated or "-", who.id)
-    return [ProjectItem.of(p) for p in svc.projects_reader.of_owner(subject)]
+    return out
 
 
 @router.post("/projects/{project_id}/erasure", response_model=ErasureOut,
