@@ -145,7 +145,7 @@ class AuditTrail:
     def record_accesses(self, accesses: Sequence[RecordsAccess], at: datetime) -> list[UUID]:
         """Save all of these records in one transaction (a read of many students), together
         with other callers' (group commit). All or none: `AccessNotRecorded` if it fails."""
-        records = [_record(access, at) for access in accesses]
+        records = [access_record(access, at) for access in accesses]
         if not records:
             return []
         self._commit(_Waiter(records))
@@ -245,7 +245,8 @@ class AuditTrail:
             return [(bytes(r[0]), r[1], r[2], bytes(r[3])) for r in cursor.fetchall()]
 
 
-def _record(access: RecordsAccess, at: datetime) -> AccessRecord:
+def access_record(access: RecordsAccess, at: datetime) -> AccessRecord:
+    """A new access record, checked (InvalidRecord), not saved."""
     one_of("purpose", access.purpose, PURPOSES)
     if not _RESOURCE.match(access.resource) or not all(
             _FIELD.match(f) for f in access.fields):

@@ -191,3 +191,21 @@ def test_property_each_caller_returns_its_records_saved_or_fails_with_none_writt
             saved_ids += got
     saved: dict[UUID, Any] = _saved(ledger, saved_ids)
     assert set(saved) == set(saved_ids)
+
+
+def test_bulk_read_opens_what_one_by_one_opens_and_leaves_out_the_erased(
+        ledger: Ledger) -> None:
+    trail = AuditTrail(ledger)
+    kept, erased = (ledger.register_student(n, "12") for n in ("Ada Lovelace", "Alan Turing"))
+    ids = trail.record_accesses([_access(s, 0, n) for n in range(3) for s in (kept, erased)],
+                                AT)
+    bulk = trail.records([*ids, uuid4()])
+    assert set(bulk) == set(ids)
+    for record_id in ids:
+        alone = trail.record(record_id)
+        assert alone is not None
+        assert vars(bulk[record_id]) == vars(alone)
+    ledger.erase_subject(erased, "user_request")
+    left = trail.records(ids)
+    assert {r.student_id for r in left.values()} == {kept} and len(left) == 3
+    assert trail.records([]) == {}
