@@ -169,6 +169,7 @@ def post_to_social(project_id: str, body: SocialPost, svc: Svc, me: Maker) -> Re
 def gallery(svc: Svc, limit: Annotated[int, Query(ge=1, le=200)] = 50,
             before: datetime | None = None) -> list[GalleryItem]:
     """Shared projects, newest first; public. Page with `before` = the last `shared_at`."""
+    # No access record (AUD-1): what the owner chose to publish, no record of theirs.
     return [GalleryItem.of(c) for c in svc.projects_reader.gallery(limit, before)]
 
 

@@ -52,6 +52,7 @@ def register_school(body: NewSchool, svc: Svc, who: Creator, response: Response)
 @router.get("/schools/{school_id}", response_model=SchoolOut,
             responses=responses(401, 403, 404, 503))
 def get_school(school_id: str, svc: Svc, who: Reader) -> SchoolOut:
+    # No access record (AUD-1): a school's name, district and type, no student's data.
     return SchoolOut.of(_school(svc, school_id))
 
 

@@ -84,6 +84,7 @@ def create_section(body: NewSection, svc: Svc, me: Teacher, response: Response) 
 @router.get("/sections/{section_id}", response_model=SectionOut,
             response_model_exclude_none=True, responses=_READ)
 def get_section(section_id: str, svc: Svc, me: Teacher) -> SectionOut:
+    # No access record (AUD-1): the section's own fields, nothing of any student.
     return SectionOut.of(_own(svc, me, section_id), teacher=True)
 
 
