@@ -250,7 +250,7 @@ def test_AUD_1_the_students_own_reads_leave_no_record(api: Client) -> None:
     me = api.session(w.first)
     for url in (f"/students/{w.first}", f"/students/{w.first}/progress",
                 f"/students/{w.first}/projects", f"/students/{w.first}/feedback",
-                f"/students/{w.first}/answers", "/me/progress", "/me/feedback"):
+                f"/students/{w.first}/answers", "/me/progress", "/me/feedback", "/me/projects"):
         assert api.call("GET", url, me).status_code == 200, url
     api.svc.audit_view.catch_up()
     assert api.svc.audit_reader.of_student(w.first) == []
@@ -294,8 +294,9 @@ def test_AUD_5_support_acting_as_a_user_records_both_identities_even_for_their_o
 
 
 def test_AUD_5_an_acted_session_reading_through_http_is_recorded(api: Client) -> None:
-    """The route honours `acted_by` from whatever token names it (sessions are built
-    elsewhere): a student's own progress read by support acting as them."""
+    """The routes honour `acted_by` from whatever token names it (sessions are built
+    elsewhere): a student's own progress, feedback and projects read by support acting as
+    them."""
     w = _world(api)
     support = uuid4()
     store = api.tokens
@@ -309,12 +310,19 @@ def test_AUD_5_an_acted_session_reading_through_http_is_recorded(api: Client) ->
                          acted_by=support)
 
     store.authenticate = acting  # type: ignore[method-assign]
+    project = api.svc.projects_reader.of_owner(w.first)[0].id
+    reads = {"/me/progress": {"student_id", "levels"}, "/me/feedback": {"level", "comment"},
+             "/me/projects": PROJECTS,
+             "/me/projects/{project_id}": {"id", "kind", "name", "source", "remixed_from",
+                                           "shared", "media"}}
     try:
-        request_id = uuid4().hex
-        read = api.call("GET", "/me/progress", api.session(w.first),
-                        headers={"X-Request-ID": request_id})
-        assert read.status_code == 200
+        for resource, fields in reads.items():
+            request_id = uuid4().hex
+            read = api.call("GET", resource.replace("{project_id}", str(project)),
+                            api.session(w.first), headers={"X-Request-ID": request_id})
+            assert read.status_code == 200, resource
+            (record,) = _records_of(api, [w.first], request_id)[w.first]
+            assert (record.actor_id, record.on_behalf_of) == (support, w.first)
+            assert (record.resource, set(record.fields)) == (resource, fields)
     finally:
         del store.authenticate
-    (record,) = _records_of(api, [w.first], request_id)[w.first]
-    assert (record.actor_id, record.on_behalf_of) == (support, w.first)

@@ -74,13 +74,21 @@ def create_project(body: NewProject, svc: Svc, me: Maker, response: Response) ->
 
 
 @router.get("/me/projects", response_model=list[ProjectItem], responses=_WRITE)
-def my_projects(svc: Svc, me: Maker) -> list[ProjectItem]:
-    return [ProjectItem.of(p) for p in svc.projects_reader.of_owner(me.person_id)]
+def my_projects(svc: Svc, me: Maker, request: Request) -> list[ProjectItem]:
+    out = [ProjectItem.of(p) for p in svc.projects_reader.of_owner(me.person_id)]
+    # AUD-1, AUD-5: a no-op for the user; recorded when support acts as them.
+    svc.record_access(me.principal, me.person_id, "/me/projects", PROJECT_FIELDS, None,
+                      request.state.request_id)
+    return out
 
 
 @router.get("/me/projects/{project_id}", response_model=ProjectOut, responses=_WRITE)
-def my_project(project_id: str, svc: Svc, me: Maker) -> ProjectOut:
-    return _out(svc.projects.project(path_id(project_id, "project"), me.person_id), True)
+def my_project(project_id: str, svc: Svc, me: Maker, request: Request) -> ProjectOut:
+    out = _out(svc.projects.project(path_id(project_id, "project"), me.person_id), True)
+    # AUD-1, AUD-5: a no-op for the user; recorded when support acts as them.
+    svc.record_access(me.principal, me.person_id, "/me/projects/{project_id}",
+                      sorted(out.model_fields_set), None, request.state.request_id)
+    return out
 
 
 @router.patch("/me/projects/{project_id}", status_code=204, responses=_WRITE)
