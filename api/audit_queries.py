@@ -22,6 +22,7 @@ from uuid import UUID
 from api.services import Services
 from api.tokens import Principal
 from crypto import KeyErased
+from ledger.audit import AccessRecord
 from ledger.disclosures import LEGAL_BASES
 from projections.audit import ACCESS, DISCLOSURE, AuditEntry, PageAfter
 
@@ -79,8 +80,7 @@ class AuditQueries:
                                                    kinds)
         self.svc.record_access(who, student_id, resource, [_FIELDS[k] for k in kinds], None,
                                request_id)
-        return TrailPage([item for entry in entries if (item := self._open(entry))],
-                         _next(entries, limit))
+        return TrailPage(self._open_page(entries), _next(entries, limit))
 
     def of_actor(self, who: Principal, actor_id: UUID, request_id: str,
                  since: datetime | None = None, until: datetime | None = None,
@@ -101,34 +101,33 @@ class AuditQueries:
 
     def _many(self, who: Principal, entries: list[AuditEntry], limit: int, resource: str,
               request_id: str) -> TrailPage:
-        """Rows of several students: only those the caller may audit, each student's query
-        recorded for them; a student erased meanwhile drops out."""
+        """Rows of several students: only those the caller may audit; the query recorded for
+        each of them, all in one transaction, before anything is returned."""
         may: Callable[[UUID], bool] = _memo(lambda s: self.svc.access.may_audit(who, s))
-        items = [item for entry in entries
-                 if may(entry.student_id) and (item := self._open(entry))]
-        kept: list[TrailItem] = []
-        for student_id in dict.fromkeys(item.student_id for item in items):
-            theirs = [item for item in items if item.student_id == student_id]
-            try:
-                self.svc.record_access(who, student_id, resource,
-                                       sorted({_FIELDS[item.kind] for item in theirs}), None,
-                                       request_id)
-            except KeyErased:
-                continue
-            kept += theirs
-        kept.sort(key=lambda item: (item.at, str(item.record_id)))
-        return TrailPage(kept, _next(entries, limit))
+        items = self._open_page([entry for entry in entries if may(entry.student_id)])
+        kinds: dict[UUID, set[str]] = {}
+        for item in items:
+            kinds.setdefault(item.student_id, set()).add(_FIELDS[item.kind])
+        self.svc.record_accesses(who, [(student, sorted(fields)) for student, fields in
+                                       kinds.items()], resource, None, request_id)
+        return TrailPage(items, _next(entries, limit))
 
-    def _open(self, entry: AuditEntry) -> TrailItem | None:
-        """The entry with its record's details; None if the student was erased meanwhile."""
+    def _open_page(self, entries: list[AuditEntry]) -> list[TrailItem]:
+        """The entries with their records' details, in order; the access records of a page
+        opened together (one query, one key fetch); a student erased meanwhile drops out."""
+        accesses = self.svc.audit.records(e.record_id for e in entries if e.kind == ACCESS)
+        return [item for entry in entries if (item := self._open(entry, accesses))]
+
+    def _open(self, entry: AuditEntry, accesses: dict[UUID, AccessRecord]
+              ) -> TrailItem | None:
         base = TrailItem(entry.kind, entry.record_id, entry.at, entry.student_id,
                          entry.actor_id, entry.actor_role, entry.code)
+        if entry.kind == ACCESS:
+            access = accesses.get(entry.record_id)
+            return None if access is None else replace(
+                base, on_behalf_of=access.on_behalf_of, resource=access.resource,
+                fields=list(access.fields))
         try:
-            if entry.kind == ACCESS:
-                access = self.svc.audit.record(entry.record_id)
-                return None if access is None else replace(
-                    base, on_behalf_of=access.on_behalf_of, resource=access.resource,
-                    fields=list(access.fields))
             disclosure = self.svc.disclosures.record_of(entry.record_id)
         except KeyErased:
             return None

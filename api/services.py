@@ -52,6 +52,7 @@ log = logging.getLogger("api.services")
 # AUD-1: the purpose recorded for a read by each role that reads without stating one.
 ROLE_PURPOSES = {"parent": "parent_access", "operator": "records_administration",
                  "registrar": "records_administration"}
+SUPPORT_SESSION_PURPOSE = "support_session"  # AUD-5: support acting as the user
 
 
 @dataclass(frozen=True)
@@ -280,15 +281,36 @@ class Services:
     def record_access(self, principal: Principal, student_id: UUID, resource: str,
                       fields: Iterable[str], purpose: str | None, request_id: str) -> None:
         """AUD-1: the access record of a read of a student's records, saved before the data
-        leaves (if it cannot be saved, this raises and the read fails). None for the student
-        reading their own. `purpose`: support's stated one (ACC-4); else the caller's role's."""
-        if principal.subject_id == student_id:
-            return
-        self.audit.record_access(RecordsAccess(
-            actor_id=principal.id, actor_role=principal.role, student_id=student_id,
+        leaves (if it cannot be saved, this raises `AccessNotRecorded` and the read fails).
+        None for the student reading their own. `purpose`: support's stated one (ACC-4); else
+        the caller's role's. A session acted as by support (AUD-5) records even the user's own
+        reads, with both identities."""
+        access = self._access(principal, student_id, resource, fields, purpose, request_id)
+        if access is not None:
+            self.audit.record_access(access, self.lifecycle.clock())
+
+    def record_accesses(self, principal: Principal, reads: Iterable[tuple[UUID, Iterable[str]]],
+                        resource: str, purpose: str | None, request_id: str) -> None:
+        """AUD-1 for a read of many students (a roster, a grid): one record per student, all
+        saved in one transaction, all or none; `reads` is (student, fields returned)."""
+        accesses = [access for student_id, fields in reads if (access := self._access(
+            principal, student_id, resource, fields, purpose, request_id)) is not None]
+        if accesses:
+            self.audit.record_accesses(accesses, self.lifecycle.clock())
+
+    @staticmethod
+    def _access(principal: Principal, student_id: UUID, resource: str, fields: Iterable[str],
+                purpose: str | None, request_id: str) -> RecordsAccess | None:
+        acting = principal.acted_by
+        if principal.subject_id == student_id and acting is None:
+            return None
+        return RecordsAccess(
+            actor_id=acting or principal.id, actor_role=principal.role, student_id=student_id,
             resource=resource, fields=sorted(fields),
-            purpose=purpose or ROLE_PURPOSES.get(principal.role, "school_official"),
-            request_id=request_id), self.lifecycle.clock())
+            purpose=purpose or (SUPPORT_SESSION_PURPOSE if acting else ROLE_PURPOSES.get(
+                principal.role, "school_official")),
+            request_id=request_id,
+            on_behalf_of=(principal.subject_id or principal.id) if acting else None)
 
     def section_roster(self, principal: Principal, section_id: UUID) -> SectionRoster | None:
         """A teacher's roster of their own section (ACC-1): each student's directory entry and

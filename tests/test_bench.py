@@ -82,9 +82,22 @@ NUMERIC_KEYS = (
     "erasures_now",
     "erase_now_p50_ms",
     "erase_now_p99_ms",
+    # the access record on a teacher's read, and the query by student
+    "audit_recorded_reads_per_s",
+    "audit_unrecorded_reads_per_s",
+    "audit_read_ratio",
+    "audit_fill_records_per_s",
+    "audit_catch_up_s",
+    "audit_query_p50_ms",
+    "audit_query_p95_ms",
+    "audit_query_p99_ms",
+    "audit_query_one_by_one_p50_ms",
+    "audit_query_one_by_one_p95_ms",
+    "audit_query_one_by_one_p99_ms",
 )
 SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6", "--attempts", "40",
-         "--grid-attempts", "6000", "--grid-reads", "5", "--purges", "12", "--erasures-now", "3"]
+         "--grid-attempts", "6000", "--grid-reads", "5", "--purges", "12", "--erasures-now", "3",
+         "--audit-reads", "40", "--audit-records", "2000", "--audit-queries", "5"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -123,6 +136,12 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
     # every due account purged; the erasures at once, each timed
     assert (result["purges"], result["erasures_now"]) == (12, 3)
     assert result["erase_now_p50_ms"] <= result["erase_now_p99_ms"]
+    # 8 readers; 2,000 records in the store, 500 of them the queried student's; 5 pages
+    assert (result["audit_reads"], result["audit_readers"]) == (40, 8)
+    assert (result["audit_records"], result["audit_student_records"]) == (2000, 500)
+    assert result["audit_queries"] == 5
+    assert result["audit_query_p50_ms"] <= result["audit_query_p95_ms"] <= result[
+        "audit_query_p99_ms"]
     return result
 
 
@@ -136,7 +155,8 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "200", "--rounds", "2", "--erasures", "5",
                            "--sign-ins", "1", "--roster-reads", "3", "--attempts", "20",
                            "--grid-attempts", "300", "--grid-reads", "2", "--purges", "5",
-                           "--erasures-now", "2"], capsys)
+                           "--erasures-now", "2", "--audit-reads", "16", "--audit-records",
+                           "800", "--audit-queries", "2"], capsys)
     assert code == 0
     for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5",
                   "sign-in, service layer: 1 by password", "password (hash included)",
@@ -148,7 +168,10 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
                   "attempts, 10 per save",
                   "progress grid of a 30-student section x 100 levels (150 cells), 300",
                   "ProgressReader.grid alone", "purge job over 5 due accounts",
-                  "erase at once, 2 accounts"):
+                  "erase at once, 2 accounts",
+                  "access record on a teacher's read of a student (service layer, 8 readers",
+                  "read, record saved", "query by student over 800 access records (200 of",
+                  "records opened in bulk", "records opened one by one"):
         assert label in out
 
 
@@ -161,7 +184,9 @@ def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(("flag", "value"), [("--sign-ins", "0"), ("--roster-reads", "0"),
                                              ("--attempts", "9"), ("--grid-attempts", "29"),
                                              ("--grid-reads", "0"), ("--purges", "0"),
-                                             ("--erasures-now", "0")])
+                                             ("--erasures-now", "0"), ("--audit-reads", "7"),
+                                             ("--audit-records", "799"),
+                                             ("--audit-queries", "0")])
 def test_bench_refuses_too_few_of_a_kind(
         flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "400", flag, value, "--json"], capsys)

@@ -19,7 +19,10 @@ Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
   `GET /sections/{id}/progress`), p50 and p99, with `--grid-attempts` attempts in the store;
 - the purge job over `--purges` due accounts, each with a term's records (see
   `api.cli.bench_purge`), its rate, the time 10,000 would take and its memory, against plain
-  appends of one event an account; and erasure at once (`DELETE /people/{id}`), p50 and p99.
+  appends of one event an account; and erasure at once (`DELETE /people/{id}`), p50 and p99;
+- the access record's cost on a teacher's read of a student (what `GET /students/{id}` does,
+  see `api.cli.bench_audit`), 8 readers at once, with the record against without it; and the
+  query by student (a page of 100 and its records opened) over `--audit-records` records.
 
 The machine is shared and noisy, so appends and replays run in rounds, plain and ledger taking
 turns to go first, and each ratio is the median of the per-round ratios (ledger / plain).
@@ -40,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from api.cli import bench_accounts as accounts
+from api.cli import bench_audit as audit
 from api.cli import bench_progress as progress
 from api.cli import bench_purge as purge
 from api.cli import bench_workload as workload
@@ -90,6 +94,14 @@ def register(commands: Any) -> None:
                         help="due accounts the purge job purges (default 1000)")
     parser.add_argument("--erasures-now", type=int, default=100,
                         help="accounts erased at once, one at a time (default 100)")
+    parser.add_argument("--audit-reads", type=int, default=4_000,
+                        help="teacher reads of a student by 8 threads, with the access record"
+                             " and as many without (default 4000)")
+    parser.add_argument("--audit-records", type=int, default=1_000_000,
+                        help="access records in the store for the query by student"
+                             " (default 1000000)")
+    parser.add_argument("--audit-queries", type=int, default=200,
+                        help="queries by student, a page of 100 each (default 200)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -117,6 +129,9 @@ class Plan:
     grid_reads: int = 200
     purges: int = 1_000
     erasures_now: int = 100
+    audit_reads: int = 4_000
+    audit_records: int = 1_000_000
+    audit_queries: int = 200
 
     @property
     def secret_sign_ins(self) -> int:
@@ -126,7 +141,8 @@ class Plan:
     def from_args(cls, backend: str, events: int, rounds: int, erasures: int | None,
                   sign_ins: int = 10, roster_reads: int = 200, attempts: int = 5_000,
                   grid_attempts: int = 20_000, grid_reads: int = 200, purges: int = 1_000,
-                  erasures_now: int = 100) -> Plan:
+                  erasures_now: int = 100, audit_reads: int = 4_000,
+                  audit_records: int = 1_000_000, audit_queries: int = 200) -> Plan:
         if events < 100:
             raise ValueError("--events must be at least 100")
         rounds = max(1, min(rounds, events // 10))
@@ -147,10 +163,16 @@ class Plan:
             raise ValueError("--grid-reads must be at least 1")
         if purges < 1 or erasures_now < 1:
             raise ValueError("--purges and --erasures-now must be at least 1")
+        if audit_reads < audit.READERS:
+            raise ValueError(f"--audit-reads must be at least {audit.READERS}")
+        if audit_records < 2 * audit.PAGE * 4:
+            raise ValueError(f"--audit-records must be at least {2 * audit.PAGE * 4}")
+        if audit_queries < 1:
+            raise ValueError("--audit-queries must be at least 1")
         return cls(backend, events, rounds, singles, erasures, sign_ins,
                    min(rounds, sign_ins), roster_reads, min(rounds, roster_reads), attempts,
                    min(rounds, attempts // progress.BATCH), grid_attempts, grid_reads, purges,
-                   erasures_now)
+                   erasures_now, audit_reads, audit_records, audit_queries)
 
     def share(self, total: int, round_index: int, rounds: int | None = None) -> int:
         """Round `round_index`'s part of `total` (of `rounds`, by default `self.rounds`), the
@@ -219,6 +241,7 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
                 result.update(_measure_grid(plan, services, fixture))
                 result.update(_measure_attempts(plan, stores, services.ledger))
                 result.update(_measure_purge(plan, stores, services, clock))
+                result.update(_measure_audit(plan, services, fixture))
                 result["seconds"] = time.perf_counter() - started
                 return result
         finally:
@@ -526,7 +549,41 @@ TARGETS: dict[str, tuple[str, float]] = {
     "grid_service_p99_ms": ("<=", 50.0),
     "purge_10k_s": ("<=", 30.0),  # on PostgreSQL
     "erase_now_p99_ms": ("<=", 50.0),
+    "audit_read_ratio": (">=", 0.5),  # on PostgreSQL
+    "audit_query_p95_ms": ("<=", 20.0),  # on PostgreSQL
 }
+
+
+def _measure_audit(plan: Plan, services: Services, fixture: accounts.AccountFixture
+                   ) -> dict[str, Any]:
+    rounds = max(1, min(plan.rounds, plan.audit_reads // audit.READERS))
+    log.info("audit: %d teacher reads a side by %d threads, in %d rounds", plan.audit_reads,
+             audit.READERS, rounds)
+    rates = audit.read_ratio(services, fixture, plan.audit_reads, rounds)
+    log.info("audit: %d access records through the ledger, then the index", plan.audit_records)
+    trail = audit.fill(services, plan.audit_records)
+    log.info("audit: %d queries by student, opened one by one and in bulk", plan.audit_queries)
+    bulk = audit.query_ms(services, trail, plan.audit_queries, bulk=True)
+    single = audit.query_ms(services, trail, plan.audit_queries, bulk=False)
+    return {
+        "audit_reads": plan.audit_reads,
+        "audit_readers": audit.READERS,
+        "audit_read_rounds": rounds,
+        "audit_recorded_reads_per_s": statistics.median(rates.recorded),
+        "audit_unrecorded_reads_per_s": statistics.median(rates.unrecorded),
+        "audit_read_ratio": rates.ratio,
+        "audit_records": trail.records,
+        "audit_student_records": trail.student_records,
+        "audit_fill_records_per_s": trail.records / trail.fill_seconds,
+        "audit_catch_up_s": trail.catch_up_seconds,
+        "audit_queries": plan.audit_queries,
+        "audit_query_p50_ms": percentile(bulk, 50),
+        "audit_query_p95_ms": percentile(bulk, 95),
+        "audit_query_p99_ms": percentile(bulk, 99),
+        "audit_query_one_by_one_p50_ms": percentile(single, 50),
+        "audit_query_one_by_one_p95_ms": percentile(single, 95),
+        "audit_query_one_by_one_p99_ms": percentile(single, 99),
+    }
 
 
 def _measure_purge(plan: Plan, stores: workload.Stores, services: Services,
@@ -646,6 +703,26 @@ def render(result: dict[str, Any]) -> str:
         f"erase at once, {result['erasures_now']} accounts: p50"
         f" {result['erase_now_p50_ms']:.1f} ms, p99 {result['erase_now_p99_ms']:.1f} ms  "
         f"{verdict('erase_now_p99_ms')}",
+        "",
+        f"access record on a teacher's read of a student (service layer,"
+        f" {result['audit_readers']} readers at once, {result['audit_reads']:,} reads a side,"
+        f" {result['audit_read_rounds']} rounds)",
+        f"{'reads/s':<24}{'without':>12}{'with':>12}{'ratio':>8}  ",
+        f"{'read, record saved':<24}{result['audit_unrecorded_reads_per_s']:>12,.0f}"
+        f"{result['audit_recorded_reads_per_s']:>12,.0f}{result['audit_read_ratio']:>8.2f}  "
+        f"{verdict('audit_read_ratio')}",
+        f"query by student over {result['audit_records']:,} access records"
+        f" ({result['audit_student_records']:,} of the student), {result['audit_queries']}"
+        f" pages of {audit.PAGE}",
+        f"  filled at {result['audit_fill_records_per_s']:,.0f} records/s"
+        f" ({audit.FILL_BATCH} a save); index caught up in {result['audit_catch_up_s']:.1f} s",
+        f"{'':<32}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}",
+        f"{'records opened in bulk':<32}{result['audit_query_p50_ms']:>9.2f}"
+        f"{result['audit_query_p95_ms']:>9.2f}{result['audit_query_p99_ms']:>9.2f}  "
+        f"{verdict('audit_query_p95_ms')}",
+        f"{'records opened one by one':<32}{result['audit_query_one_by_one_p50_ms']:>9.2f}"
+        f"{result['audit_query_one_by_one_p95_ms']:>9.2f}"
+        f"{result['audit_query_one_by_one_p99_ms']:>9.2f}",
     ]
     return "\n".join(lines)
 
@@ -655,7 +732,8 @@ def run(args: argparse.Namespace) -> int:
         plan = Plan.from_args(args.backend, args.events, args.rounds, args.erasures,
                               args.sign_ins, args.roster_reads, args.attempts,
                               args.grid_attempts, args.grid_reads, args.purges,
-                              args.erasures_now)
+                              args.erasures_now, args.audit_reads, args.audit_records,
+                              args.audit_queries)
     except ValueError as error:
         log.error("%s", error)
         return 2

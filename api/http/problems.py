@@ -28,6 +28,7 @@ from crypto.passwords import PasswordTooLong
 from crypto.sql import DatabaseUnavailable
 from ledger.accounts import SchoolNotFound
 from ledger.application import AlreadyInUse, PersonNotFound
+from ledger.audit import AccessNotRecorded
 from ledger.enrolment import ConsentRequired, SectionNotFound
 from ledger.holds import HoldNotFound
 from ledger.lifecycle import CascadeChanged, LegalHoldInPlace, NotDeleted, RecoveryWindowClosed
@@ -68,6 +69,7 @@ CONFIRMATION_REQUIRED = BASE + "confirmation-required"
 HOLD_NOT_FOUND = BASE + "hold-not-found"
 REQUEST_STATE = BASE + "request-state"  # RGT: a closed request, a statement too early
 RESTRICTED = BASE + "restricted"  # RGT-3: processing the subject restricted
+ACCESS_NOT_RECORDED = BASE + "access-not-recorded"
 RETRY_AFTER_SECONDS = "2"
 
 _BIRTH_DATE_KEYS = {"birthdate": "birth_date", "dateofbirth": "date_of_birth", "dob": "dob",
@@ -249,6 +251,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestStateConflict, _on_request_state)
     app.add_exception_handler(SubjectRestricted, _on_restricted)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
+    app.add_exception_handler(AccessNotRecorded, _on_access_not_recorded)
     for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
         app.add_exception_handler(unavailable, _on_unavailable)
     for conflict in (RecordConflictError, IntegrityError):
@@ -399,6 +402,14 @@ async def _on_key_store_unavailable(request: Request, error: Exception) -> JSONR
     return problem_response(503, KEY_STORE_UNAVAILABLE, "Key store unavailable",
                             "The key store cannot be reached; nothing was changed. Retry later.",
                             {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _on_access_not_recorded(request: Request, error: Exception) -> JSONResponse:
+    """AUD-1: no read without its access record; nothing of the student is in the answer."""
+    log.warning("access record not saved request_id=%s", request_id(request))
+    return problem_response(503, ACCESS_NOT_RECORDED, "Access not recorded",
+                            "The read's access record could not be saved, so nothing is"
+                            " returned. Retry later.", {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 async def _on_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.http.auth import PurposeHeader, Session, require, signed_in, stated_purpose
 from api.http.deps import Svc, path_id
@@ -48,6 +48,10 @@ Reader = Annotated[Principal, Depends(require(Permission.PROGRESS_READ))]
 Administrator = Annotated[Principal, Depends(require(Permission.SCHOOL_PROGRESS_READ))]
 
 _READ = responses(401, 403, 404, 410, 503)
+# AUD-1: the fields of a student's progress each read returns, as its access record names them.
+PROGRESS_FIELDS = ("student_id", "levels")
+GRID_FIELDS = ("id", "display_name", "levels")
+REPORT_FIELDS = ("id", "display_name", "section_id", "teacher_id", "grade", "counts")
 LevelsParam = Annotated[str | None, Query(
     max_length=20_000, description="only these levels, comma-separated")]
 
@@ -76,9 +80,13 @@ def record_attempts(body: AttemptIn | AttemptBatch, svc: Svc, me: Recorder
 
 
 @router.get("/me/progress", response_model=StudentProgressOut, responses=_READ)
-def my_progress(svc: Svc, me: StudentSelf) -> StudentProgressOut:
+def my_progress(svc: Svc, me: StudentSelf, request: Request) -> StudentProgressOut:
     """Tries, best result and latest try per level."""
-    return StudentProgressOut.of(me.person_id, svc.progress_reader.of_student(me.person_id))
+    out = StudentProgressOut.of(me.person_id, svc.progress_reader.of_student(me.person_id))
+    # AUD-1, AUD-5: a no-op for the student; recorded when support acts as them.
+    svc.record_access(me.principal, me.person_id, "/me/progress", PROGRESS_FIELDS, None,
+                      request.state.request_id)
+    return out
 
 
 def _levels(levels: str | None) -> list[str] | None:
@@ -89,30 +97,38 @@ def _levels(levels: str | None) -> list[str] | None:
 
 @router.get("/sections/{section_id}/progress", response_model=SectionProgressOut,
             responses=responses(401, 403, 404, 422, 503))
-def section_progress(section_id: str, svc: Svc, me: Teacher, levels: LevelsParam = None
-                     ) -> SectionProgressOut:
-    """The grid of a teacher's own section (ACC-1): each student's display name and levels."""
+def section_progress(section_id: str, svc: Svc, me: Teacher, request: Request,
+                     levels: LevelsParam = None) -> SectionProgressOut:
+    """The grid of a teacher's own section (ACC-1): each student's display name and levels.
+    One access record per student in it (AUD-1), all saved in one transaction."""
     grid = svc.section_progress(me.principal, path_id(section_id, "section"), _levels(levels))
     if grid is None:
         raise not_found("section")
-    return SectionProgressOut(section_id=grid.section.id, students=[
+    out = SectionProgressOut(section_id=grid.section.id, students=[
         GridStudent(id=entry.id, display_name=entry.display_name,
                     levels=StudentProgressOut.of(entry.id, grid.levels.get(entry.id, {})).levels)
         for entry in grid.students])
+    svc.record_accesses(me.principal, [(s.id, GRID_FIELDS) for s in out.students],
+                        "/sections/{section_id}/progress", None, request.state.request_id)
+    return out
 
 
 @router.get("/students/{person_id}/progress", response_model=StudentProgressOut,
             responses=_READ)
-def student_progress(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = None
-                     ) -> StudentProgressOut:
-    """A student's progress, for whoever may see the student (api/access.py)."""
+def student_progress(person_id: str, svc: Svc, who: Reader, request: Request,
+                     purpose: PurposeHeader = None) -> StudentProgressOut:
+    """A student's progress, for whoever may see the student (api/access.py); anyone but the
+    student leaves an access record (AUD-1)."""
     stated = stated_purpose(who, purpose)
     subject = path_id(person_id)
     if not svc.access.may_see_progress(who, subject):
         raise not_found()
+    out = StudentProgressOut.of(subject, svc.progress_reader.of_student(subject))
+    svc.record_access(who, subject, "/students/{person_id}/progress", PROGRESS_FIELDS, stated,
+                      request.state.request_id)
     log.info("progress read id=%s role=%s purpose=%s principal=%s", subject, who.role,
              stated or "-", who.id)
-    return StudentProgressOut.of(subject, svc.progress_reader.of_student(subject))
+    return out
 
 
 def _counts(counts: ProgressCounts) -> CountsOut:
@@ -132,9 +148,11 @@ def _groups(rows: list[ReportRow], key: Callable[[ReportRow], str]) -> list[Repo
 
 @router.get("/schools/{school_id}/progress", response_model=SchoolProgressOut,
             responses=responses(401, 403, 404, 503))
-def school_progress(school_id: str, svc: Svc, who: Administrator) -> SchoolProgressOut:
+def school_progress(school_id: str, svc: Svc, who: Administrator, request: Request
+                    ) -> SchoolProgressOut:
     """ACC-2: totals by student (display name), section, teacher and grade, and the school's.
-    A student in two sections appears once per section, and once in the school's total."""
+    A student in two sections appears once per section, and once in the school's total. Each
+    student listed leaves one access record (AUD-1), all in one transaction."""
     try:
         school = svc.accounts.school(path_id(school_id, "school"))
     except SchoolNotFound:
@@ -143,8 +161,7 @@ def school_progress(school_id: str, svc: Svc, who: Administrator) -> SchoolProgr
         raise not_found("school")
     rows = svc.school_report(school.id)
     once = {row.student.id: row.counts for row in rows}
-    log.info("school progress read school=%s principal=%s", school.id, who.id)
-    return SchoolProgressOut(
+    out = SchoolProgressOut(
         school_id=school.id,
         students=[ReportStudent(id=row.student.id, display_name=row.student.display_name,
                                 section_id=row.section.id, teacher_id=row.section.teacher_id,
@@ -155,4 +172,8 @@ def school_progress(school_id: str, svc: Svc, who: Administrator) -> SchoolProgr
         by_grade=_groups(rows, lambda row: row.section.grade),
         school=_counts(sum(once.values(), ProgressCounts())),
     )
+    svc.record_accesses(who, [(student, REPORT_FIELDS) for student in once],
+                        "/schools/{school_id}/progress", None, request.state.request_id)
+    log.info("school progress read school=%s principal=%s", school.id, who.id)
+    return out
 

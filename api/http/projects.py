@@ -53,6 +53,8 @@ Maker = Annotated[Session, Depends(signed_in(Permission.PROJECTS_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.PROGRESS_READ))]
 ProjectEraser = Annotated[Principal, Depends(require(Permission.PROJECTS_WRITE))]
 _WRITE = responses(401, 403, 404, 410, 422, 503)
+# AUD-1: what a read of a student's projects returns of each, as its access record names it.
+PROJECT_FIELDS = ("id", "kind", "name", "remixed_from", "shared_at")
 
 
 def _out(project: Project, with_source: bool) -> ProjectOut:
@@ -72,13 +74,21 @@ def create_project(body: NewProject, svc: Svc, me: Maker, response: Response) ->
 
 
 @router.get("/me/projects", response_model=list[ProjectItem], responses=_WRITE)
-def my_projects(svc: Svc, me: Maker) -> list[ProjectItem]:
-    return [ProjectItem.of(p) for p in svc.projects_reader.of_owner(me.person_id)]
+def my_projects(svc: Svc, me: Maker, request: Request) -> list[ProjectItem]:
+    out = [ProjectItem.of(p) for p in svc.projects_reader.of_owner(me.person_id)]
+    # AUD-1, AUD-5: a no-op for the user; recorded when support acts as them.
+    svc.record_access(me.principal, me.person_id, "/me/projects", PROJECT_FIELDS, None,
+                      request.state.request_id)
+    return out
 
 
 @router.get("/me/projects/{project_id}", response_model=ProjectOut, responses=_WRITE)
-def my_project(project_id: str, svc: Svc, me: Maker) -> ProjectOut:
-    return _out(svc.projects.project(path_id(project_id, "project"), me.person_id), True)
+def my_project(project_id: str, svc: Svc, me: Maker, request: Request) -> ProjectOut:
+    out = _out(svc.projects.project(path_id(project_id, "project"), me.person_id), True)
+    # AUD-1, AUD-5: a no-op for the user; recorded when support acts as them.
+    svc.record_access(me.principal, me.person_id, "/me/projects/{project_id}",
+                      sorted(out.model_fields_set), None, request.state.request_id)
+    return out
 
 
 @router.patch("/me/projects/{project_id}", status_code=204, responses=_WRITE)
@@ -167,21 +177,26 @@ def post_to_social(project_id: str, body: SocialPost, svc: Svc, me: Maker) -> Re
 def gallery(svc: Svc, limit: Annotated[int, Query(ge=1, le=200)] = 50,
             before: datetime | None = None) -> list[GalleryItem]:
     """Shared projects, newest first; public. Page with `before` = the last `shared_at`."""
+    # No access record (AUD-1): what the owner chose to publish, no record of theirs.
     return [GalleryItem.of(c) for c in svc.projects_reader.gallery(limit, before)]
 
 
 @router.get("/students/{person_id}/projects", response_model=list[ProjectItem],
             responses=responses(401, 403, 404, 410, 503))
-def student_projects(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = None
-                     ) -> list[ProjectItem]:
-    """A student's projects, for whoever may see their work (ACC-1: their teachers)."""
+def student_projects(person_id: str, svc: Svc, who: Reader, request: Request,
+                     purpose: PurposeHeader = None) -> list[ProjectItem]:
+    """A student's projects, for whoever may see their work (ACC-1: their teachers); anyone
+    but the student leaves an access record (AUD-1)."""
     stated = stated_purpose(who, purpose)
     subject = path_id(person_id)
     if not svc.access.may_see_progress(who, subject):
         raise not_found()
+    out = [ProjectItem.of(p) for p in svc.projects_reader.of_owner(subject)]
+    svc.record_access(who, subject, "/students/{person_id}/projects", PROJECT_FIELDS, stated,
+                      request.state.request_id)
     log.info("projects read id=%s role=%s purpose=%s principal=%s", subject, who.role,
              stated or "-", who.id)
-    return [ProjectItem.of(p) for p in svc.projects_reader.of_owner(subject)]
+    return out
 
 
 @router.post("/projects/{project_id}/erasure", response_model=ErasureOut,

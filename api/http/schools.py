@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.http.auth import require
 from api.http.deps import Svc, path_id
@@ -52,13 +52,16 @@ def register_school(body: NewSchool, svc: Svc, who: Creator, response: Response)
 @router.get("/schools/{school_id}", response_model=SchoolOut,
             responses=responses(401, 403, 404, 503))
 def get_school(school_id: str, svc: Svc, who: Reader) -> SchoolOut:
+    # No access record (AUD-1): a school's name, district and type, no student's data.
     return SchoolOut.of(_school(svc, school_id))
 
 
 @router.get("/schools/{school_id}/roster", response_model=SchoolRoster,
             responses=responses(401, 403, 404, 503))
-def school_roster(school_id: str, svc: Svc, who: Administrator) -> SchoolRoster:
-    """Sections of the school's teachers, with their students' display names (ACC-2)."""
+def school_roster(school_id: str, svc: Svc, who: Administrator, request: Request
+                  ) -> SchoolRoster:
+    """Sections of the school's teachers, with their students' display names (ACC-2). Each
+    student listed leaves one access record (AUD-1), all saved in one transaction."""
     school = _school(svc, school_id)
     if not svc.access.may_see_school(who, school.id, school.district_id):
         raise not_found("school")
@@ -73,5 +76,8 @@ def school_roster(school_id: str, svc: Svc, who: Administrator) -> SchoolRoster:
                               students=[RosterMember(id=s, display_name=entries[s].display_name)
                                         for s in members[view.id] if s in entries])
                 for view in views]
+    listed = dict.fromkeys(m.id for section in sections for m in section.students)
+    svc.record_accesses(who, [(student, ("id", "display_name")) for student in listed],
+                        "/schools/{school_id}/roster", None, request.state.request_id)
     log.info("school roster read school=%s principal=%s", school.id, who.id)
     return SchoolRoster(school_id=school.id, sections=sections)

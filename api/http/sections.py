@@ -13,7 +13,7 @@ import logging
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.http.auth import Session, signed_in
 from api.http.deps import Svc, Tokens, path_id
@@ -39,6 +39,14 @@ Teacher = Annotated[Session, Depends(signed_in(Permission.SECTIONS_MANAGE))]
 
 _READ = responses(401, 403, 404, 503)
 _WRITE = responses(401, 403, 404, 409, 410, 422, 503)
+# AUD-1: what a removal preview and a new secret return of the student.
+PREVIEW_FIELDS = ("deletes_account", "confirmation")
+SECRET_FIELDS = ("student_id", "secret_kind", "secret")
+
+
+def returned(row: RecordOut) -> list[str]:
+    """The fields of a student's record a response holds, as their access record names them."""
+    return sorted(row.model_fields_set)
 
 
 def _own(svc: Services, me: Session, section_id: str) -> SectionView:
@@ -76,6 +84,7 @@ def create_section(body: NewSection, svc: Svc, me: Teacher, response: Response) 
 @router.get("/sections/{section_id}", response_model=SectionOut,
             response_model_exclude_none=True, responses=_READ)
 def get_section(section_id: str, svc: Svc, me: Teacher) -> SectionOut:
+    # No access record (AUD-1): the section's own fields, nothing of any student.
     return SectionOut.of(_own(svc, me, section_id), teacher=True)
 
 
@@ -96,19 +105,24 @@ def change_section(section_id: str, body: SectionChange, svc: Svc, me: Teacher) 
 
 @router.get("/sections/{section_id}/students", response_model=list[RecordOut],
             response_model_exclude_unset=True, responses=_READ)
-def roster(section_id: str, svc: Svc, me: Teacher) -> list[RecordOut]:
+def roster(section_id: str, svc: Svc, me: Teacher, request: Request) -> list[RecordOut]:
     """Each student's display name and sign-in details (username, login type, and in a young
-    section the secret to hand out); never email, parent email, race or gender (ACC-1)."""
+    section the secret to hand out); never email, parent email, race or gender (ACC-1). One
+    access record per student (AUD-1), all saved in one transaction."""
     roster = svc.section_roster(me.principal, path_id(section_id, "section"))
     if roster is None:
         raise not_found("section")
-    return [RecordOut.of_entry(entry, roster.fields) for entry in roster.students]
+    rows = [RecordOut.of_entry(entry, roster.fields) for entry in roster.students]
+    svc.record_accesses(me.principal, [(entry.id, returned(row)) for entry, row in zip(
+        roster.students, rows, strict=True)], "/sections/{section_id}/students", None,
+        request.state.request_id)
+    return rows
 
 
 @router.post("/sections/{section_id}/students", status_code=201, response_model=RecordOut,
              response_model_exclude_unset=True, responses=_WRITE)
 def create_student(section_id: str, body: NewSectionStudent, svc: Svc, me: Teacher,
-                   response: Response) -> RecordOut:
+                   response: Response, request: Request) -> RecordOut:
     """A teacher-managed student, enrolled at once, with a generated username and (in a word or
     picture section) secret. Under 13, or no age given, needs the teacher's attestation of
     parental consent first (AGE-1): else 403 consent-required."""
@@ -118,7 +132,11 @@ def create_student(section_id: str, body: NewSectionStudent, svc: Svc, me: Teach
     svc.settle()
     log.info("student created id=%s section=%s principal=%s", student_id, sid, me.principal.id)
     response.headers["Location"] = f"/students/{student_id}"
-    return _student(svc, me, student_id)
+    row = _student(svc, me, student_id)
+    # AUD-1: the answer is the new student's record (their secret, in a young section).
+    svc.record_access(me.principal, student_id, "/sections/{section_id}/students",
+                      returned(row), None, request.state.request_id)
+    return row
 
 
 @router.put("/sections/{section_id}/students/{student_id}", status_code=204,
@@ -135,14 +153,20 @@ def add_student(section_id: str, student_id: str, svc: Svc, me: Teacher) -> Resp
 
 @router.get("/sections/{section_id}/students/{student_id}/removal",
             response_model=RemovalPreview, responses=_WRITE)
-def removal_preview(section_id: str, student_id: str, svc: Svc, me: Teacher
-                    ) -> RemovalPreview:
-    """DEL-5: whether removing the student deletes their account; ask before removing."""
+def removal_preview(section_id: str, student_id: str, svc: Svc, me: Teacher,
+                    request: Request) -> RemovalPreview:
+    """DEL-5: whether removing the student deletes their account; ask before removing. That
+    says whether the student has a login of their own and other teachers: facts of their
+    record, so it leaves an access record (AUD-1)."""
     sid = path_id(section_id, "section")
     svc.sections.section(sid, me.person_id)
-    removal = svc.lifecycle.removal(me.person_id, path_id(student_id))
-    return RemovalPreview(deletes_account=bool(removal.deletes),
-                          confirmation=removal.confirmation if removal.deletes else None)
+    student = path_id(student_id)
+    removal = svc.lifecycle.removal(me.person_id, student)
+    out = RemovalPreview(deletes_account=bool(removal.deletes),
+                         confirmation=removal.confirmation if removal.deletes else None)
+    svc.record_access(me.principal, student, "/sections/{section_id}/students/{student_id}"
+                      "/removal", PREVIEW_FIELDS, None, request.state.request_id)
+    return out
 
 
 @router.delete("/sections/{section_id}/students/{student_id}", status_code=204,
@@ -168,14 +192,19 @@ def remove_student(section_id: str, student_id: str, svc: Svc, me: Teacher, toke
 
 @router.post("/sections/{section_id}/students/{student_id}/secret", response_model=SecretOut,
              responses=_WRITE)
-def reset_secret(section_id: str, student_id: str, svc: Svc, me: Teacher) -> SecretOut:
-    """MIN-6: new secret words or picture, generated by the ledger; the old ones stop working."""
+def reset_secret(section_id: str, student_id: str, svc: Svc, me: Teacher, request: Request
+                 ) -> SecretOut:
+    """MIN-6: new secret words or picture, generated by the ledger; the old ones stop working.
+    The answer is the student's sign-in secret: it leaves an access record (AUD-1)."""
     sid, pid = path_id(section_id, "section"), path_id(student_id)
     secret = svc.sections.reset_secret(me.person_id, sid, pid)
     svc.settle()
+    out = SecretOut(student_id=pid, secret_kind=svc.sections.section(sid).login_type,
+                    secret=secret)
+    svc.record_access(me.principal, pid, "/sections/{section_id}/students/{student_id}/secret",
+                      SECRET_FIELDS, None, request.state.request_id)
     log.info("secret reset id=%s section=%s principal=%s", pid, sid, me.principal.id)
-    return SecretOut(student_id=pid, secret_kind=svc.sections.section(sid).login_type,
-                     secret=secret)
+    return out
 
 
 @router.put("/sections/{section_id}/race-estimate", status_code=204, responses=_WRITE)
