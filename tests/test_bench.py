@@ -94,10 +94,18 @@ NUMERIC_KEYS = (
     "audit_query_one_by_one_p50_ms",
     "audit_query_one_by_one_p95_ms",
     "audit_query_one_by_one_p99_ms",
+    "merkle_events",
+    "merkle_verify_per_s",
+    "merkle_plain_replay_per_s",
+    "merkle_verify_ratio",
+    "merkle_proof_p50_ms",
+    "merkle_proof_p99_ms",
+    "merkle_append_ratio",
 )
 SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6", "--attempts", "40",
          "--grid-attempts", "6000", "--grid-reads", "5", "--purges", "12", "--erasures-now", "3",
-         "--audit-reads", "40", "--audit-records", "2000", "--audit-queries", "5"]
+         "--audit-reads", "40", "--audit-records", "2000", "--audit-queries", "5",
+         "--merkle-proofs", "20"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -142,6 +150,13 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
     assert result["audit_queries"] == 5
     assert result["audit_query_p50_ms"] <= result["audit_query_p95_ms"] <= result[
         "audit_query_p99_ms"]
+    # the Merkle log covers every event the bench stored (the audit trail's 2,000 and more),
+    # each proof is a path of log2(n) hashes at most
+    assert result["merkle_events"] == result["merkle_head_size"] == result[
+        "merkle_proof_leaves"] > 2000
+    assert result["merkle_proofs"] == 20
+    assert result["merkle_proof_max_hashes"] <= math.ceil(math.log2(result["merkle_events"]))
+    assert result["merkle_proof_p50_ms"] <= result["merkle_proof_p99_ms"]
     return result
 
 
@@ -171,7 +186,9 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
                   "erase at once, 2 accounts",
                   "access record on a teacher's read of a student (service layer, 8 readers",
                   "read, record saved", "query by student over 800 access records (200 of",
-                  "records opened in bulk", "records opened one by one"):
+                  "records opened in bulk", "records opened one by one",
+                  "Merkle log over the whole store", "verify (plain: replay)",
+                  "inclusion proofs at", "appends with a sealer following / without"):
         assert label in out
 
 
@@ -186,7 +203,8 @@ def test_bench_refuses_too_few_events(capsys: pytest.CaptureFixture[str]) -> Non
                                              ("--grid-reads", "0"), ("--purges", "0"),
                                              ("--erasures-now", "0"), ("--audit-reads", "7"),
                                              ("--audit-records", "799"),
-                                             ("--audit-queries", "0")])
+                                             ("--audit-queries", "0"),
+                                             ("--merkle-proofs", "0")])
 def test_bench_refuses_too_few_of_a_kind(
         flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_bench(["--events", "400", flag, value, "--json"], capsys)

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 from api.cli import bench_accounts as accounts
 from api.cli import bench_audit as audit
+from api.cli import bench_merkle as merkle
 from api.cli import bench_progress as progress
 from api.cli import bench_purge as purge
 from api.cli import bench_workload as workload
@@ -102,6 +103,9 @@ def register(commands: Any) -> None:
                              " (default 1000000)")
     parser.add_argument("--audit-queries", type=int, default=200,
                         help="queries by student, a page of 100 each (default 200)")
+    parser.add_argument("--merkle-proofs", type=int, default=1_000,
+                        help="inclusion proofs over the whole store, after the audit trail's"
+                             " records (default 1000)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -132,6 +136,7 @@ class Plan:
     audit_reads: int = 4_000
     audit_records: int = 1_000_000
     audit_queries: int = 200
+    merkle_proofs: int = 1_000
 
     @property
     def secret_sign_ins(self) -> int:
@@ -142,7 +147,8 @@ class Plan:
                   sign_ins: int = 10, roster_reads: int = 200, attempts: int = 5_000,
                   grid_attempts: int = 20_000, grid_reads: int = 200, purges: int = 1_000,
                   erasures_now: int = 100, audit_reads: int = 4_000,
-                  audit_records: int = 1_000_000, audit_queries: int = 200) -> Plan:
+                  audit_records: int = 1_000_000, audit_queries: int = 200,
+                  merkle_proofs: int = 1_000) -> Plan:
         if events < 100:
             raise ValueError("--events must be at least 100")
         rounds = max(1, min(rounds, events // 10))
@@ -169,10 +175,12 @@ class Plan:
             raise ValueError(f"--audit-records must be at least {2 * audit.PAGE * 4}")
         if audit_queries < 1:
             raise ValueError("--audit-queries must be at least 1")
+        if merkle_proofs < 1:
+            raise ValueError("--merkle-proofs must be at least 1")
         return cls(backend, events, rounds, singles, erasures, sign_ins,
                    min(rounds, sign_ins), roster_reads, min(rounds, roster_reads), attempts,
                    min(rounds, attempts // progress.BATCH), grid_attempts, grid_reads, purges,
-                   erasures_now, audit_reads, audit_records, audit_queries)
+                   erasures_now, audit_reads, audit_records, audit_queries, merkle_proofs)
 
     def share(self, total: int, round_index: int, rounds: int | None = None) -> int:
         """Round `round_index`'s part of `total` (of `rounds`, by default `self.rounds`), the
@@ -242,6 +250,7 @@ def measure(plan: Plan, postgres_url: str) -> dict[str, Any]:
                 result.update(_measure_attempts(plan, stores, services.ledger))
                 result.update(_measure_purge(plan, stores, services, clock))
                 result.update(_measure_audit(plan, services, fixture))
+                result.update(_measure_merkle(plan, services, plain_app))
                 result["seconds"] = time.perf_counter() - started
                 return result
         finally:
@@ -551,6 +560,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "erase_now_p99_ms": ("<=", 50.0),
     "audit_read_ratio": (">=", 0.5),  # on PostgreSQL
     "audit_query_p95_ms": ("<=", 20.0),  # on PostgreSQL
+    "merkle_verify_per_s": (">=", 200_000.0),  # on SQLite
+    "merkle_proof_p99_ms": ("<=", 5.0),  # at a million leaves
+    "merkle_append_ratio": (">=", 0.9),
 }
 
 
@@ -584,6 +596,20 @@ def _measure_audit(plan: Plan, services: Services, fixture: accounts.AccountFixt
         "audit_query_one_by_one_p95_ms": percentile(single, 95),
         "audit_query_one_by_one_p99_ms": percentile(single, 99),
     }
+
+
+def _measure_merkle(plan: Plan, services: Services, plain_app: workload.PlainBench
+                    ) -> dict[str, Any]:
+    """The tamper-evident log (issue 7) over everything stored so far (see bench_merkle)."""
+    log.info("merkle log: seal and verify the whole store; %d inclusion proofs",
+             plan.merkle_proofs)
+    result = merkle.verify_rate(services.merkle_log, services.ledger.signer.public_key,
+                                plain_app)
+    result.update(merkle.proof_latencies_ms(services.merkle_log, plan.merkle_proofs))
+    log.info("merkle log: appends with a sealer following, %d rounds", plan.rounds)
+    result.update(merkle.append_with_sealer_ratio(services.merkle_log, services.ledger,
+                                                  plan.events, plan.rounds))
+    return result
 
 
 def _measure_purge(plan: Plan, stores: workload.Stores, services: Services,
@@ -723,6 +749,19 @@ def render(result: dict[str, Any]) -> str:
         f"{'records opened one by one':<32}{result['audit_query_one_by_one_p50_ms']:>9.2f}"
         f"{result['audit_query_one_by_one_p95_ms']:>9.2f}"
         f"{result['audit_query_one_by_one_p99_ms']:>9.2f}",
+        "",
+        f"Merkle log over the whole store ({result['merkle_events']:,} events): sealed at"
+        f" {result['merkle_seal_per_s']:,.0f}/s",
+        f"{'events/s':<24}{'plain':>12}{'ledger':>12}{'ratio':>8}  ",
+        f"{'verify (plain: replay)':<24}{result['merkle_plain_replay_per_s']:>12,.0f}"
+        f"{result['merkle_verify_per_s']:>12,.0f}{result['merkle_verify_ratio']:>8.2f}  "
+        f"{verdict('merkle_verify_per_s')}",
+        f"inclusion proofs at {result['merkle_proof_leaves']:,} leaves"
+        f" ({result['merkle_proofs']}, at most {result['merkle_proof_max_hashes']} hashes):"
+        f" p50 {result['merkle_proof_p50_ms']:.2f} ms, p99 {result['merkle_proof_p99_ms']:.2f}"
+        f" ms  {verdict('merkle_proof_p99_ms')}",
+        f"appends with a sealer following / without: {result['merkle_append_ratio']:.2f}"
+        f" ({result['merkle_append_events']:,} events)  {verdict('merkle_append_ratio')}",
     ]
     return "\n".join(lines)
 
@@ -733,7 +772,7 @@ def run(args: argparse.Namespace) -> int:
                               args.sign_ins, args.roster_reads, args.attempts,
                               args.grid_attempts, args.grid_reads, args.purges,
                               args.erasures_now, args.audit_reads, args.audit_records,
-                              args.audit_queries)
+                              args.audit_queries, args.merkle_proofs)
     except ValueError as error:
         log.error("%s", error)
         return 2
