@@ -326,3 +326,28 @@ def test_AUD_5_an_acted_session_reading_through_http_is_recorded(api: Client) ->
             assert (record.resource, set(record.fields)) == (resource, fields)
     finally:
         del store.authenticate
+
+
+def test_AUD_5_a_real_support_session_leaves_both_identities_on_every_own_read(
+        api: Client) -> None:
+    """Support opens a session as the student (POST /support-sessions) and reads what the
+    student would see: every read is recorded with the support principal as actor and the
+    student as the one acted for."""
+    w = _world(api)
+    support = api.tokens.issue("support", "desk-1", timedelta(hours=1))
+    opened = api.call("POST", "/support-sessions", {"Authorization": f"Bearer {support.token}"},
+                      {"person_id": str(w.first), "purpose": "technical_issue"})
+    assert opened.status_code == 201, opened.text
+    as_student = {"Authorization": f"Bearer {opened.json()['token']}"}
+    for resource in ("/me", "/me/consents", "/me/sections", "/me/progress", "/me/feedback",
+                     "/me/projects"):
+        request_id = uuid4().hex
+        read = api.call("GET", resource, as_student, headers={"X-Request-ID": request_id})
+        assert read.status_code == 200, resource
+        (record,) = _records_of(api, [w.first], request_id)[w.first]
+        assert (record.actor_id, record.on_behalf_of, record.resource) == (
+            support.principal_id, w.first, resource)
+    # the student's own reads, in their own session, leave none
+    request_id = uuid4().hex
+    api.call("GET", "/me", api.session(w.first), headers={"X-Request-ID": request_id})
+    assert _records_of(api, [w.first], request_id)[w.first] == []

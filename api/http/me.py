@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.http.auth import Session, signed_in
 from api.http.deps import Svc, path_id
@@ -55,6 +55,14 @@ def _record(svc: Services, me: Session) -> RecordOut:
     return RecordOut.of(person)
 
 
+def _read_own(svc: Services, me: Session, request: Request, resource: str,
+              fields: list[str]) -> None:
+    """AUD-5: nothing for the person themself; a support session acting as them is recorded,
+    with both identities, before the data leaves."""
+    svc.record_access(me.principal, me.person_id, resource, fields, None,
+                      request.state.request_id)
+
+
 def _done(what: str, me: Session) -> Response:
     log.info("%s id=%s principal=%s", what, me.person_id, me.principal.id)
     return Response(status_code=204)
@@ -62,10 +70,12 @@ def _done(what: str, me: Session) -> Response:
 
 @router.get("/me", response_model=RecordOut, response_model_exclude_unset=True,
             responses=_READ)
-def my_record(svc: Svc, me: Reader) -> RecordOut:
+def my_record(svc: Svc, me: Reader, request: Request) -> RecordOut:
     """Every field of one's own record, except a student's email: only whether one is on file
     (MIN-1: only its keyed hash is kept, so there is nothing to show)."""
-    return _record(svc, me)
+    record = _record(svc, me)
+    _read_own(svc, me, request, "/me", sorted(record.model_dump(exclude_unset=True)))
+    return record
 
 
 @router.patch("/me", response_model=RecordOut, response_model_exclude_unset=True,
@@ -119,16 +129,18 @@ def share_with_partner(partner: str, body: OptIn, svc: Svc, me: Writer) -> Respo
 
 
 @router.get("/me/consents", response_model=list[Consent], responses=_READ)
-def my_consents(svc: Svc, me: Reader) -> list[Consent]:
+def my_consents(svc: Svc, me: Reader, request: Request) -> list[Consent]:
     """AGE-5: every consent change, oldest first, with its state before and after."""
+    _read_own(svc, me, request, "/me/consents", ["consents"])
     return [Consent(consent=c.consent, before=c.before, after=c.after, at=c.timestamp)
             for c in svc.accounts.consents(me.person_id)]
 
 
 @router.get("/me/sections", response_model=list[SectionOut],
             response_model_exclude_none=True, responses=_READ)
-def my_sections(svc: Svc, me: Reader) -> list[SectionOut]:
+def my_sections(svc: Svc, me: Reader, request: Request) -> list[SectionOut]:
     """A teacher's own sections (with join codes), or the sections a student is in."""
+    _read_own(svc, me, request, "/me/sections", ["sections"])
     roster = svc.roster_reader
     if me.principal.role == Role.TEACHER:
         return [SectionOut.of(view, teacher=True)
