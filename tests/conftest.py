@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import psycopg
@@ -99,3 +100,11 @@ def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """scrypt at n=2^4: tests that make many passwords need not wait 50 ms a hash."""
     real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
     monkeypatch.setattr(passwords, "hash_password", lambda pw, cost=cheap: real(pw, cost))
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Any]:
+    """An HTTP client over fresh services on the test's backend (tests.test_api_accounts)."""
+    from tests.test_api_accounts import serving  # a test module, which imports this one
+    with serving(Services.open(settings)) as client:
+        yield client

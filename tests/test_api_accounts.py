@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -87,19 +88,27 @@ class Client:
         return student_id
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Client]:
-    """One ledger per backend for the module: each test makes its own people, sections and
-    schools (and its own addresses), so tests do not see each other's records."""
-    settings = make_settings(str(request.param), str(tmp_path_factory.mktemp("accounts")))
-    services = Services.open(settings)
+@contextmanager
+def serving(services: Services) -> Iterator[Client]:
+    """An HTTP client over `services`; both closed after."""
     client = Client(services)
     try:
         yield client
     finally:
         client.http.__exit__(None, None, None)
         services.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Client]:
+    """One ledger per backend for the module: each test makes its own people, sections and
+    schools (and its own addresses), so tests do not see each other's records."""
+    settings = make_settings(str(request.param), str(tmp_path_factory.mktemp("accounts")))
+    try:
+        with serving(Services.open(settings)) as client:
+            yield client
+    finally:
         if settings.backend == "postgres":
             drop_schemas(settings.schema, settings.keystore_schema)
 

@@ -7,30 +7,16 @@ order and paged; the records go with the student's erasure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import OperationalError
 
-from api.services import Services
 from ledger.audit import AuditTrail
-from ledger.settings import Settings
 from tests.test_api_accounts import Client, problem
 
 LINKED = "audited.parent@home.example"
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Client]:
-    services = Services.open(settings)
-    client = Client(services)
-    try:
-        yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def _world(api: Client) -> tuple[UUID, dict[str, str]]:

@@ -29,7 +29,7 @@ from ledger.disclosures import Discloser, Disclosure
 from ledger.settings import Settings
 from projections.audit import AuditEntry
 from tests.conftest import BACKENDS, drop_schemas, make_settings
-from tests.test_api_accounts import Client, problem
+from tests.test_api_accounts import Client, problem, serving
 from tests.test_disclosures import build_world, disclose
 
 COURT = "Hill County Court"
@@ -47,13 +47,8 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
 @pytest.fixture(scope="module")
 def api(backend_settings: Settings) -> Iterator[Client]:
     """One ledger per backend: each test makes its own schools, people and principals."""
-    services = Services.open(backend_settings)
-    client = Client(services)
-    try:
+    with serving(Services.open(backend_settings)) as client:
         yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def session(api: Client, person: UUID) -> tuple[UUID, dict[str, str]]:

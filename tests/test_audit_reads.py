@@ -23,7 +23,7 @@ from api.tokens import Principal
 from ledger.audit import AccessRecord, AuditTrail
 from ledger.progress import Attempt
 from tests.conftest import BACKENDS, drop_schemas, make_settings
-from tests.test_api_accounts import Client, problem
+from tests.test_api_accounts import Client, problem, serving
 
 # Personal values of the world's students: none may come back when a record cannot be saved.
 FIRST, SECOND = "Audrey Tarrant", "Basil Quennell"
@@ -130,13 +130,10 @@ SUPPORT_READS = [
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[Client]:
     settings = make_settings(str(request.param), str(tmp_path_factory.mktemp("reads")))
-    services = Services.open(settings)
-    client = Client(services)
     try:
-        yield client
+        with serving(Services.open(settings)) as client:
+            yield client
     finally:
-        client.http.__exit__(None, None, None)
-        services.close()
         if settings.backend == "postgres":
             drop_schemas(settings.schema, settings.keystore_schema)
 

@@ -8,7 +8,6 @@ the student's erasure.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -20,7 +19,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from api.audit_queries import disclosures_of
-from api.services import Services
 from ledger.disclosures import (
     HEALTH_OR_SAFETY,
     LEGAL_BASES,
@@ -30,23 +28,11 @@ from ledger.disclosures import (
 )
 from ledger.identity import PARENT_EMAIL
 from ledger.people import InvalidRecord
-from ledger.settings import Settings
 from projections.runner import live_table
 from tests.test_api_accounts import Client, problem
 
 LINKED = "disclosed.parent@home.example"
 TODAY = date(2026, 9, 7)
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Client]:
-    services = Services.open(settings)
-    client = Client(services)
-    try:
-        yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 @dataclass

@@ -11,12 +11,10 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import pytest
 from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -24,21 +22,9 @@ from hypothesis import strategies as st
 from api.exports import Exporter
 from api.services import Services
 from ledger.progress import Attempt
-from ledger.settings import Settings
 from tests.test_api_accounts import Client, problem
 
 PARENT = "export.parent@home.example"
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Client]:
-    services = Services.open(settings)
-    client = Client(services)
-    try:
-        yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def _ok(response: Any, status: int = 200) -> Any:

@@ -19,7 +19,7 @@ from api.services import Services
 from ledger.receipts import verify_receipt_json
 from ledger.settings import Settings
 from tests.conftest import Clock
-from tests.test_api_accounts import PASSWORD, Client, problem
+from tests.test_api_accounts import PASSWORD, Client, problem, serving
 from tests.test_leak_scan import _key_material, haystack
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -27,13 +27,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
 @pytest.fixture
 def api(settings: Settings, clock: Clock, cheap_hashes: None) -> Iterator[Client]:
-    services = Services.open(settings, clock=clock)
-    client = Client(services)
-    try:
+    with serving(Services.open(settings, clock=clock)) as client:
         yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def sign_in(api: Client, login: str) -> dict[str, str]:

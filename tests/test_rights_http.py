@@ -18,20 +18,15 @@ import pytest
 from api.services import Services
 from ledger.settings import Settings
 from tests.conftest import Clock
-from tests.test_api_accounts import Client, problem
+from tests.test_api_accounts import Client, problem, serving
 
 PARENT = "rights.http.parent@home.example"
 
 
 @pytest.fixture
 def api(settings: Settings, clock: Clock) -> Iterator[Client]:
-    services = Services.open(settings, clock=clock)
-    client = Client(services)
-    try:
+    with serving(Services.open(settings, clock=clock)) as client:
         yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def _ok(response: Any, status: int = 200) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,6 @@ from ledger.grants import SUPPORT_SESSION_STARTED, TOKEN_ISSUED, PermissionGrant
 from ledger.persistence import open_database
 from ledger.settings import Settings
 from tests.test_api_accounts import Client, problem
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Client]:
-    services = Services.open(settings)
-    client = Client(services)
-    try:
-        yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def grants(svc: Services) -> list[PermissionGrant]:

@@ -13,19 +13,14 @@ from api.services import Services
 from crypto.signing import LedgerPublicKey
 from ledger.proofs import proof_from_dict
 from ledger.settings import Settings
-from tests.test_api_accounts import Client, problem
+from tests.test_api_accounts import Client, problem, serving
 
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[Client]:
-    services = Services.open(replace(settings, seal_every_seconds=0.05,
-                                     tree_head_every_minutes=0.002))
-    client = Client(services)
-    try:
+    with serving(Services.open(replace(settings, seal_every_seconds=0.05,
+                                       tree_head_every_minutes=0.002))) as client:
         yield client
-    finally:
-        client.http.__exit__(None, None, None)
-        services.close()
 
 
 def test_an_auditor_proves_an_event_with_the_published_key(api: Client) -> None:
