@@ -194,6 +194,11 @@ class Ledger(Application[UUID]):
         self.save(person)
 
     # -- reads ----------------------------------------------------------------------------
+    def first_events(self, stream_ids: Sequence[UUID]) -> list[tuple[bytes, int, str, bytes]]:
+        """The first stored event of each stream, sealed (`LogReader.first_events`): one query
+        for many one-event records, or to learn which of many streams exist."""
+        return self._log.first_events(list(stream_ids))
+
     def read_log(self, after: int, limit: int) -> LogPage:
         """The events after notification id `after`, opened, for projections and rebuilds."""
         return self._log.page(after, limit)

@@ -35,7 +35,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
-from psycopg.rows import tuple_row
 
 from ledger.application import Ledger
 from ledger.people import InvalidRecord, one_of
@@ -207,7 +206,7 @@ class AuditTrail:
         ids = list(dict.fromkeys(record_ids))
         if not ids:
             return {}
-        rows = self._stored(ids)
+        rows = self.ledger.first_events(ids)  # a record is one event
         mapper = self.ledger.mapper
         assert isinstance(mapper, SealedMapper)
         subjects = {sealing_subject(state, stream) for stream, _, _, state in rows}
@@ -223,33 +222,6 @@ class AuditTrail:
                 if isinstance(record, AccessRecord):
                     found[record.id] = record
         return found
-
-    def _stored(self, ids: list[UUID]) -> list[tuple[bytes, int, str, bytes]]:
-        """(stream id bytes, version, topic, sealed state) of the records' events: a record is
-        one event, version 1, so each is found by its primary key."""
-        recorder: Any = self.ledger.recorder
-        datastore = recorder.datastore
-        table = recorder.events_table_name
-        if self.ledger.settings.backend == "sqlite":
-            marks = ", ".join("?" for _ in ids)
-            with datastore.transaction(commit=False) as cursor:
-                cursor.execute(
-                    f"SELECT originator_id, originator_version, topic, state FROM {table}"
-                    f" WHERE originator_id IN ({marks}) AND originator_version = 1",
-                    [i.hex for i in ids])
-                return [(UUID(row[0]).bytes, row[1], row[2], bytes(row[3]))
-                        for row in cursor.fetchall()]
-        with (datastore.get_connection() as conn,
-              conn.cursor(row_factory=tuple_row, binary=True) as cursor):
-            # A join on the whole primary key: with `originator_id = ANY(...)` the planner,
-            # misjudging how many events a stream holds, scanned all 1,000,000 rows.
-            cursor.execute(
-                "SELECT uuid_send(e.originator_id), e.originator_version, e.topic, e.state"
-                " FROM unnest(%s::uuid[]) AS ids(id)"
-                f" JOIN {datastore.schema}.{table} e"
-                " ON e.originator_id = ids.id AND e.originator_version = 1", (ids,))
-            return [(bytes(r[0]), r[1], r[2], bytes(r[3])) for r in cursor.fetchall()]
-
 
 def access_record(access: RecordsAccess, at: datetime) -> AccessRecord:
     """A new access record, checked (InvalidRecord), not saved."""

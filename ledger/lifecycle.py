@@ -263,7 +263,7 @@ class Lifecycle:
         else:
             if self.holds.of(subject_id):
                 raise LegalHoldInPlace()
-            residue = self._residue(subject_id, person)
+            residue = self._residue(subject_id, person, self._restricted([subject_id]))
         receipt = self.ledger.erase_subject(subject_id, reason, requester, requested_at, person)
         if residue is not None:
             self._keep(residue)
@@ -276,7 +276,8 @@ class Lifecycle:
         one. If this fails, `purge` each: it finishes whatever was left half-done."""
         free = [(person, reason, at) for person, reason, at in due
                 if not self.holds.of(person.id)]
-        residues = [self._residue(person.id, person) for person, _, _ in free]
+        restricted = self._restricted([person.id for person, _, _ in free])
+        residues = [self._residue(person.id, person, restricted) for person, _, _ in free]
         receipts = self.ledger.erase_subjects(
             [ErasureRequest(person.id, reason, requester, at) for person, reason, at in free])
         self._keep(*(r for r in residues if r is not None))
@@ -291,18 +292,29 @@ class Lifecycle:
             except Exception as error:  # the erasure is complete; a residue is optional
                 log.warning("residues lost after erasures (%s)", type(error).__name__)
 
-    def _residue(self, subject_id: UUID, person: object) -> Residue | None:
-        if self.residues is None:
+    def _residue(self, subject_id: UUID, person: object, restricted: set[UUID]
+                 ) -> Residue | None:
+        if self.residues is None or subject_id in restricted:
             return None
         if not isinstance(person, Person):
             person = self.ledger.person(subject_id)
-        if not isinstance(person, Person) or self._restricted(subject_id):
+        if not isinstance(person, Person):
             return None
         progress = self.ledger.aggregate(progress_id_for(subject_id), Progress)
         return residue_of(person, progress)
 
-    def _restricted(self, subject_id: UUID) -> bool:
+    def _restricted(self, subject_ids: Sequence[UUID]) -> set[UUID]:
         """RGT-3: a restricted subject is left out of analytics, and the residue is kept for
-        nothing else: none is taken of them (read from the log, like the holds)."""
-        rights: RightsFile | None = self.ledger.aggregate(rights_file_id(subject_id), RightsFile)
-        return rights is not None and rights.restriction is not None
+        nothing else: none is taken of them. Read from the log, like the holds; most people
+        never filed a request, so one query finds the few rights files, and only those are
+        read."""
+        if self.residues is None or not subject_ids:
+            return set()
+        files = {rights_file_id(subject): subject for subject in subject_ids}
+        restricted = set()
+        for row in self.ledger.first_events(list(files)):
+            file_id = UUID(bytes=row[0])
+            rights: RightsFile | None = self.ledger.aggregate(file_id, RightsFile)
+            if rights is not None and rights.restriction is not None:
+                restricted.add(files[file_id])
+        return restricted
