@@ -45,6 +45,7 @@ HEAD_VERSION = 1
 _PAGE = 10_000
 _HEADER = struct.Struct(">Q16sQ")
 _LENGTH = struct.Struct(">I")
+_ID = struct.Struct(">Q")
 
 
 def event_leaf(application: str, notification_id: int, stream_id: bytes, version: int,
@@ -139,24 +140,36 @@ class MerkleLog:
     # -- sealing and signing ------------------------------------------------------------------
     def seal(self) -> int:
         """Append a leaf for every stored event not yet sealed; returns how many were added.
-        Safe beside other sealers (one at a time, by lock) and beside writers."""
+        The new events are read and hashed outside any write transaction; the run of leaves
+        is then written in one short one (one row), so writers of events barely wait. Safe
+        beside other sealers: a run is written only if no other came first."""
         added = 0
         while True:
+            with self.db.transaction(write=False) as cur:
+                end = self._sealed_end(cur)
+                rows = self._rows(cur, end[1], _PAGE)
+            if not rows:
+                return added
+            ids = [int(row[0]) for row in rows]
+            run = (end[0], ids[0], ids[-1], len(ids), struct.pack(f">{len(ids)}Q", *ids),
+                   self._leaves_of(rows))
             with self.db.transaction() as cur:
                 self._lock(cur)
-                cur.execute("SELECT position, notification_id FROM merkle_leaves"
-                            " ORDER BY position DESC LIMIT 1")
-                last = cur.fetchone()
-                position, after = (int(last[0]) + 1, int(last[1])) if last else (0, 0)
-                rows = self._rows(cur, after, _PAGE)
-                hashes = self._leaves_of(rows)
-                leaves = [(position + i, row[0], hashes[32 * i:32 * (i + 1)])
-                          for i, row in enumerate(rows)]
-                cur.executemany("INSERT INTO merkle_leaves (position, notification_id,"
-                                " leaf_hash) VALUES (?, ?, ?)", leaves)
-            added += len(leaves)
+                if self._sealed_end(cur) != end:
+                    continue  # another sealer sealed these meanwhile: read again
+                cur.execute("INSERT INTO merkle_leaf_runs (first_position, first_id, last_id,"
+                            " leaves, notification_ids, leaf_hashes) VALUES (?, ?, ?, ?, ?, ?)",
+                            run)
+            added += len(ids)
             if len(rows) < _PAGE:
                 return added
+
+    def _sealed_end(self, cur: Cursor) -> tuple[int, int]:
+        """(the next leaf's position, the last sealed notification id)."""
+        cur.execute("SELECT first_position + leaves, last_id FROM merkle_leaf_runs"
+                    " ORDER BY first_position DESC LIMIT 1")
+        row = cur.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def sign_head(self, at: datetime | None = None) -> TreeHead:
         """Seal what is stored, then sign the tree as it stands (kept in the chain of heads)."""
@@ -199,11 +212,25 @@ class MerkleLog:
         return self._tree
 
     def position_of(self, notification_id: int) -> int | None:
+        """The leaf position of a sealed event; None if it is not sealed."""
         with self.db.transaction(write=False) as cur:
-            cur.execute("SELECT position FROM merkle_leaves WHERE notification_id = ?",
-                        (notification_id,))
+            cur.execute("SELECT first_position, notification_ids FROM merkle_leaf_runs"
+                        " WHERE first_id <= ? AND last_id >= ? ORDER BY first_id DESC LIMIT 1",
+                        (notification_id, notification_id))
             row = cur.fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        ids = bytes(row[1])
+        low, high = 0, len(ids) // 8
+        while low < high:  # the run's ids ascend: a binary search over the packed u64s
+            middle = (low + high) // 2
+            if _ID.unpack_from(ids, 8 * middle)[0] < notification_id:
+                low = middle + 1
+            else:
+                high = middle
+        if low * 8 < len(ids) and _ID.unpack_from(ids, 8 * low)[0] == notification_id:
+            return int(row[0]) + low
+        return None
 
     # -- verification -------------------------------------------------------------------------
     def verify(self, public_key: LedgerPublicKey, head: TreeHead | None = None
@@ -315,17 +342,24 @@ class MerkleLog:
 
     def _sealed(self) -> Iterator[tuple[int, bytes]]:
         """(notification id, leaf hash) of each sealed leaf, in position order."""
-        position = 0
+        for _, ids, hashes in self._runs(0):
+            for i, notification_id in enumerate(struct.unpack(f">{len(ids) // 8}Q", ids)):
+                yield notification_id, hashes[HASH_SIZE * i:HASH_SIZE * (i + 1)]
+
+    def _runs(self, start: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """(first position, packed notification ids, leaf hashes) of each run of sealed
+        leaves from position `start` (a run's first) on."""
         while True:
             with self.db.transaction(write=False) as cur:
-                cur.execute("SELECT notification_id, leaf_hash FROM merkle_leaves"
-                            " WHERE position >= ? ORDER BY position LIMIT ?", (position, _PAGE))
+                cur.execute("SELECT first_position, notification_ids, leaf_hashes FROM"
+                            " merkle_leaf_runs WHERE first_position >= ? ORDER BY"
+                            " first_position LIMIT 50", (start,))
                 rows = cur.fetchall()
             for row in rows:
-                yield int(row[0]), bytes(row[1])
-            if len(rows) < _PAGE:
+                yield int(row[0]), bytes(row[1]), bytes(row[2])
+            if len(rows) < 50:
                 return
-            position += len(rows)
+            start = int(rows[-1][0]) + 1
 
     # -- the stored events --------------------------------------------------------------------
     def _leaf_of(self, row: Any) -> bytes:
@@ -385,17 +419,8 @@ class MerkleLog:
             yield from rows
 
     def _sealed_leaves(self, start: int = 0) -> bytes:
-        """The sealed leaf hashes from position `start` on, concatenated."""
-        hashes = []
-        while True:
-            with self.db.transaction(write=False) as cur:
-                cur.execute("SELECT leaf_hash FROM merkle_leaves WHERE position >= ?"
-                            " ORDER BY position LIMIT ?", (start, _PAGE * 10))
-                rows = cur.fetchall()
-            hashes += [bytes(row[0]) for row in rows]
-            start += len(rows)
-            if len(rows) < _PAGE * 10:
-                return b"".join(hashes)
+        """The sealed leaf hashes from position `start` (a run's first) on, concatenated."""
+        return b"".join(hashes for _, _, hashes in self._runs(start))
 
     def _events_exist(self, cur: Cursor) -> bool:
         if not self._events_found:
@@ -417,12 +442,16 @@ class MerkleLog:
         blob = "BLOB" if self.db.backend == "sqlite" else "BYTEA"
         with self.db.transaction() as cur:
             self._lock(cur)
-            cur.execute("CREATE TABLE IF NOT EXISTS merkle_leaves (position BIGINT PRIMARY KEY,"
-                        f" notification_id BIGINT NOT NULL UNIQUE, leaf_hash {blob} NOT NULL)")
+            # One row per run of leaves a seal adds (up to 10,000): one insert per seal, not
+            # one per event. Positions and notification ids both ascend.
+            cur.execute("CREATE TABLE IF NOT EXISTS merkle_leaf_runs (first_position BIGINT"
+                        " PRIMARY KEY, first_id BIGINT NOT NULL UNIQUE, last_id BIGINT NOT NULL,"
+                        f" leaves INTEGER NOT NULL, notification_ids {blob} NOT NULL,"
+                        f" leaf_hashes {blob} NOT NULL)")
             cur.execute("CREATE TABLE IF NOT EXISTS merkle_tree_heads (tree_size BIGINT"
                         f" PRIMARY KEY, root_hash {blob} NOT NULL, signed_at TEXT NOT NULL,"
                         f" signature {blob} NOT NULL)")
-            for table in ("merkle_leaves", "merkle_tree_heads"):  # append-only, as events
+            for table in ("merkle_leaf_runs", "merkle_tree_heads"):  # append-only, as events
                 if self.db.backend == "sqlite":
                     for verb in ("UPDATE", "DELETE"):
                         cur.execute(f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()}"

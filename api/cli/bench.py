@@ -608,7 +608,7 @@ def _measure_merkle(plan: Plan, services: Services, plain_app: workload.PlainBen
     result.update(merkle.proof_latencies_ms(services.merkle_log, plan.merkle_proofs))
     log.info("merkle log: appends with a sealer following, %d rounds", plan.rounds)
     result.update(merkle.append_with_sealer_ratio(services.merkle_log, services.ledger,
-                                                  plan.events, plan.rounds))
+                                                  5 * plan.events, plan.rounds))
     return result
 
 

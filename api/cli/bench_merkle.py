@@ -7,8 +7,10 @@
 - **Inclusion proofs** (`proof_latencies_ms`): `prove_inclusion` for random events under the
   latest signed head (the head, the leaf's position and the stored event read, the path taken
   from the tree kept in memory), p50 and p99, and the proof's size in hashes.
-- **The append path** (`append_with_sealer_ratio`): the ledger's 10-event saves while a sealer
-  follows the log every 50 ms, against the same saves with no sealer, in alternating rounds.
+- **The append path** (`append_with_sealer_ratio`): the ledger's 10-event saves (5 x
+  `--events`) while a sealer follows the log every 50 ms (20 times as often as `ledger serve`
+  seals by default, so that it runs many times in each phase), against the same saves with no
+  sealer, in alternating rounds.
 """
 
 from __future__ import annotations
