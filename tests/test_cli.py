@@ -224,6 +224,8 @@ def test_first_start_hands_out_staff_tokens_and_teacher_sign_ins(
 
     from api.cli.serve import STAFF_ROLES, introduce
     from api.http.app import create_app
+    from api.tokens import COMMAND_LINE_OPERATOR
+    from tests.test_support_sessions import grants
 
     services = Services.open(Settings.from_env())
     try:
@@ -231,7 +233,11 @@ def test_first_start_hands_out_staff_tokens_and_teacher_sign_ins(
         out = capsys.readouterr().out
         tokens = dict(line.split()[:2] for line in out.splitlines()
                       if line.startswith("  ") and "lgr_" in line)
-        assert set(tokens) == {*STAFF_ROLES, "school_admin"}
+        assert set(tokens) == {*STAFF_ROLES, "school_admin", "records_custodian"}
+        # each recorded as a permission grant first (AUD-5), by the command-line operator
+        granted = grants(services)
+        assert {g.role for g in granted} == set(tokens)
+        assert {g.grantor_id for g in granted} == {COMMAND_LINE_OPERATOR.id}
         services.settle()
         with TestClient(create_app(services)) as http:
             admin = {"Authorization": f"Bearer {tokens['school_admin']}"}

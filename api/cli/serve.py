@@ -10,6 +10,7 @@ import uvicorn
 
 from api.cli.runtime import tune_after_start_up
 from api.cli.seed import SEED_PASSWORD, seed_school, usernames
+from api.cli.tokens import granted_at_the_console
 from api.http.app import create_app
 from api.services import Services
 from api.tokens import Role, TokenStore
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 # Roles a first start hands a token to: staff and services. People sign in themselves, and
 # an administrator's token names the seeded school.
-STAFF_ROLES = (Role.OPERATOR, Role.REGISTRAR, Role.SUPPORT, Role.SERVICE, Role.RESEARCHER)
+STAFF_ROLES = (Role.OPERATOR, Role.REGISTRAR, Role.SUPPORT, Role.SERVICE, Role.RESEARCHER,
+               Role.AUDITOR)
 
 
 def introduce(services: Services, base_url: str) -> None:
@@ -56,13 +58,18 @@ def introduce(services: Services, base_url: str) -> None:
     print(f"Loaded a synthetic school: {len(school['teachers'])} teachers, "
           f"{len(school['students'])} students (made-up names).")
     print(f"API docs: {base_url}/docs")
-    print("A token for each staff role (valid one day; shown once, stored only as a hash):")
+    print("A token for each staff role (valid one day; shown once, stored only as a hash; each"
+          " recorded as a grant, AUD-5):")
+    granted = granted_at_the_console(services.grants)
     for role in STAFF_ROLES:
-        issued = tokens.issue(role, f"first-start-{role}", timedelta(days=1))
-        print(f"  {role:14} {issued.token}")
-    admin = tokens.issue(Role.SCHOOL_ADMIN, "first-start-school-admin", timedelta(days=1),
-                         scope=f"{SCHOOL_SCOPE}:{school['schools'][0]}")
-    print(f"  {'school_admin':14} {admin.token}  (of the seeded school)")
+        issued = tokens.issue(role, f"first-start-{role}", timedelta(days=1),
+                              record_grant=granted)
+        print(f"  {role:17} {issued.token}")
+    for role in (Role.SCHOOL_ADMIN, Role.RECORDS_CUSTODIAN):
+        issued = tokens.issue(role, f"first-start-{role}", timedelta(days=1),
+                              scope=f"{SCHOOL_SCOPE}:{school['schools'][0]}",
+                              record_grant=granted)
+        print(f"  {role:17} {issued.token}  (of the seeded school)")
     teachers = ", ".join(usernames(services.ledger, school["teachers"]))
     print(f"Teachers sign in as {teachers} with the password {SEED_PASSWORD!r}:")
     print(f"  curl -X POST {base_url}/sign-in -H 'Content-Type: application/json'"

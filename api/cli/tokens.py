@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -113,6 +114,15 @@ def _scope(args: argparse.Namespace, settings: Settings, db: Database) -> str | 
         raise ValueError(f"--{wanted} must be a {wanted} id (a UUID)") from None
 
 
+def granted_at_the_console(grants: Grants) -> Callable[[TokenGrant], object]:
+    """AUD-5: a token issued at the console is granted by the command-line operator."""
+    def record(grant: TokenGrant) -> object:
+        return grants.record(Grant(
+            TOKEN_ISSUED, COMMAND_LINE_OPERATOR.id, COMMAND_LINE_OPERATOR.role,
+            grant.principal_id, grant.role, grant.scope, grant.subject_id, grant.expires_at))
+    return record
+
+
 def run_issue(args: argparse.Namespace) -> int:
     """Issues the token after its grant is in the ledger (AUD-5), granted by the command-line
     operator (`COMMAND_LINE_OPERATOR`); no grant, no token."""
@@ -121,15 +131,10 @@ def run_issue(args: argparse.Namespace) -> int:
     grants = Grants(ledger, lambda: datetime.now(UTC))
     store = TokenStore(ledger.read_models)
 
-    def record(grant: TokenGrant) -> object:
-        return grants.record(Grant(
-            TOKEN_ISSUED, COMMAND_LINE_OPERATOR.id, COMMAND_LINE_OPERATOR.role,
-            grant.principal_id, grant.role, grant.scope, grant.subject_id, grant.expires_at))
-
     try:
         scope = _scope(args, settings, store.db)
         issued = store.issue(args.role, args.label or args.role, timedelta(days=args.ttl_days),
-                             scope=scope, record_grant=record)
+                             scope=scope, record_grant=granted_at_the_console(grants))
     except ValueError as error:  # InvalidRecord among them: field and rule, never the value
         print(f"ledger token issue: {error}", file=sys.stderr)
         return 2
