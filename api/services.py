@@ -39,6 +39,7 @@ from ledger.retention import RetentionSchedule
 from ledger.rights import ExtensionNotices, RightsRequests
 from ledger.settings import Settings
 from ledger.signin import SignIn
+from projections.analytics import AnalyticsReader, AnalyticsView
 from projections.audit import AuditIndex, AuditReader
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
 from projections.lifecycle import LifecycleReader, LifecycleView
@@ -116,6 +117,8 @@ class Services:
     rights_reader: RightsReader
     disclosures: Disclosures
     grants: Grants
+    analytics_view: ProjectionRunner  # ANA: de-identified counts
+    analytics_reader: AnalyticsReader
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -150,10 +153,10 @@ class Services:
         rights_view = RightsView()
         holds = Holds(ledger, clock)
         mailer = mailer or Outbox()
+        residues = ResiduePool(read_models) if settings.keep_residue else None
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
-                              roster_reader,
-                              ResiduePool(read_models) if settings.keep_residue else None,
-                              clock, mailer)
+                              roster_reader, residues, clock, mailer)
+        analytics = AnalyticsView()
 
         rights = RightsRequests(ledger, Accounts(ledger), clock, notices=mailer if isinstance(
             mailer, ExtensionNotices) else None)
@@ -195,6 +198,8 @@ class Services:
             disclosures=Disclosures(ledger, ledger.identity.blind, clock,
                                     statements_of=rights.statements_of),
             grants=Grants(ledger, clock),
+            analytics_view=ProjectionRunner(ledger, read_models, analytics),
+            analytics_reader=AnalyticsReader(read_models, analytics, residues),
         )
         # The receipt counts each read model's rows. Not the lifecycle view's: its pending
         # row is the purge job's work list, which must keep the subject until the receipt is
@@ -209,7 +214,7 @@ class Services:
     @property
     def runners(self) -> list[ProjectionRunner]:
         return [self.directory, self.roster, self.progress, self.projects_view,
-                self.lifecycle_view, self.audit_view, self.rights_view]
+                self.lifecycle_view, self.audit_view, self.rights_view, self.analytics_view]
 
     def start_projections(self) -> None:
         for runner in self.runners:

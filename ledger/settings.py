@@ -13,6 +13,7 @@ LEDGER_SIGNING_KEY_FILE the ledger's Ed25519 signing key (default: var/signing-k
 LEDGER_SIGNING_KEY      the signing key inline (base64 of the raw 32 bytes); overrides the file
 LEDGER_RETENTION        the retention schedule (default: ledger/retention.json in the repo)
 LEDGER_RESIDUE          "on" (default) or "off": keep a de-identified residue at purge (DEL-10)
+LEDGER_ANALYTICS_MIN_CELL  the smallest count an analytics table shows (default 10, ANA-2)
 LEDGER_PURGE_EVERY_HOURS  how often `ledger serve` runs the purge job (default 24; 0: never)
 LEDGER_SEAL_EVERY_SECONDS  how often `ledger serve` seals new events into the Merkle log (default 1)
 LEDGER_TREE_HEAD_EVERY_MINUTES  how often `ledger serve` signs a tree head (default 60; 0: never)
@@ -51,6 +52,7 @@ class Settings:
     purge_every_hours: float = 24.0
     seal_every_seconds: float = 1.0  # the longest a stored event waits for its leaf (LED-2)
     tree_head_every_minutes: float = 60.0
+    analytics_min_cell: int = 10  # ANA-2: smaller counts are withheld
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -75,6 +77,7 @@ class Settings:
             purge_every_hours=float(env.get("LEDGER_PURGE_EVERY_HOURS", "24")),
             seal_every_seconds=float(env.get("LEDGER_SEAL_EVERY_SECONDS", "1")),
             tree_head_every_minutes=float(env.get("LEDGER_TREE_HEAD_EVERY_MINUTES", "60")),
+            analytics_min_cell=int(env.get("LEDGER_ANALYTICS_MIN_CELL", "10")),
         )
 
     @classmethod
@@ -85,8 +88,8 @@ class Settings:
               max_upload_bytes: int = 5 * 1024 * 1024, signing_key_file: str = "",
               signing_key_inline: str | None = None, retention_file: str = DEFAULT_RETENTION,
               keep_residue: bool = True, purge_every_hours: float = 24.0,
-              seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0
-              ) -> Settings:
+              seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0,
+              analytics_min_cell: int = 10) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -114,6 +117,8 @@ class Settings:
         if not 0 <= tree_head_every_minutes <= 60 * 24 * 31:
             raise ValueError("LEDGER_TREE_HEAD_EVERY_MINUTES must be 0 (never) or a number of"
                              " minutes")
+        if not 2 <= analytics_min_cell <= 1000:
+            raise ValueError("LEDGER_ANALYTICS_MIN_CELL must be a count from 2 to 1000")
         return cls(
             database_url=database_url,
             media_url=media_url,
@@ -133,6 +138,7 @@ class Settings:
             purge_every_hours=purge_every_hours,
             seal_every_seconds=seal_every_seconds,
             tree_head_every_minutes=tree_head_every_minutes,
+            analytics_min_cell=analytics_min_cell,
         )
 
     @property

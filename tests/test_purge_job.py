@@ -45,7 +45,7 @@ PASSWORD = "correct horse battery staple"
 HOOKS = ["identity_index", "uploads", "api_tokens", "password_resets",
          "read_model_student_directory",
          "read_model_roster", "read_model_progress", "read_model_projects",
-         "read_model_audit_index", "read_model_rights"]
+         "read_model_audit_index", "read_model_rights", "read_model_analytics"]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
 
