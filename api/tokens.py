@@ -73,6 +73,7 @@ class Permission(StrEnum):
     RECORDS_EXPORT = "records:export"  # all of a student's data (RGT-1); api/access.py: whose
     LEDGER_PROVE = "ledger:prove"  # inclusion proofs: they carry stored (sealed) events (LED-2)
     TREE_HEADS_SIGN = "ledger:sign"  # sign a tree head now, off the schedule (LED-2)
+    ANALYTICS_READ = "analytics:read"  # de-identified, suppressed counts only (ANA, ACC-3)
     SUPPORT_SESSIONS = "support:sessions"  # act as a user, with a stated purpose (AUD-5)
 
 
@@ -107,7 +108,7 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
                             Permission.PROGRESS_READ, Permission.PEOPLE_ERASE,
                             Permission.AUDIT_READ, Permission.RIGHTS_REQUEST,
                             Permission.RECORDS_EXPORT}),
-    Role.RESEARCHER: frozenset({Permission.SCHOOLS_READ}),  # aggregates come later (ACC-3)
+    Role.RESEARCHER: frozenset({Permission.SCHOOLS_READ, Permission.ANALYTICS_READ}),  # ACC-3
     Role.RECORDS_CUSTODIAN: frozenset({Permission.SCHOOLS_READ, Permission.AUDIT_READ,
                                        Permission.DISCLOSURES_RECORD, Permission.RIGHTS_REQUEST,
                                        Permission.RIGHTS_MANAGE, Permission.RECORDS_EXPORT}),

@@ -148,6 +148,7 @@ DISCLOSERS = frozenset({"records_custodian", "operator"})
 ACTOR_AUDITORS = frozenset({"auditor", "operator"})  # an actor's reads span every school
 PARTY_AUDITORS = frozenset({"auditor", "operator", "records_custodian"})  # custodian: own school
 SUPPORTERS = frozenset({"support", "operator"})
+ANALYSTS = frozenset({"researcher", "operator"})  # suppressed counts only (ANA-2, ACC-3)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/sections/{section_id}/surveys"): Rule(TEACHER, 200, "owns_section"),
     # the tamper-evident log (LED-2): heads and consistency are public hashes; an inclusion
     # proof carries a stored event, for the privacy officer and auditors
+    ("GET", "/analytics/tables/{measure}"): Rule(ANALYSTS, 200),
+    ("GET", "/analytics/chart"): Rule(ANALYSTS, 200),
     ("GET", "/ledger/tree-heads"): Rule(PUBLIC, 200),
     ("GET", "/ledger/tree-heads/latest"): Rule(PUBLIC, 200),
     ("POST", "/ledger/tree-heads"): Rule(PRIVACY_OFFICER, 201),
@@ -514,6 +517,8 @@ def _rights_request(w: World, refused: bool = False) -> str:
 
 
 BUILDERS: dict[tuple[str, str], Build] = {
+    ("GET", "/analytics/tables/{measure}"): lambda w, c: (
+        "/analytics/tables/students?by=age_band&by=gender", None),
     ("GET", "/ledger/tree-heads/latest"): lambda w, c: (
         "/ledger/tree-heads/latest", None) if _signed_head(w) else ("", None),
     ("GET", "/ledger/proofs/consistency"): lambda w, c: (

@@ -7,7 +7,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from api.cli import audit, bench, demo, lifecycle, maintenance, proofs, rights, serve, tokens
+from api.cli import (
+    analytics,
+    audit,
+    bench,
+    demo,
+    lifecycle,
+    maintenance,
+    proofs,
+    rights,
+    serve,
+    tokens,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The student-records ledger: sealed per person, erasable by key destruction.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, demo, bench, tokens, maintenance, lifecycle, proofs, rights, audit):
+    for module in (serve, demo, bench, tokens, maintenance, lifecycle, proofs, rights, audit,
+                   analytics):
         module.register(commands)
     return parser
 

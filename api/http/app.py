@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.http import (
+    analytics,
     audit,
     coursework,
     deletion,
@@ -42,7 +43,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
-                   projects, coursework, tree_heads, rights, audit):
+                   projects, coursework, tree_heads, rights, audit, analytics):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app
