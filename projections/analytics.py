@@ -34,18 +34,20 @@ import orjson
 
 from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
-from ledger.people import Person, Student, is_adult, is_under_13
+from ledger.people import Person, Student, Teacher, is_adult, is_under_13
 from ledger.progress import RESULTS, Progress
 from ledger.residue import Residue
 from ledger.rights import RightsFile
+from ledger.schools import School
 from ledger.sealing import ErasedEvent
 from ledger.sections import Section
-from projections.runner import Projection, live_table
+from projections.runner import Projection, live_table, time_text
 
 _RANK = {result: rank for rank, result in enumerate(RESULTS)}
 _SOLVED, _OPTIMAL = _RANK["solved"], _RANK["optimal"]
 
-DIMENSIONS = ("age_band", "gender", "race", "region", "course", "unit", "week", "month")
+DIMENSIONS = ("age_band", "gender", "race", "region", "school_type", "course", "unit", "week",
+              "month")
 MEASURES = ("students", "attempts", "solved", "optimal")
 UNKNOWN = "not_given"
 
@@ -63,6 +65,8 @@ class Tables:
         self.days = f"{prefix}_days"
         self.sections = f"{prefix}_sections"
         self.enrolled = f"{prefix}_enrolled"
+        self.teachers = f"{prefix}_teachers"  # a teacher's school, for the school type
+        self.schools = f"{prefix}_schools"
 
 
 class AnalyticsView(Projection):
@@ -81,9 +85,14 @@ class AnalyticsView(Projection):
                     " day TEXT NOT NULL, attempts INTEGER NOT NULL,"
                     " PRIMARY KEY (analytics_id, level, day))")
         cur.execute(f"CREATE TABLE {t.sections} (section_id TEXT PRIMARY KEY,"
-                    " estimate TEXT)")
+                    " owner_id TEXT NOT NULL, estimate TEXT)")
         cur.execute(f"CREATE TABLE {t.enrolled} (section_id TEXT NOT NULL,"
-                    " student_id TEXT NOT NULL, PRIMARY KEY (section_id, student_id))")
+                    " student_id TEXT NOT NULL, since TEXT NOT NULL,"
+                    " PRIMARY KEY (section_id, student_id))")
+        cur.execute(f"CREATE TABLE {t.teachers} (teacher_id TEXT PRIMARY KEY,"
+                    " school_id TEXT NOT NULL)")
+        cur.execute(f"CREATE TABLE {t.schools} (school_id TEXT PRIMARY KEY,"
+                    " school_type TEXT NOT NULL)")
 
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
@@ -92,12 +101,17 @@ class AnalyticsView(Projection):
                                        "restricted"}),
                 t.levels: frozenset({"analytics_id", "level", "best"}),
                 t.days: frozenset({"analytics_id", "level", "day", "attempts"}),
-                t.sections: frozenset({"section_id", "estimate"}),
-                t.enrolled: frozenset({"section_id", "student_id"})}
+                t.sections: frozenset({"section_id", "owner_id", "estimate"}),
+                t.enrolled: frozenset({"section_id", "student_id", "since"}),
+                t.teachers: frozenset({"teacher_id", "school_id"}),
+                t.schools: frozenset({"school_id", "school_type"})}
 
     def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
         t = Tables(table)
-        return [(t.enrolled, ("student_id", "section_id")), (t.sections, ("section_id",)),
+        # A teacher's erasure takes their sections (the section's stream is theirs: on a
+        # rebuild its events are placeholders), so live and rebuilt tables agree.
+        return [(t.enrolled, ("student_id", "section_id")),
+                (t.sections, ("section_id", "owner_id")), (t.teachers, ("teacher_id",)),
                 (t.links, ("student_id",))]
 
     def forget(self, cur: Cursor, table: str, subject_ids: Any) -> Counter[UUID]:
@@ -135,19 +149,30 @@ class AnalyticsView(Projection):
             self._set(cur, t, event.owner_id, "restricted",
                       1 if isinstance(event, RightsFile.Restricted) else 0)
         elif isinstance(event, Section.Created):
-            cur.execute(f"INSERT INTO {t.sections} (section_id) VALUES (?)"
-                        " ON CONFLICT DO NOTHING", (str(event.originator_id),))
+            cur.execute(f"INSERT INTO {t.sections} (section_id, owner_id) VALUES (?, ?)"
+                        " ON CONFLICT DO NOTHING",
+                        (str(event.originator_id), str(event.owner_id)))
         elif isinstance(event, Section.RaceEstimated):
             cur.execute(f"UPDATE {t.sections} SET estimate = ? WHERE section_id = ?",
                         (orjson.dumps(event.distribution, option=orjson.OPT_SORT_KEYS).decode(),
                          str(event.originator_id)))
         elif isinstance(event, Section.StudentEnrolled):
-            cur.execute(f"INSERT INTO {t.enrolled} (section_id, student_id) VALUES (?, ?)"
-                        " ON CONFLICT DO NOTHING",
-                        (str(event.originator_id), str(event.student_id)))
+            cur.execute(f"INSERT INTO {t.enrolled} (section_id, student_id, since)"
+                        " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (str(event.originator_id), str(event.student_id),
+                         time_text(event.timestamp)))
         elif isinstance(event, Section.StudentUnenrolled):
             cur.execute(f"DELETE FROM {t.enrolled} WHERE section_id = ? AND student_id = ?",
                         (str(event.originator_id), str(event.student_id)))
+        elif isinstance(event, Teacher.SchoolChosen):
+            cur.execute(f"DELETE FROM {t.teachers} WHERE teacher_id = ?",
+                        (str(event.originator_id),))
+            if event.school_id is not None:
+                cur.execute(f"INSERT INTO {t.teachers} (teacher_id, school_id) VALUES (?, ?)",
+                            (str(event.originator_id), str(event.school_id)))
+        elif isinstance(event, School.Registered):
+            cur.execute(f"INSERT INTO {t.schools} (school_id, school_type) VALUES (?, ?)"
+                        " ON CONFLICT DO NOTHING", (str(event.originator_id), event.school_type))
         elif isinstance(event, ErasedEvent):
             # A rebuild: the erased student's own stream never made a row; a progress or
             # rights stream of theirs names no row either. A section's stream: its rows go.
@@ -326,8 +351,20 @@ class AnalyticsReader:
             cur.execute(f"SELECT analytics_id, age_band, gender, race, region FROM {t.students}"
                         " WHERE restricted = 0")
             people = {str(r[0]): {"age_band": str(r[1]), "gender": r[2] or UNKNOWN,
-                                  "race": r[3] or UNKNOWN, "region": r[4] or UNKNOWN}
+                                  "race": r[3] or UNKNOWN, "region": r[4] or UNKNOWN,
+                                  "school_type": UNKNOWN}
                       for r in cur.fetchall()}
+            # A student's school type: that of the first section they joined whose teacher
+            # has chosen a school (a student counts once, whatever the number of sections).
+            cur.execute(f"SELECT l.analytics_id, k.school_type FROM {t.enrolled} e"
+                        f" JOIN {t.links} l ON l.student_id = e.student_id"
+                        f" JOIN {t.sections} s ON s.section_id = e.section_id"
+                        f" JOIN {t.teachers} r ON r.teacher_id = s.owner_id"
+                        f" JOIN {t.schools} k ON k.school_id = r.school_id"
+                        " ORDER BY e.since DESC, e.section_id DESC")
+            for analytics_id, school_type in cur.fetchall():  # the first joined: last here
+                if str(analytics_id) in people:
+                    people[str(analytics_id)]["school_type"] = str(school_type)
             levels: dict[str, list[tuple[str, int]]] = {}
             cur.execute(f"SELECT analytics_id, level, best FROM {t.levels}")
             for analytics_id, level, best in cur.fetchall():

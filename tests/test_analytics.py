@@ -164,7 +164,7 @@ def all_tables(reader: AnalyticsReader) -> dict[tuple[str, str, str], object]:
 
 
 steps = st.lists(st.tuples(st.sampled_from(["attempt", "restrict", "lift", "erase", "race",
-                                            "join"]),
+                                            "join", "school"]),
                            st.integers(0, 5), st.sampled_from(["solved", "failed", "optimal"])),
                  max_size=25)
 
@@ -178,6 +178,7 @@ def test_a_rebuild_gives_the_live_tables(services: Services,
     teacher = svc.ledger.register_teacher("T")
     section = svc.sections.create(teacher, "P1", "csf", "3", "email")
     code = svc.sections.section(section).join_code
+    school = svc.accounts.register_school("A", "D1", "public")
     people = [student(svc, age, gender) for age, gender in
               [("15", "female"), ("9", "male"), ("18", None), ("13", "female"),
                ("7", None), ("16", "male")]]
@@ -197,10 +198,38 @@ def test_a_rebuild_gives_the_live_tables(services: Services,
             erased.add(person)
         elif what == "race" and who in (0, 2, 3, 5):
             svc.accounts.give_race(person, "asian")
+        elif what == "school":
+            svc.accounts.choose_school(teacher, school if who % 2 else None)
         elif what == "join" and who in (1, 4):  # the under-13s: the class keeps its estimate
             svc.sections.join(person, code)
     svc.sections.estimate_race(teacher, section, {"asian": 40})
     svc.catch_up()
+    live = all_tables(svc.analytics_reader)
+    svc.analytics_view.rebuild()
+    assert all_tables(svc.analytics_reader) == live
+
+
+def test_school_type_is_that_of_the_first_section_joined_and_counts_a_student_once(
+        services: Services) -> None:
+    svc = services
+    charter = svc.accounts.register_school("A", "D1", "charter")
+    public = svc.accounts.register_school("B", "D1", "public")
+    sections = []
+    for school in (charter, public):
+        teacher = svc.ledger.register_teacher("T")
+        svc.accounts.choose_school(teacher, school)
+        section = svc.sections.create(teacher, "P1", "csf", "9", "email")
+        sections.append((teacher, svc.sections.section(section).join_code))
+    both, only_public = student(svc, "15"), student(svc, "15")
+    student(svc, "15")  # in no section
+    svc.sections.join(both, sections[0][1])
+    svc.sections.join(both, sections[1][1])
+    svc.sections.join(only_public, sections[1][1])
+    assert table(svc, "students", "school_type") == {
+        ("charter", "all"): 1, ("public", "all"): 1, ("not_given", "all"): 1}
+    svc.lifecycle.erase_now(sections[0][0], "operator", "support_request")  # the charter teacher
+    assert table(svc, "students", "school_type") == {
+        ("public", "all"): 2, ("not_given", "all"): 1}
     live = all_tables(svc.analytics_reader)
     svc.analytics_view.rebuild()
     assert all_tables(svc.analytics_reader) == live
