@@ -273,6 +273,13 @@ class AnalyticsReader:
                     totals[race] = totals.get(race, 0.0) + percent * int(size) / 100
         return {race: round(value, 1) for race, value in sorted(totals.items())}
 
+    def section_race_estimates_table(self) -> Crosstab:
+        """The estimates as a table of whole students by race (rounded), for publishing."""
+        estimates = {race: round(value) for race, value in self.section_race_estimates().items()
+                     if round(value) > 0}
+        return Crosstab("estimated_students", ("race",), list(estimates), ["all"],
+                        [[count] for count in estimates.values()])
+
     # -- internals --------------------------------------------------------------------------
     def _contributions(self, measure: str, dims: tuple[str, ...]
                        ) -> Iterable[tuple[tuple[str, str], int]]:

@@ -130,3 +130,21 @@ def test_the_command_line_prints_the_same_suppressed_table(
     assert lines[0] == "gender,all,total" and lines[-1].startswith("total,")
     assert main(["analytics", "chart"]) == 0
     assert "<svg" in capsys.readouterr().out
+
+
+def test_race_estimates_are_published_as_whole_students_and_suppressed(api: Client) -> None:
+    svc = api.svc
+    teacher = svc.ledger.register_teacher("T")
+    for _ in range(2):
+        section = svc.sections.create(teacher, "P", "csf", "3", "email")
+        code = svc.sections.section(section).join_code
+        for _ in range(20):
+            svc.sections.join(svc.ledger.register_student("S", "8"), code)
+        svc.sections.estimate_race(teacher, section, {"hispanic": 60, "asian": 10})
+    svc.catch_up()
+    answer = api.call("GET", "/analytics/race-estimates", api.staff("researcher"))
+    assert answer.status_code == 200
+    table = answer.json()
+    assert table["rows"] == ["asian", "hispanic"]  # 2 x 20 x 10% = 4; 2 x 20 x 60% = 24
+    assert table["cells"] == [[None], [None]]  # the 4 withheld, and the 24 with it
+    assert table["grand_total"] == 28

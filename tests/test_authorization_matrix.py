@@ -273,6 +273,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # proof carries a stored event, for the privacy officer and auditors
     ("GET", "/analytics/tables/{measure}"): Rule(ANALYSTS, 200),
     ("GET", "/analytics/chart"): Rule(ANALYSTS, 200),
+    ("GET", "/analytics/race-estimates"): Rule(ANALYSTS, 200),
     ("GET", "/ledger/tree-heads"): Rule(PUBLIC, 200),
     ("GET", "/ledger/tree-heads/latest"): Rule(PUBLIC, 200),
     ("POST", "/ledger/tree-heads"): Rule(PRIVACY_OFFICER, 201),

@@ -2,6 +2,7 @@
 
     ledger analytics table MEASURE --by DIM [--by DIM] [--format json|csv]
     ledger analytics chart > chart.html
+    ledger analytics race-estimates [--format json|csv]
 
 The same suppressed tables as `GET /analytics/...`: counts only, small cells and their
 complements withheld (LEDGER_ANALYTICS_MIN_CELL), never a row about a student.
@@ -14,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from api.analytics_tables import HEADLINE, as_csv, chart_html, published
+from api.analytics_tables import HEADLINE, as_csv, chart_html, publish, published
 from api.services import Services
 from ledger.settings import Settings
 from projections.analytics import DIMENSIONS, MEASURES, UnknownBreakdown
@@ -31,6 +32,10 @@ def register(commands: Any) -> None:
     table.set_defaults(func=run_table)
     chart = actions.add_parser("chart", help="the headline table as an HTML page with a chart")
     chart.set_defaults(func=run_chart)
+    estimates = actions.add_parser("race-estimates", help="sections' estimated race"
+                                                          " distributions (AGE-2), as students")
+    estimates.add_argument("--format", choices=("json", "csv"), default="json")
+    estimates.set_defaults(func=run_race_estimates)
 
 
 def _table(measure: str, by: list[str]) -> dict[str, Any] | None:
@@ -59,4 +64,16 @@ def run_chart(args: argparse.Namespace) -> int:
     if table is None:
         return 2
     sys.stdout.write(chart_html(table) + "\n")
+    return 0
+
+
+def run_race_estimates(args: argparse.Namespace) -> int:
+    services = Services.open(Settings.from_env())
+    try:
+        services.analytics_view.catch_up()
+        table = publish(services.analytics_reader.section_race_estimates_table(),
+                        services.settings.analytics_min_cell)
+    finally:
+        services.close()
+    sys.stdout.write(as_csv(table) if args.format == "csv" else json.dumps(table) + "\n")
     return 0

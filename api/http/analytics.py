@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from api.analytics_tables import HEADLINE, chart_html, published
+from api.analytics_tables import HEADLINE, chart_html, publish, published
 from api.http.auth import require
 from api.http.deps import Svc
 from api.http.problems import BASE, ProblemError, responses
@@ -47,3 +47,12 @@ def analytics_table(svc: Svc, who: Reader, measure: str,
 def analytics_chart(svc: Svc, who: Reader) -> HTMLResponse:
     """The headline table (students by age band and gender) as a page with a bar chart."""
     return HTMLResponse(chart_html(_table(svc, HEADLINE[0], list(HEADLINE[1]))))
+
+
+@router.get("/analytics/race-estimates", responses=responses(401, 403, 503))
+def race_estimates(svc: Svc, who: Reader) -> dict[str, Any]:
+    """AGE-2: teachers' estimated racial distributions of classes of under-13s, as whole
+    students (share x class size, summed over sections, rounded): never attributed to a
+    student, and suppressed like every table."""
+    return publish(svc.analytics_reader.section_race_estimates_table(),
+                   svc.settings.analytics_min_cell)
