@@ -12,6 +12,7 @@ from uuid import UUID
 
 import pytest
 
+from api.analytics_tables import publish
 from api.cli.main import main
 from ledger.progress import Attempt
 from ledger.settings import Settings
@@ -148,3 +149,21 @@ def test_race_estimates_are_published_as_whole_students_and_suppressed(api: Clie
     assert table["rows"] == ["asian", "hispanic"]  # 2 x 20 x 10% = 4; 2 x 20 x 60% = 24
     assert table["cells"] == [[None], [None]]  # the 4 withheld, and the 24 with it
     assert table["grand_total"] == 28
+
+
+def test_the_threshold_is_a_setting_and_a_nonsense_one_is_refused() -> None:
+    assert Settings.from_env({}).analytics_min_cell == 10
+    assert Settings.from_env({"LEDGER_ANALYTICS_MIN_CELL": "5"}).analytics_min_cell == 5
+    for bad in ("1", "0", "-3", "100000"):
+        with pytest.raises(ValueError, match="LEDGER_ANALYTICS_MIN_CELL"):
+            Settings.from_env({"LEDGER_ANALYTICS_MIN_CELL": bad})
+
+
+def test_a_lower_threshold_shows_what_the_default_withholds(api: Client) -> None:
+    small_world(api)
+    crosstab = api.svc.analytics_reader.crosstab("students", ["gender"])
+    assert publish(crosstab, 3)["cells"] == [[12], [3], [11]]
+    withheld = publish(crosstab, 10)
+    # the boys' 3, and one more row so that 26 minus the rest does not give it back
+    assert withheld["cells"][1] == [None] and withheld["grand_total"] == 26
+    assert sum(row == [None] for row in withheld["cells"]) == 2
