@@ -19,8 +19,12 @@ from projections.suppression import suppress
 HEADLINE = ("students", ("age_band", "gender"))  # the chart's table
 
 
-def publish(crosstab: Crosstab, min_cell: int) -> dict[str, Any]:
-    table = suppress(crosstab.counts, min_cell) if crosstab.rows else None
+def publish(crosstab: Crosstab, min_cell: int,
+            linked: tuple[list[int | None] | None, list[int | None] | None] = (None, None)
+            ) -> dict[str, Any]:
+    """`linked`: how the rows' and the columns' own one-way tables publish the margins (see
+    `suppress`), where they are the same counts."""
+    table = suppress(crosstab.counts, min_cell, *linked) if crosstab.rows else None
     return {
         "measure": crosstab.measure,
         "by": list(crosstab.by),
@@ -36,8 +40,27 @@ def publish(crosstab: Crosstab, min_cell: int) -> dict[str, Any]:
 
 def published(reader: AnalyticsReader, measure: str, by: list[str], min_cell: int
               ) -> dict[str, Any]:
-    """`UnknownBreakdown` for a measure or dimension not in the lists."""
-    return publish(reader.crosstab(measure, by), min_cell)
+    """`UnknownBreakdown` for a measure or dimension not in the lists. A two-way table is
+    linked to the one-way tables of its dimensions wherever its margins are their counts, so
+    that reading them together gives away no withheld count (ANA-2)."""
+    crosstab = reader.crosstab(measure, by)
+    if len(crosstab.by) < 2 or not crosstab.rows:
+        return publish(crosstab, min_cell)
+    row_sums = [sum(row) for row in crosstab.counts]
+    column_sums = [sum(row[j] for row in crosstab.counts) for j in range(len(crosstab.columns))]
+    linked = (_one_way(reader, measure, crosstab.by[0], crosstab.rows, row_sums, min_cell),
+              _one_way(reader, measure, crosstab.by[1], crosstab.columns, column_sums,
+                       min_cell))
+    return publish(crosstab, min_cell, linked)
+
+
+def _one_way(reader: AnalyticsReader, measure: str, dimension: str, labels: list[str],
+             sums: list[int], min_cell: int) -> list[int | None] | None:
+    """The dimension's own table as published, if it counts what these margins count."""
+    alone = reader.crosstab(measure, [dimension])
+    if alone.rows != labels or [row[0] for row in alone.counts] != sums:
+        return None  # another quantity (students per course and gender are not students)
+    return [row[0] for row in suppress(alone.counts, min_cell).cells]  # as `publish` does
 
 
 def as_csv(table: dict[str, Any]) -> str:

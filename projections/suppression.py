@@ -18,6 +18,8 @@ passes make it safe:
   has at least three consistent values. So the pass adds withheld cells (never zeros, smallest
   first, inner cells before totals) until no withheld cell is a bridge. If that cannot be done
   (rare, in very sparse tables) the whole table is withheld rather than risk one cell.
+- Linked: a two-way table can be told how its margins were published in their own one-way
+  tables; it then shows them exactly so and takes complements among inner cells only.
 """
 
 from __future__ import annotations
@@ -61,34 +63,60 @@ def extend(counts: Sequence[Sequence[int]]) -> list[list[int]]:
     return [*rows, totals]
 
 
-def suppress(counts: Sequence[Sequence[int]], threshold: int) -> SuppressedTable:
-    """Withhold small cells and their complements; see the module's note."""
+def suppress(counts: Sequence[Sequence[int]], threshold: int,
+             row_totals_published: Sequence[int | None] | None = None,
+             column_totals_published: Sequence[int | None] | None = None) -> SuppressedTable:
+    """Withhold small cells and their complements; see the module's note.
+
+    Linked tables: `row_totals_published` is how the rows' own one-way table was published
+    (`None` where withheld), and likewise for the columns. The margins then follow it exactly
+    and complements are taken among inner cells only, so that a reader holding both tables
+    learns no more than from each. The grand total is withheld only when it is small itself,
+    never as a complement: every table of a measure shows the same grand total or none."""
     if any(len(row) != len(counts[0]) for row in counts):
         raise ValueError("every row of a table needs the same number of columns")
     if any(value < 0 for row in counts for value in row):
         raise ValueError("counts are never negative")
     table = extend(counts)
+    height, width = len(table), len(table[0])
     withheld = {(i, j) for i, row in enumerate(table) for j, value in enumerate(row)
                 if 0 < value < threshold}
-    if not _protect(table, withheld):
+    fixed = {(height - 1, width - 1)}  # the grand total: never a complement
+    if width == 2:  # one column: its total is the grand total again
+        fixed.add((height - 1, 0))
+    if height == 2:  # one row: likewise
+        fixed.add((0, width - 1))
+    for published, margin in ((row_totals_published, lambda k: (k, width - 1)),
+                              (column_totals_published, lambda k: (height - 1, k))):
+        if published is None:
+            continue
+        for k, value in enumerate(published):
+            cell = margin(k)
+            fixed.add(cell)
+            if value is None:
+                withheld.add(cell)
+            else:
+                withheld.discard(cell)
+    if not _protect(table, withheld, fixed):
         withheld = {(i, j) for i, row in enumerate(table) for j in range(len(row))}
     return SuppressedTable(tuple(
         tuple(None if (i, j) in withheld else value for j, value in enumerate(row))
         for i, row in enumerate(table)))
 
 
-def _protect(table: list[list[int]], withheld: set[Cell]) -> bool:
-    """Add complementary cells until no withheld cell is a bridge. False if it cannot."""
+def _protect(table: list[list[int]], withheld: set[Cell], fixed: set[Cell]) -> bool:
+    """Add complementary cells (never a `fixed` one) until no withheld cell is a bridge.
+    False if it cannot."""
     while (bridge := _a_bridge(withheld)) is not None:
-        path = _cheapest_path(table, withheld - {bridge}, bridge)
+        path = _cheapest_path(table, withheld - {bridge}, bridge, fixed)
         if path is None:
             return False
         withheld.update(path)  # the bridge and the path make a cycle
     return True
 
 
-def _cheapest_path(table: list[list[int]], withheld: set[Cell], bridge: Cell
-                   ) -> list[Cell] | None:
+def _cheapest_path(table: list[list[int]], withheld: set[Cell], bridge: Cell,
+                   fixed: set[Cell]) -> list[Cell] | None:
     """The cells of the cheapest path from the bridge's row to its column, through withheld
     cells (free) and non-zero published ones (their count, a total a little dearer than an
     inner cell of the same count, so that readers keep the totals where possible)."""
@@ -118,7 +146,8 @@ def _cheapest_path(table: list[list[int]], withheld: set[Cell], bridge: Cell
         steps = ([(("c", j), (n, j)) for j in range(width)] if kind == "r"
                  else [(("r", i), (i, n)) for i in range(height)])
         for other, cell in steps:
-            if cell == bridge or (cell not in withheld and table[cell[0]][cell[1]] == 0):
+            if cell == bridge or (cell not in withheld
+                                  and (table[cell[0]][cell[1]] == 0 or cell in fixed)):
                 continue
             total = cost + weight(cell)
             if total < best.get(other, float("inf")):

@@ -167,3 +167,30 @@ def test_a_lower_threshold_shows_what_the_default_withholds(api: Client) -> None
     # the boys' 3, and one more row so that 26 minus the rest does not give it back
     assert withheld["cells"][1] == [None] and withheld["grand_total"] == 26
     assert sum(row == [None] for row in withheld["cells"]) == 2
+
+
+def test_a_two_way_table_shows_its_margins_as_the_one_way_tables_do(api: Client) -> None:
+    small_world(api)
+    researcher = api.staff("researcher")
+    two_way = api.call("GET", "/analytics/tables/students?by=gender&by=age_band",
+                       researcher).json()
+    by_gender = api.call("GET", "/analytics/tables/students?by=gender", researcher).json()
+    by_age = api.call("GET", "/analytics/tables/students?by=age_band", researcher).json()
+    assert by_gender["grand_total"] == by_age["grand_total"] == 26
+    # Here the one-way tables show 11 under-13s, all of no given gender: the two-way table
+    # cannot show a margin without giving back the boys' 3, so it is withheld whole.
+    assert two_way["grand_total"] is None and not [
+        v for row in two_way["cells"] for v in row if v is not None]
+    # In a world where it can, its margins are the one-way tables' counts.
+    for gender in ["male"] * 10 + ["female"] * 10:  # the 3 now on a cycle of counts >= 10
+        child = api.svc.ledger.register_student("S", "9")
+        api.svc.accounts.give_gender(child, gender)
+    api.svc.catch_up()
+    two_way = api.call("GET", "/analytics/tables/students?by=gender&by=age_band",
+                       researcher).json()
+    by_gender = api.call("GET", "/analytics/tables/students?by=gender", researcher).json()
+    by_age = api.call("GET", "/analytics/tables/students?by=age_band", researcher).json()
+    assert two_way["row_totals"] == [row[0] for row in by_gender["cells"]]
+    assert two_way["column_totals"] == [row[0] for row in by_age["cells"]]
+    assert two_way["grand_total"] == by_gender["grand_total"] == by_age["grand_total"] == 46
+    assert two_way["cells"][1][0] is None  # the boys of 13-17: 3

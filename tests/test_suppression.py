@@ -93,3 +93,32 @@ def test_zeros_are_shown_and_never_withheld_as_complements() -> None:
 def test_a_malformed_table_is_refused(bad: list[list[int]]) -> None:
     with pytest.raises(ValueError):
         suppress(bad, 10)
+
+
+def one_way(totals: list[int]) -> list[int | None]:
+    """How a dimension's own table publishes these totals."""
+    return [row[0] for row in suppress([[t] for t in totals], THRESHOLD).cells]
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables)
+def test_a_two_way_table_linked_to_its_one_way_tables_gives_nothing_more_away(
+        counts: list[list[int]]) -> None:
+    """Reading `by gender` and `by gender and age band` together: the two-way table's margins
+    are exactly what the one-way tables show, and its withheld cells are still not
+    recoverable."""
+    rows = one_way([sum(row) for row in counts])
+    columns = one_way([sum(row[j] for row in counts) for j in range(len(counts[0]))])
+    published = suppress(counts, THRESHOLD, rows, columns)
+    everything = sum(len(row) for row in published.extended)
+    if sum(v is None for row in published.extended for v in row) == everything:
+        return  # nothing published
+    assert published.row_totals == rows
+    assert published.column_totals == columns
+    grand = sum(map(sum, counts))
+    assert published.grand_total == (None if 0 < grand < THRESHOLD else grand)
+    alternatives = [extend(t) for t in consistent_tables(published, counts)]
+    for i, row in enumerate(published.extended):
+        for j, value in enumerate(row):
+            if value is None:
+                assert len({table[i][j] for table in alternatives}) > 1, (counts, (i, j))
