@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from crypto import KeyStoreUnavailable
@@ -39,6 +39,11 @@ REGISTRY_DDL = [
     " projection TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL,"
     " PRIMARY KEY (projection, generation))",
 ]
+
+
+class RebuildProgress(Protocol):
+    def __call__(self, done: int, total: int) -> None:
+        """`done` of `total` log positions replayed into the new generation."""
 
 
 class Projection(ABC):
@@ -216,19 +221,22 @@ class ProjectionRunner:
         self.rebuild()
         return True
 
-    def rebuild(self) -> int:
-        """Replay the whole log into a fresh generation, switch over, drop the old one."""
-        with self.db.transaction() as cur:
-            old = self._live(cur)
-            cur.execute("SELECT max(generation) FROM projection_tracking WHERE projection = ?",
-                        (self.projection.name,))
-            new = int(cur.fetchone()[0]) + 1
-            self._start_generation(cur, new)
-        self.catch_up(new)
+    def rebuild(self, on_progress: RebuildProgress | None = None) -> int:
+        """Replay the whole log into a fresh generation, switch over, drop the old one.
+
+        Resumable: a rebuild stopped part way (Ctrl-C, SIGTERM, a crash) leaves its generation
+        with its tracked position, and the next `rebuild` continues it rather than starting
+        over. Readers and the background runner only ever use the live generation, so the
+        unfinished one is never served, switched to or dropped by them."""
+        new = self._unfinished_or_new_generation()
+        self._replay(new, on_progress)
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
                             "FOR UPDATE", (self.projection.name,))
+            old = self._live(cur)
+            if old == new:  # a racing rebuild of the same generation switched first
+                return new
             # The last events since the catch-up, then the switch, in one transaction.
             position = self._position(cur, new, lock=True)
             while (page := self.ledger.read_log(position, self.batch_size)).events:
@@ -242,6 +250,41 @@ class ProjectionRunner:
             cur.execute("DELETE FROM projection_tracking WHERE projection = ? AND generation = ?",
                         (self.projection.name, old))
         return new
+
+    def unfinished_generation(self) -> int | None:
+        """A rebuild's generation not yet switched to (above the live one), if there is one."""
+        with self.db.transaction(write=False) as cur:
+            return self._unfinished(cur)
+
+    def _unfinished_or_new_generation(self) -> int:
+        """The unfinished rebuild's generation to continue, or a fresh one at position 0. An
+        unfinished one made by an older version (lacking a table or column of the current
+        shape) is started again, since it cannot be continued in the new shape."""
+        with self.db.transaction() as cur:
+            unfinished = self._unfinished(cur)
+        if unfinished is not None and self.is_current(unfinished):
+            log.info("projection %s: resuming the rebuild of generation %d",
+                     self.projection.name, unfinished)
+            return unfinished
+        with self.db.transaction() as cur:
+            new = unfinished if unfinished is not None else self._live(cur) + 1
+            self._start_generation(cur, new)
+        return new
+
+    def _unfinished(self, cur: Cursor) -> int | None:
+        cur.execute("SELECT max(generation) FROM projection_tracking WHERE projection = ?"
+                    " AND generation > ?", (self.projection.name, self._live(cur)))
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _replay(self, generation: int, on_progress: RebuildProgress | None) -> None:
+        """Batch by batch, each committed with its position, so a stop loses one batch."""
+        position = self.position(generation)
+        end = self.ledger.recorder.max_notification_id() or 0
+        while applied := self.run_once(generation):
+            position += applied  # an estimate for the bar; ids may have gaps
+            if on_progress is not None:
+                on_progress(min(position, end), end)
 
     # -- internals --------------------------------------------------------------------------
     def _apply(self, cur: Cursor, generation: int, events: Sequence[Any]) -> None:
