@@ -28,6 +28,7 @@ from uuid import UUID
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
+from ledger.log import RebuildOpeners
 from ledger.people import Person
 
 log = logging.getLogger("ledger.projections")
@@ -162,15 +163,17 @@ class ProjectionRunner:
         with self.db.transaction(write=False) as cur:
             return self._position(cur, generation or self._live(cur))
 
-    def run_once(self, generation: int | None = None) -> int:
-        """Apply the next batch to `generation` (default: the live one). Returns events applied."""
+    def run_once(self, generation: int | None = None,
+                 openers: RebuildOpeners | None = None) -> int:
+        """Apply the next batch to `generation` (default: the live one). Returns events applied.
+        A rebuild passes its `openers`."""
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
                             "FOR SHARE", (self.projection.name,))
             gen = generation or self._live(cur)
             position = self._position(cur, gen, lock=True)
-            page = self.ledger.read_log(position, self.batch_size)
+            page = self.ledger.read_log(position, self.batch_size, openers)
             if not page.events:
                 return 0
             self._apply(cur, gen, page.events)
@@ -229,7 +232,8 @@ class ProjectionRunner:
         over. Readers and the background runner only ever use the live generation, so the
         unfinished one is never served, switched to or dropped by them."""
         new = self._unfinished_or_new_generation()
-        self._replay(new, on_progress)
+        openers = RebuildOpeners(self.ledger.keys)
+        self._replay(new, openers, on_progress)
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
@@ -239,7 +243,7 @@ class ProjectionRunner:
                 return new
             # The last events since the catch-up, then the switch, in one transaction.
             position = self._position(cur, new, lock=True)
-            while (page := self.ledger.read_log(position, self.batch_size)).events:
+            while (page := self.ledger.read_log(position, self.batch_size, openers)).events:
                 self._apply(cur, new, page.events)
                 position = page.last_id
             cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
@@ -277,11 +281,12 @@ class ProjectionRunner:
         row = cur.fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def _replay(self, generation: int, on_progress: RebuildProgress | None) -> None:
+    def _replay(self, generation: int, openers: RebuildOpeners,
+                on_progress: RebuildProgress | None) -> None:
         """Batch by batch, each committed with its position, so a stop loses one batch."""
         position = self.position(generation)
         end = self.ledger.recorder.max_notification_id() or 0
-        while applied := self.run_once(generation):
+        while applied := self.run_once(generation, openers):
             position += applied  # an estimate for the bar; ids may have gaps
             if on_progress is not None:
                 on_progress(min(position, end), end)

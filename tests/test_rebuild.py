@@ -6,13 +6,18 @@ the background runner. Keys are fetched once per subject per rebuild."""
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import Any
+from uuid import UUID
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.services import Services
+from crypto import Aead
 from crypto.sql import Cursor
+from ledger.sealing import ErasedEvent
 from projections.runner import Projection, ProjectionRunner, table_name
 from tests.test_attempts import attempt
 
@@ -130,3 +135,65 @@ def test_a_rebuild_resumes_from_its_tracked_position_rather_than_starting_over(
     assert runner.rebuild(on_progress=lambda done, total: seen.append(done)) == unfinished
     assert seen and seen[0] > resumed_from  # the bar starts where the last run stopped
     assert runner.position() == services.ledger.recorder.max_notification_id()
+
+
+class CountingKeyStore:
+    """The key store, counting for each subject how often it was asked for."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.asked: Counter[UUID] = Counter()
+
+    def load(self, subject_id: UUID) -> Any:
+        self.asked[subject_id] += 1
+        return self.store.load(subject_id)
+
+    def load_many(self, subject_ids: list[UUID]) -> Any:
+        self.asked.update(subject_ids)
+        return self.store.load_many(subject_ids)
+
+    def tombstones_for(self, subject_ids: list[UUID]) -> Any:
+        self.asked.update(subject_ids)
+        return self.store.tombstones_for(subject_ids)
+
+    def tombstone(self, subject_id: UUID) -> Any:
+        self.asked[subject_id] += 1
+        return self.store.tombstone(subject_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_rebuild_asks_the_key_store_about_each_subject_at_most_once(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    history_with_erasures(services)
+    services.catch_up()
+    events = services.ledger.read_log(0, 10_000).events
+    erased = sum(1 for event in events if isinstance(event, ErasedEvent))
+    assert erased > 0
+    keys = services.ledger.keys
+    keys.forget_cached_keys()  # as in a fresh process
+    # A shared key cache crowded by the server's other work keeps one key at a time: the
+    # rebuild's own openers must not depend on it.
+    monkeypatch.setattr(keys, "_key_cache", 1)
+    counting = CountingKeyStore(keys.store)
+    monkeypatch.setattr(keys, "store", counting)
+    mapper = services.ledger.mapper
+    real_open = mapper.open_stored
+    keyless_opens = 0
+
+    def open_stored(originator_id: Any, stream: bytes, version: int, topic: str,
+                    state: bytes, aead: Aead | None) -> Any:
+        nonlocal keyless_opens
+        keyless_opens += aead is None
+        return real_open(originator_id, stream, version, topic, state, aead)
+
+    monkeypatch.setattr(mapper, "open_stored", open_stored)
+    runner = services.progress
+    runner.batch_size = 3  # each student's events span many pages
+
+    runner.rebuild()
+
+    assert counting.asked and max(counting.asked.values()) == 1
+    # The erased students' events were handed no key: no attempt to decrypt them.
+    assert keyless_opens == erased
