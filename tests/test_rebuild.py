@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from api.services import Services
 from crypto import Aead
 from crypto.sql import Cursor
+from ledger.log import RebuildOpeners
 from ledger.sealing import ErasedEvent
 from projections.runner import Projection, ProjectionRunner, table_name
 from tests.test_attempts import attempt
@@ -197,3 +198,12 @@ def test_a_rebuild_asks_the_key_store_about_each_subject_at_most_once(
     assert counting.asked and max(counting.asked.values()) == 1
     # The erased students' events were handed no key: no attempt to decrypt them.
     assert keyless_opens == erased
+
+
+def test_an_erasure_during_a_rebuild_voids_the_key_it_already_fetched(
+        services: Services) -> None:
+    ana = services.ledger.register_student("Ana", "12")
+    openers = RebuildOpeners(services.ledger.keys)
+    assert openers.of({ana.bytes})[ana.bytes] is not None
+    services.ledger.erase_subject(ana, "user_request")
+    assert openers.of({ana.bytes}) == {ana.bytes: None}
