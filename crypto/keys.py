@@ -179,6 +179,35 @@ class SubjectKeys:
                 pass
         return found
 
+    def fetch_openers(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
+        """Like `openers`, for a caller that keeps what it gets (a rebuild's own cache): keys
+        not in memory come from the store in one round trip, and each AEAD is built from the
+        key read, so a crowded shared cache never sends a subject back to the store."""
+        self.sync_erasures_if_due()
+        found: dict[bytes, Aead | None] = {}
+        ask = []
+        for subject in subjects:
+            if subject in self._erased:
+                found[subject] = None
+            elif (data_key := self._keys.get(subject)) is not None:
+                found[subject] = Aead(data_key)
+            else:
+                ask.append(UUID(bytes=subject))
+        for stored in self.store.load_many(ask) if ask else []:
+            subject = stored.subject_id.bytes
+            try:
+                data_key = self._unwrap(stored)
+            except KeyErased:
+                found[subject] = None
+                continue
+            # Erased while it was being read: the key is void.
+            found[subject] = None if subject in self._erased else Aead(data_key)
+        absent = [subject_id for subject_id in ask if subject_id.bytes not in found]
+        for tombstone in self.store.tombstones_for(absent) if absent else []:
+            self._erased.add(tombstone.subject_id.bytes)
+            found[tombstone.subject_id.bytes] = None
+        return found
+
     def forget_cached_keys(self) -> None:
         """Drop every opened key from this process's memory; they are loaded again on use."""
         self._ciphers.clear()
@@ -205,6 +234,10 @@ class SubjectKeys:
     def erasure_of(self, subject_id: UUID) -> DestroyedKey | None:
         tombstone = self.store.tombstone(subject_id)
         return _destroyed(tombstone) if tombstone else None
+
+    def known_erased(self, subject: bytes) -> bool:
+        """Erased as far as this process knows (as of its last sync): no store lookup."""
+        return subject in self._erased
 
     def is_erased(self, subject_id: UUID) -> bool:
         return subject_id.bytes in self._erased or self.store.tombstone(subject_id) is not None

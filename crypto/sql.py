@@ -94,6 +94,11 @@ class _PgCursor:
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()
 
+    def pipelined(self) -> Any:
+        """Statements sent without waiting for each reply (psycopg's pipeline mode), for a
+        run of writes such as a projection's batch: a reply is awaited only when read."""
+        return self._cursor.connection.pipeline()
+
 
 class SQLiteDatabase:
     """One connection per thread; every write is BEGIN IMMEDIATE, so writers never interleave."""

@@ -13,12 +13,48 @@ from uuid import UUID
 
 from psycopg.rows import tuple_row
 
-from crypto import SubjectKeys
+from crypto import Aead, SubjectKeys
 from ledger.sealing import SealedMapper, keyless, sealing_subject
 
 # A stream's events sit close together in a replay, so a small cache hits; a large one holds
 # many objects for the garbage collector to walk (measured: -8% replay at 65,536 entries).
 STREAM_ID_CACHE = 2_048
+
+
+# A rebuild's openers, one per subject: an AES-GCM context is a few hundred bytes, so 100,000
+# stay well inside a rebuild's 300 MB. Past that the oldest go, and come back at one more
+# round trip each.
+REBUILD_OPENERS = 100_000
+
+
+class RebuildOpeners:
+    """The openers of the subjects met in one rebuild: each subject's key is fetched from the
+    key store once per rebuild (with the other new subjects of its page, in one round trip),
+    however many pages its events span, and its AES-GCM context built once. Erased subjects
+    are kept as `None`, so their events become `ErasedEvent`s with no lookup and no attempt to
+    decrypt. Lives for one rebuild: the shared key cache is not disturbed by it."""
+
+    def __init__(self, keys: SubjectKeys, limit: int = REBUILD_OPENERS) -> None:
+        self.keys = keys
+        self.limit = limit
+        self._openers: dict[bytes, Aead | None] = {}
+
+    def of(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
+        """`SubjectKeys.openers` for a page, asking the store only about subjects not met yet."""
+        self.keys.sync_erasures_if_due()
+        known = self._openers
+        new = {s for s in subjects if s not in known}
+        if new:
+            for subject, aead in self.keys.fetch_openers(new).items():
+                if len(known) >= self.limit:
+                    known.pop(next(iter(known)))
+                known[subject] = aead
+        found = {}
+        for subject in subjects:
+            if subject in known:
+                # An erasure committed during the rebuild voids a key fetched before it.
+                found[subject] = None if self.keys.known_erased(subject) else known[subject]
+        return found
 
 
 @dataclass(frozen=True)
@@ -36,8 +72,9 @@ class LogReader:
         self.backend = backend
         self._streams: dict[str | bytes, tuple[UUID, bytes]] = {}
 
-    def page(self, after: int, limit: int) -> LogPage:
-        """The events with notification ids above `after`, in order, at most `limit`."""
+    def page(self, after: int, limit: int, openers: RebuildOpeners | None = None) -> LogPage:
+        """The events with notification ids above `after`, in order, at most `limit`; their
+        keys from `openers` if given (a rebuild), else from the shared key cache."""
         rows = self._rows(after, limit)
         if not rows:
             return LogPage([], after)
@@ -45,13 +82,14 @@ class LogReader:
         streams = [stream_of(row[1]) for row in rows]
         subjects = [sealing_subject(row[4], stream) for row, (_, stream) in zip(rows, streams,
                                                                                    strict=True)]
-        openers = self.keys.openers({subject for subject in subjects if subject is not None})
+        present = {subject for subject in subjects if subject is not None}
+        aeads = openers.of(present) if openers is not None else self.keys.openers(present)
         open_stored = self.mapper.open_stored
         events = []
         for row, (originator_id, stream), subject in zip(rows, streams, subjects, strict=True):
-            if subject is not None and subject not in openers:
+            if subject is not None and subject not in aeads:
                 raise keyless(stream)
-            aead = openers[subject] if subject is not None else None
+            aead = aeads[subject] if subject is not None else None
             events.append(open_stored(originator_id, stream, row[2], row[3], row[4], aead))
         return LogPage(events, int(rows[-1][0]))
 

@@ -16,18 +16,20 @@ order equal id order, so paging by `> last id` never misses a late commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
+from ledger.log import RebuildOpeners
 from ledger.people import Person
 
 log = logging.getLogger("ledger.projections")
@@ -39,6 +41,11 @@ REGISTRY_DDL = [
     " projection TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL,"
     " PRIMARY KEY (projection, generation))",
 ]
+
+
+class RebuildProgress(Protocol):
+    def __call__(self, done: int, total: int) -> None:
+        """`done` of `total` log positions replayed into the new generation."""
 
 
 class Projection(ABC):
@@ -157,15 +164,17 @@ class ProjectionRunner:
         with self.db.transaction(write=False) as cur:
             return self._position(cur, generation or self._live(cur))
 
-    def run_once(self, generation: int | None = None) -> int:
-        """Apply the next batch to `generation` (default: the live one). Returns events applied."""
+    def run_once(self, generation: int | None = None,
+                 openers: RebuildOpeners | None = None) -> int:
+        """Apply the next batch to `generation` (default: the live one). Returns events applied.
+        A rebuild passes its `openers`."""
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
                             "FOR SHARE", (self.projection.name,))
             gen = generation or self._live(cur)
             position = self._position(cur, gen, lock=True)
-            page = self.ledger.read_log(position, self.batch_size)
+            page = self.ledger.read_log(position, self.batch_size, openers)
             if not page.events:
                 return 0
             self._apply(cur, gen, page.events)
@@ -216,22 +225,26 @@ class ProjectionRunner:
         self.rebuild()
         return True
 
-    def rebuild(self) -> int:
-        """Replay the whole log into a fresh generation, switch over, drop the old one."""
-        with self.db.transaction() as cur:
-            old = self._live(cur)
-            cur.execute("SELECT max(generation) FROM projection_tracking WHERE projection = ?",
-                        (self.projection.name,))
-            new = int(cur.fetchone()[0]) + 1
-            self._start_generation(cur, new)
-        self.catch_up(new)
+    def rebuild(self, on_progress: RebuildProgress | None = None) -> int:
+        """Replay the whole log into a fresh generation, switch over, drop the old one.
+
+        Resumable: a rebuild stopped part way (Ctrl-C, SIGTERM, a crash) leaves its generation
+        with its tracked position, and the next `rebuild` continues it rather than starting
+        over. Readers and the background runner only ever use the live generation, so the
+        unfinished one is never served, switched to or dropped by them."""
+        new = self._unfinished_or_new_generation()
+        openers = RebuildOpeners(self.ledger.keys)
+        self._replay(new, openers, on_progress)
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
                             "FOR UPDATE", (self.projection.name,))
+            old = self._live(cur)
+            if old == new:  # a racing rebuild of the same generation switched first
+                return new
             # The last events since the catch-up, then the switch, in one transaction.
             position = self._position(cur, new, lock=True)
-            while (page := self.ledger.read_log(position, self.batch_size)).events:
+            while (page := self.ledger.read_log(position, self.batch_size, openers)).events:
                 self._apply(cur, new, page.events)
                 position = page.last_id
             cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
@@ -243,11 +256,51 @@ class ProjectionRunner:
                         (self.projection.name, old))
         return new
 
+    def unfinished_generation(self) -> int | None:
+        """A rebuild's generation not yet switched to (above the live one), if there is one."""
+        with self.db.transaction(write=False) as cur:
+            return self._unfinished(cur)
+
+    def _unfinished_or_new_generation(self) -> int:
+        """The unfinished rebuild's generation to continue, or a fresh one at position 0. An
+        unfinished one made by an older version (lacking a table or column of the current
+        shape) is started again, since it cannot be continued in the new shape."""
+        with self.db.transaction() as cur:
+            unfinished = self._unfinished(cur)
+        if unfinished is not None and self.is_current(unfinished):
+            log.info("projection %s: resuming the rebuild of generation %d",
+                     self.projection.name, unfinished)
+            return unfinished
+        with self.db.transaction() as cur:
+            new = unfinished if unfinished is not None else self._live(cur) + 1
+            self._start_generation(cur, new)
+        return new
+
+    def _unfinished(self, cur: Cursor) -> int | None:
+        cur.execute("SELECT max(generation) FROM projection_tracking WHERE projection = ?"
+                    " AND generation > ?", (self.projection.name, self._live(cur)))
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _replay(self, generation: int, openers: RebuildOpeners,
+                on_progress: RebuildProgress | None) -> None:
+        """Batch by batch, each committed with its position, so a stop loses one batch."""
+        position = self.position(generation)
+        end = self.ledger.recorder.max_notification_id() or 0
+        while applied := self.run_once(generation, openers):
+            position += applied  # an estimate for the bar; ids may have gaps
+            if on_progress is not None:
+                on_progress(min(position, end), end)
+
     # -- internals --------------------------------------------------------------------------
     def _apply(self, cur: Cursor, generation: int, events: Sequence[Any]) -> None:
         table = table_name(self.projection, generation)
-        for event in events:
-            self.projection.process(cur, table, event)
+        # On PostgreSQL a batch's statements go in one pipeline: a round trip per statement
+        # would cap a rebuild at the server's latency (a few thousand events a second).
+        pipelined = getattr(cur, "pipelined", None)
+        with pipelined() if pipelined is not None else contextlib.nullcontext():
+            for event in events:
+                self.projection.process(cur, table, event)
 
     def _start_generation(self, cur: Cursor, generation: int) -> None:
         table = table_name(self.projection, generation)

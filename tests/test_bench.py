@@ -105,7 +105,7 @@ NUMERIC_KEYS = (
 SMALL = ["--events", "400", "--sign-ins", "2", "--roster-reads", "6", "--attempts", "40",
          "--grid-attempts", "6000", "--grid-reads", "5", "--purges", "12", "--erasures-now", "3",
          "--audit-reads", "40", "--audit-records", "2000", "--audit-queries", "5",
-         "--merkle-proofs", "20"]
+         "--merkle-proofs", "20", "--rebuild-events", "1000"]
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -157,6 +157,12 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
     assert result["merkle_proofs"] == 20
     assert result["merkle_proof_max_hashes"] <= math.ceil(math.log2(result["merkle_events"]))
     assert result["merkle_proof_p50_ms"] <= result["merkle_proof_p99_ms"]
+    # 10 students of 100 progress events, one erased; the log also holds their own records
+    assert (result["rebuild_projection"], result["rebuild_students"]) == ("progress", 10)
+    assert result["rebuild_events"] > 1000
+    for key in ("rebuild_eps", "plain_rebuild_replay_eps", "rebuild_ratio",
+                "rebuild_peak_rss_mb", "rebuild_baseline_rss_mb"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
     return result
 
 
@@ -171,7 +177,7 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
                            "--sign-ins", "1", "--roster-reads", "3", "--attempts", "20",
                            "--grid-attempts", "300", "--grid-reads", "2", "--purges", "5",
                            "--erasures-now", "2", "--audit-reads", "16", "--audit-records",
-                           "800", "--audit-queries", "2"], capsys)
+                           "800", "--audit-queries", "2", "--rebuild-events", "200"], capsys)
     assert code == 0
     for label in ("append, 10 events/save", "append, 1 event/save", "replay", "erase of 5",
                   "sign-in, service layer: 1 by password", "password (hash included)",
@@ -188,7 +194,8 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
                   "read, record saved", "query by student over 800 access records (200 of",
                   "records opened in bulk", "records opened one by one",
                   "Merkle log over the whole store", "verify (plain: replay)",
-                  "inclusion proofs at", "appends with a sealer following / without"):
+                  "inclusion proofs at", "appends with a sealer following / without",
+                  "rebuild of progress from", "rebuild events/s", "rebuild peak RSS"):
         assert label in out
 
 

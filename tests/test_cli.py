@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections import Counter
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from api.cli.main import main
+from api.cli.maintenance import RebuildBar
 from api.cli.seed import (
     COURSES,
     SEED_PASSWORD,
@@ -27,6 +29,7 @@ from ledger.people import Student, Teacher
 from ledger.policy import CURRENT_POLICY_VERSION
 from ledger.progress import Progress, progress_id_for
 from ledger.settings import Settings
+from projections.runner import ProjectionRunner
 
 
 @pytest.fixture
@@ -294,3 +297,47 @@ def test_purge_dry_run_cap_limit_and_receipts(var_dir: Path,
     assert all(r["verified"] for r in receipts)
     assert {r["receipt"]["reason"] for r in receipts} == {"expired_window"}
     assert "Gone" not in json.dumps(lines)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_rebuild_bar_shows_events_per_second_on_a_terminal_only() -> None:
+    ticks = iter([0.0, 1.0, 2.0, 2.1, 3.0])
+    out = Terminal()
+    bar = RebuildBar(out, clock=lambda: next(ticks))
+    bar(1_000, 4_000)  # resumed at 1,000: the rate counts this run's events only
+    bar(3_000, 4_000)
+    bar(3_500, 4_000)  # too soon after the last to redraw
+    bar(4_000, 4_000)
+    lines = out.getvalue().split("\r")
+    assert lines[-2].endswith("] 3000/4000 1,000 events/s")
+    assert lines[-1].endswith("] 4000/4000 1,000 events/s\n")
+    piped = io.StringIO()
+    RebuildBar(piped)(1, 2)
+    assert piped.getvalue() == ""
+
+
+def test_a_stopped_rebuild_says_where_and_resumes(
+        var_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    services = Services.open(Settings.from_env())
+    services.ledger.register_student("Ana", "12")
+    services.close()
+    assert main(["project"]) == 0
+    capsys.readouterr()
+
+    def ctrl_c(self: object, *args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ProjectionRunner, "_replay", ctrl_c)
+        assert main(["rebuild", "student_directory"]) == 130
+    stopped = json.loads(capsys.readouterr().out)
+    assert stopped == {"read_model": "student_directory", "stopped": True, "generation": 2,
+                       "position": 0, "serving": 1}
+    assert main(["rebuild", "student_directory"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "read_model": "student_directory", "generation": 2, "position": 1}

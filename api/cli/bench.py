@@ -20,6 +20,9 @@ Measures, for the same aggregate and payload (see `api.cli.bench_workload`):
 - the purge job over `--purges` due accounts, each with a term's records (see
   `api.cli.bench_purge`), its rate, the time 10,000 would take and its memory, against plain
   appends of one event an account; and erasure at once (`DELETE /people/{id}`), p50 and p99;
+- a read model rebuilt from the whole log (see `api.cli.bench_rebuild`), `--rebuild-events`
+  progress events, tables written, in a fresh interpreter with its peak RSS, against a plain
+  replay of the same events;
 - the access record's cost on a teacher's read of a student (what `GET /students/{id}` does,
   see `api.cli.bench_audit`), 8 readers at once, with the record against without it; and the
   query by student (a page of 100 and its records opened) over `--audit-records` records.
@@ -47,6 +50,7 @@ from api.cli import bench_audit as audit
 from api.cli import bench_merkle as merkle
 from api.cli import bench_progress as progress
 from api.cli import bench_purge as purge
+from api.cli import bench_rebuild as rebuild
 from api.cli import bench_workload as workload
 from api.cli.runtime import tuned_after_start_up
 from api.services import Services
@@ -106,6 +110,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--merkle-proofs", type=int, default=1_000,
                         help="inclusion proofs over the whole store, after the audit trail's"
                              " records (default 1000)")
+    parser.add_argument("--rebuild-events", type=int, default=1_000_000,
+                        help="progress events a side for the rebuild of a read model from the"
+                             " whole log (0: skip it; default: 1,000,000)")
+    parser.add_argument("--rebuild-projection", default=rebuild.DEFAULT_PROJECTION,
+                        help="the read model rebuilt (a runner's name; default: progress)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres-url",
@@ -563,6 +572,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "merkle_verify_per_s": (">=", 200_000.0),  # on SQLite
     "merkle_proof_p99_ms": ("<=", 5.0),  # at a million leaves
     "merkle_append_ratio": (">=", 0.9),
+    "rebuild_eps": (">=", 50_000.0),  # on PostgreSQL, at 1,000,000 events
+    "rebuild_peak_rss_mb": ("<=", 300.0),
 }
 
 
@@ -763,7 +774,23 @@ def render(result: dict[str, Any]) -> str:
         f"appends with a sealer following / without: {result['merkle_append_ratio']:.2f}"
         f" ({result['merkle_append_events']:,} events)  {verdict('merkle_append_ratio')}",
     ]
+    if "rebuild_eps" in result:
+        lines += render_rebuild(result, verdict)
     return "\n".join(lines)
+
+
+def render_rebuild(result: dict[str, Any], verdict: Callable[[str], str]) -> list[str]:
+    return [
+        "",
+        f"rebuild of {result['rebuild_projection']} from {result['rebuild_events']:,} events"
+        f" ({result['rebuild_students']:,} students, 1 in {rebuild.ERASED_SHARE} erased),"
+        " tables written; plain: replay of the same progress events",
+        f"{'rebuild events/s':<24}{result['plain_rebuild_replay_eps']:>12,.0f}"
+        f"{result['rebuild_eps']:>12,.0f}{result['rebuild_ratio']:>8.2f}  "
+        f"{verdict('rebuild_eps')}",
+        f"rebuild peak RSS {result['rebuild_peak_rss_mb']:.0f} MB (at start"
+        f" {result['rebuild_baseline_rss_mb']:.0f} MB)  {verdict('rebuild_peak_rss_mb')}",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -777,5 +804,8 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", error)
         return 2
     result = measure(plan, args.postgres_url)
+    if args.rebuild_events > 0:
+        result.update(rebuild.measure(plan.backend, args.postgres_url, args.rebuild_events,
+                                      args.rebuild_projection))
     print(json.dumps(result) if args.json else render(result))
     return 0

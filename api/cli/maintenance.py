@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
+import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from api.services import Services
 from crypto.kek import KeyringReadOnly
@@ -18,7 +22,8 @@ from ledger.settings import Settings
 def register(commands: Any) -> None:
     rebuild = commands.add_parser(
         "rebuild", help="replay the log into a fresh copy of a read model, then switch over")
-    rebuild.add_argument("name", help="the read model, e.g. student_directory")
+    rebuild.add_argument("name", help="the read model, e.g. student_directory; stopped"
+                         " (Ctrl-C, SIGTERM), it resumes where it stopped when run again")
     rebuild.set_defaults(func=run_rebuild)
 
     project = commands.add_parser("project", help="bring every read model up to date")
@@ -40,20 +45,66 @@ def register(commands: Any) -> None:
     orphans.set_defaults(func=run_release_orphan_claims)
 
 
+class RebuildBar:
+    """A one-line bar with events per second on a terminal; nothing on a file or a pipe.
+    Redrawn at most a few times a second, since a rebuild reports every batch."""
+
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self.out = out
+        self.on = out.isatty()
+        self.clock = clock
+        self.started = clock()
+        self.first: int | None = None  # where this run began: a resumed rebuild starts late
+        self.drawn = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.on or total == 0:
+            return
+        now = self.clock()
+        if self.first is None:
+            self.first = done
+        if done < total and now - self.drawn < 0.2:
+            return
+        self.drawn = now
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        filled = 30 * done // total
+        self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
+                       f" {rate:,.0f} events/s")
+        if done >= total:
+            self.out.write("\n")
+        self.out.flush()
+
+
 def run_rebuild(args: argparse.Namespace) -> int:
     services = Services.open(Settings.from_env())
+    # SIGTERM stops it as Ctrl-C does: the batch under way rolls back, the rest is kept.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         runners = {runner.projection.name: runner for runner in services.runners}
         runner = runners.get(args.name)
         if runner is None:
             print(f"no read model {args.name!r}; known: {', '.join(sorted(runners))}")
             return 2
-        generation = runner.rebuild()
+        try:
+            generation = runner.rebuild(on_progress=RebuildBar(sys.stderr))
+        except KeyboardInterrupt:
+            unfinished = runner.unfinished_generation()
+            print(json.dumps({"read_model": args.name, "stopped": True,
+                              "generation": unfinished,
+                              "position": runner.position(unfinished) if unfinished else None,
+                              "serving": runner.live_generation()}))
+            print(f"stopped; run `ledger rebuild {args.name}` again to resume", file=sys.stderr)
+            return 130
         print(json.dumps({"read_model": args.name, "generation": generation,
                           "position": runner.position()}))
         return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         services.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def run_project(args: argparse.Namespace) -> int:

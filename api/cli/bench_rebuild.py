@@ -1,0 +1,150 @@
+"""The rebuild workload of `ledger bench` (ANA-3): a read model rebuilt from the whole log, end
+to end including writing its tables, against a plain `eventsourcing` replay of the same events.
+
+Both sides store the same `Progress` streams (`STREAM_EVENTS` events each: the stream's start
+and realistic attempts, `bench_progress.attempt`): the ledger sealed under each student's key,
+with `ERASED_SHARE` of the students erased, plain `eventsourcing` unsealed with its default JSON
+transcoder. The ledger's log also holds the students' own records, so it is slightly longer;
+each side is measured in events per second of its own log.
+
+Each side runs in a fresh interpreter (`python -m api.cli.bench_rebuild rebuild SPEC`, and
+`bench_workload.replay_in_child` for the plain side), so that the peak RSS is the rebuild's and
+the key cache starts cold. The rebuilt read model is a parameter (`projection`, a runner's
+name: "progress" until analytics has its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from api.cli import bench_progress
+from api.cli import bench_workload as workload
+from api.services import Services
+from ledger.application import Ledger
+from ledger.progress import Progress
+from ledger.settings import Settings
+
+STREAM_EVENTS = 100  # a student's progress stream: its start and 99 attempts
+ERASED_SHARE = 100  # one student in this many is erased before the rebuild
+DEFAULT_PROJECTION = "progress"
+log = logging.getLogger("ledger.bench")
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    events: int
+    seconds: float
+    peak_rss_mb: float
+    baseline_rss_mb: float
+
+
+def progress_stream(student_id: UUID, first_serial: int) -> Progress:
+    stream = Progress(student_id)
+    for serial in range(first_serial, first_serial + STREAM_EVENTS - 1):
+        stream.record(bench_progress.attempt(serial))
+    return stream
+
+
+def fill(ledger: Ledger, plain: Application[UUID], events: int) -> int:
+    """About `events` progress events on each side; erases some of the ledger's students.
+    Returns the number of students."""
+    students = max(1, events // STREAM_EVENTS)
+    for n in range(students):
+        student = ledger.register_student(f"Student {n}", "14")
+        ledger.save(progress_stream(student, n * STREAM_EVENTS))
+        plain.save(progress_stream(student, n * STREAM_EVENTS))
+        if n % ERASED_SHARE == ERASED_SHARE - 1:
+            ledger.erase_subject(student, "user_request")
+    return students
+
+
+def measure(backend: str, postgres_url: str, events: int,
+            projection: str = DEFAULT_PROJECTION) -> dict[str, Any]:
+    """Fill fresh stores, then rebuild `projection` and replay the plain side, each in a child."""
+    stores = workload.Stores.create(backend, postgres_url)
+    try:
+        ledger, plain = stores.open_ledger(), stores.open_plain()
+        try:
+            log.info("rebuild: filling %d progress events a side", events)
+            students = fill(ledger, plain, events)
+        finally:
+            ledger.close()
+            plain.close()
+        log.info("rebuild: %s from the whole log, in a fresh process", projection)
+        rebuilt = rebuild_in_child(stores, projection)
+        replayed = workload.replay_in_child("plain", stores)
+    finally:
+        stores.remove()
+    rebuild_eps = rebuilt.events / rebuilt.seconds
+    plain_eps = replayed.events / replayed.seconds
+    return {
+        "rebuild_projection": projection,
+        "rebuild_events": rebuilt.events,
+        "rebuild_students": students,
+        "rebuild_eps": rebuild_eps,
+        "plain_rebuild_replay_eps": plain_eps,
+        "rebuild_ratio": rebuild_eps / plain_eps,
+        "rebuild_peak_rss_mb": rebuilt.peak_rss_mb,
+        "rebuild_baseline_rss_mb": rebuilt.baseline_rss_mb,
+    }
+
+
+def rebuild_in_child(stores: workload.Stores, projection: str) -> RebuildResult:
+    spec = {"ledger_settings": dataclasses.asdict(stores.ledger_settings),
+            "projection": projection}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(workload.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli.bench_rebuild", "rebuild"],
+        input=json.dumps(spec), capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"rebuild failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return RebuildResult(int(result["events"]), float(result["seconds"]),
+                         float(result["peak_rss_mb"]), float(result["baseline_rss_mb"]))
+
+
+def _rebuild_main(spec: dict[str, Any]) -> dict[str, Any]:
+    services = Services.open(Settings(**spec["ledger_settings"]))
+    try:
+        runner = {r.projection.name: r for r in services.runners}[spec["projection"]]
+        baseline = workload._max_rss_mb()
+        started = time.perf_counter()
+        runner.rebuild()
+        seconds = time.perf_counter() - started
+        return {"events": services.ledger.recorder.max_notification_id() or 0,
+                "seconds": seconds, "peak_rss_mb": workload._max_rss_mb(),
+                "baseline_rss_mb": baseline}
+    finally:
+        services.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    if list(argv) == ["rebuild"]:
+        print(json.dumps(_rebuild_main(json.loads(sys.stdin.read()))))
+        return 0
+    if len(argv) >= 2 and argv[0] == "run":  # run BACKEND EVENTS [PROJECTION]: this part alone
+        logging.basicConfig(level=logging.INFO)
+        url = os.environ.get("LEDGER_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+        print(json.dumps(measure(argv[1], url, int(argv[2]), *argv[3:4])))
+        return 0
+    print("usage: python -m api.cli.bench_rebuild rebuild < SPEC.json"
+          " | run BACKEND EVENTS [PROJECTION]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
