@@ -128,10 +128,11 @@ class AnalyticsView(Projection):
         t = Tables(table)
         if isinstance(event, Student.Registered):
             analytics_id = str(uuid4())  # ANA-1: drawn, never derived
+            # RETURNING, not rowcount: in a PostgreSQL pipeline the count is not there yet
             cur.execute(f"INSERT INTO {t.links} (student_id, analytics_id) VALUES (?, ?)"
-                        " ON CONFLICT (student_id) DO NOTHING",
+                        " ON CONFLICT (student_id) DO NOTHING RETURNING analytics_id",
                         (str(event.originator_id), analytics_id))
-            if cur.rowcount == 1:
+            if cur.fetchone() is not None:
                 cur.execute(f"INSERT INTO {t.students} (analytics_id, age_band, gender,"
                             " restricted) VALUES (?, ?, ?, 0)",
                             (analytics_id, age_band(event.age), event.gender))
