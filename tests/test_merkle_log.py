@@ -236,6 +236,24 @@ def test_any_tampering_is_named_by_position_and_kind(
         assert (report.discrepancy.position, report.discrepancy.how) == (position, how)
 
 
+def as_owner(ledger: Ledger, settings: Settings, statement: str) -> None:
+    """Run `statement` on the live store as its owner, past every guard (SQLite: triggers
+    dropped; PostgreSQL: triggers off for the session). `{events}`, `{id}`: the events table
+    and its notification id column."""
+    table = ledger.recorder.events_table_name
+    if settings.backend == "sqlite":
+        owner = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
+        for verb in ("update", "delete"):
+            owner.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
+        owner.execute(statement.format(events=table, id="rowid"))
+        owner.close()
+        return
+    with psycopg.connect(postgres_url(), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(statement.format(events=f"{settings.schema}.{table}",
+                                      id="notification_id"))
+
+
 def test_leaves_and_heads_are_append_only_and_the_live_store_is_checked(
         ledger: Ledger, settings: Settings) -> None:
     """The database refuses to change a leaf or a head; the owner, bypassing every guard,
@@ -247,17 +265,7 @@ def test_leaves_and_heads_are_append_only_and_the_live_store_is_checked(
                       "DELETE FROM merkle_tree_heads"):
         with pytest.raises(Exception, match="append-only"), log.db.transaction() as cur:
             cur.execute(statement)
-    table = ledger.recorder.events_table_name
-    if settings.backend == "sqlite":
-        owner = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
-        owner.execute(f"DROP TRIGGER {table}_no_update")
-        owner.execute(f"UPDATE {table} SET topic = topic || 'x' WHERE rowid = 2")
-        owner.close()
-    else:
-        with psycopg.connect(postgres_url(), autocommit=True) as conn:
-            conn.execute("SET session_replication_role = replica")  # triggers off: the owner
-            conn.execute(f"UPDATE {settings.schema}.{table} SET topic = topic || 'x'"
-                         " WHERE notification_id = 2")
+    as_owner(ledger, settings, "UPDATE {events} SET topic = topic || 'x' WHERE {id} = 2")
     failure = log.verify(ledger.signer.public_key).discrepancy
     assert failure is not None and (failure.position, failure.how) == (1, "changed")
 
@@ -268,16 +276,7 @@ def test_gaps_in_the_ids_are_no_leaves_and_positions_skip_them(ledger: Ledger,
     any seal): no leaf, the positions after them shift down, and verify is content."""
     log = merkle_log(ledger, settings)
     history(ledger, 5)
-    table = ledger.recorder.events_table_name
-    if settings.backend == "sqlite":
-        owner = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
-        owner.execute(f"DROP TRIGGER {table}_no_delete")
-        owner.execute(f"DELETE FROM {table} WHERE rowid IN (2, 3)")
-        owner.close()
-    else:
-        with psycopg.connect(postgres_url(), autocommit=True) as conn:
-            conn.execute("SET session_replication_role = replica")
-            conn.execute(f"DELETE FROM {settings.schema}.{table} WHERE notification_id IN (2, 3)")
+    as_owner(ledger, settings, "DELETE FROM {events} WHERE {id} IN (2, 3)")
     head = log.sign_head(AT)
     assert [log.position_of(i) for i in (1, 2, 3, 4, 5)] == [0, None, None, 1, 2]
     assert log.position_of(head.tree_size + 2) == head.tree_size - 1
