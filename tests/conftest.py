@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -108,3 +109,27 @@ def api(settings: Settings) -> Iterator[Any]:
     from tests.test_api_accounts import serving  # a test module, which imports this one
     with serving(Services.open(settings)) as client:
         yield client
+
+
+# The settings that name the stores; the command line reads them from the environment.
+_STORE_VARIABLES = ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA",
+                    "LEDGER_KEYSTORE_SCHEMA", "LEDGER_KEYSTORE_URL", "LEDGER_KEK",
+                    "LEDGER_KEK_FILE", "LEDGER_SIGNING_KEY", "LEDGER_SIGNING_KEY_FILE")
+
+
+def point_the_command_line_at(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `ledger ...` (Settings.from_env) open the stores of `settings`, both backends."""
+    for name in _STORE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LEDGER_VAR_DIR", settings.var_dir)
+    if settings.backend == "postgres":
+        monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("LEDGER_SCHEMA", settings.schema)
+        monkeypatch.setenv("LEDGER_KEYSTORE_SCHEMA", settings.keystore_schema)
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The command line on the embedded default, in the test's own directory."""
+    point_the_command_line_at(Settings.build(var_dir=str(tmp_path)), monkeypatch)
+    return tmp_path

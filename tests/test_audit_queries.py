@@ -28,7 +28,7 @@ from ledger.audit import RecordsAccess
 from ledger.disclosures import Discloser, Disclosure
 from ledger.settings import Settings
 from projections.audit import AuditEntry
-from tests.conftest import BACKENDS, drop_schemas, make_settings
+from tests.conftest import BACKENDS, drop_schemas, make_settings, point_the_command_line_at
 from tests.test_api_accounts import Client, problem, serving
 from tests.test_disclosures import build_world, disclose
 
@@ -192,14 +192,8 @@ def test_AUD_3_every_disclosure_to_a_party(api: Client) -> None:
 # -- the command line -----------------------------------------------------------------------------
 @pytest.fixture
 def cli_env(backend_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA",
-                 "LEDGER_KEYSTORE_SCHEMA", "LEDGER_KEYSTORE_URL", "LEDGER_KEK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LEDGER_VAR_DIR", backend_settings.var_dir)
-    if backend_settings.backend == "postgres":
-        monkeypatch.setenv("LEDGER_DATABASE_URL", backend_settings.database_url)
-        monkeypatch.setenv("LEDGER_SCHEMA", backend_settings.schema)
-        monkeypatch.setenv("LEDGER_KEYSTORE_SCHEMA", backend_settings.keystore_schema)
+    """The command line's environment, naming the test's stores (both backends)."""
+    point_the_command_line_at(backend_settings, monkeypatch)
 
 
 def test_AUD_3_ledger_audit_as_json_and_csv(api: Client, cli_env: None,

@@ -32,14 +32,6 @@ from ledger.settings import Settings
 from projections.runner import ProjectionRunner
 
 
-@pytest.fixture
-def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LEDGER_VAR_DIR", str(tmp_path))
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_KEK", "LEDGER_KEK_FILE", "LEDGER_KEYSTORE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def test_demo_narrates_an_erasure(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out

@@ -13,15 +13,6 @@ from ledger.application import Ledger
 from ledger.settings import Settings
 
 
-@pytest.fixture
-def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LEDGER_VAR_DIR", str(tmp_path))
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_KEK", "LEDGER_KEK_FILE", "LEDGER_KEYSTORE_URL",
-                 "LEDGER_SIGNING_KEY", "LEDGER_SIGNING_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def _out(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 

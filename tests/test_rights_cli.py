@@ -20,14 +20,6 @@ from api.services import Services
 from ledger.settings import Settings
 
 
-@pytest.fixture
-def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LEDGER_VAR_DIR", str(tmp_path))
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_KEK", "LEDGER_KEK_FILE", "LEDGER_KEYSTORE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def _requests(days_ago: float) -> tuple[UUID, UUID, UUID]:
     """A student "Quinn Quietly" with a rectification and an export request filed `days_ago`."""
     then = datetime.now(UTC) - timedelta(days=days_ago)

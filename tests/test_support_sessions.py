@@ -25,6 +25,7 @@ from crypto.sql import Database
 from ledger.grants import SUPPORT_SESSION_STARTED, TOKEN_ISSUED, PermissionGrant
 from ledger.persistence import open_database
 from ledger.settings import Settings
+from tests.conftest import point_the_command_line_at
 from tests.test_api_accounts import Client, problem
 
 
@@ -125,14 +126,7 @@ def test_AUD_5_no_token_without_its_grant(api: Client, monkeypatch: pytest.Monke
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command line's environment, naming the test's stores (both backends)."""
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA",
-                 "LEDGER_KEYSTORE_SCHEMA", "LEDGER_KEYSTORE_URL", "LEDGER_KEK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LEDGER_VAR_DIR", settings.var_dir)
-    if settings.backend == "postgres":
-        monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("LEDGER_SCHEMA", settings.schema)
-        monkeypatch.setenv("LEDGER_KEYSTORE_SCHEMA", settings.keystore_schema)
+    point_the_command_line_at(settings, monkeypatch)
 
 
 def test_AUD_5_ledger_token_issue_records_the_grant(cli_env: None,

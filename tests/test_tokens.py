@@ -156,25 +156,17 @@ def test_permissions_deny_by_default() -> None:
 
 
 # -- the command line --------------------------------------------------------------------------
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("LEDGER_DATABASE_URL", "LEDGER_READ_MODELS_URL", "LEDGER_SCHEMA"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LEDGER_VAR_DIR", str(tmp_path))
-    return tmp_path
-
-
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
 
 
-def test_cli_issue_list_revoke(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_issue_list_revoke(var_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["token", "issue", "--role", "registrar", "--label", "registrar-1",
                  "--ttl-days", "7"]) == 0
     [issued] = _lines(capsys)
     token = str(issued["token"])
     assert token.startswith("lgr_") and issued["role"] == "registrar"
-    assert (cli_env / "read_models.sqlite3").exists()
+    assert (var_dir / "read_models.sqlite3").exists()
 
     db = open_database(Settings.from_env().read_models_url, "ledger")
     try:
@@ -196,7 +188,7 @@ def test_cli_issue_list_revoke(cli_env: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_cli_refuses_an_unknown_role_and_a_personal_label(
-        cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        var_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["token", "issue", "--role", "superuser"])
     assert exit_.value.code == 2
@@ -220,7 +212,7 @@ def _stored_scope(principal_id: object) -> str | None:
 
 
 def test_cli_scopes_administrators_to_a_school_or_district(
-        cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        var_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     school, district = uuid4(), uuid4()
     assert main(["tokens", "issue", "--role", "school_admin", "--school", str(school)]) == 0
     [issued] = _lines(capsys)
@@ -241,7 +233,7 @@ def test_cli_scopes_administrators_to_a_school_or_district(
 
 
 def test_cli_parent_token_is_scoped_by_the_blind_index_of_the_address(
-        cli_env: Path, capsys: pytest.CaptureFixture[str],
+        var_dir: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     address = "Parent.Person@Example.org"
     monkeypatch.setattr("sys.stdin", io.StringIO(address + "\n"))
