@@ -23,7 +23,8 @@ from projections.directory import DirectoryEntry
 from projections.roster import SectionView
 
 
-def _unicode_text(value: str) -> str:
+def unicode_text(value: str) -> str:
+    """A lone surrogate would pass as `str` and fail only when the event is written."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -44,10 +45,10 @@ def _password_length(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_unicode_text)]
-ShortText = Annotated[str, AfterValidator(_unicode_text), Field(max_length=320)]
-Password = Annotated[str, AfterValidator(_unicode_text), AfterValidator(_password_length)]
-Age = Annotated[str, BeforeValidator(_age_as_text), AfterValidator(_unicode_text),
+Text = Annotated[str, AfterValidator(unicode_text)]
+ShortText = Annotated[str, AfterValidator(unicode_text), Field(max_length=320)]
+Password = Annotated[str, AfterValidator(unicode_text), AfterValidator(_password_length)]
+Age = Annotated[str, BeforeValidator(_age_as_text), AfterValidator(unicode_text),
                 Field(description='a whole number from 4 to 20, or "21+"; never a birth date',
                       examples=["12", "21+"])]
 Kind = Literal["student", "teacher"]

@@ -6,25 +6,15 @@ fields may be rectified, the bounds of an extension, the length of a statement) 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.http.models import Text
 from ledger.rights import Restriction, RightsRequest, Statement
 from projections.rights import RequestEntry
 
-
-def _unicode_text(value: str) -> str:
-    """A lone surrogate would pass as `str` and fail only when the event is written."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_unicode_text)]
 RequestKind = Literal["access", "export", "rectify", "erase", "restrict", "object"]
 
 
