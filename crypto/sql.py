@@ -73,9 +73,12 @@ class _PgCursor:
 
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self._cursor = cursor
+        self._pipeline: psycopg.Pipeline | None = None
 
     @property
     def rowcount(self) -> int:
+        if self._pipeline is not None:
+            self._pipeline.sync()  # in a pipeline the count comes with the reply: await it
         return self._cursor.rowcount
 
     @property
@@ -94,10 +97,17 @@ class _PgCursor:
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()
 
-    def pipelined(self) -> Any:
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
         """Statements sent without waiting for each reply (psycopg's pipeline mode), for a
-        run of writes such as a projection's batch: a reply is awaited only when read."""
-        return self._cursor.connection.pipeline()
+        run of writes such as a projection's batch: a reply is awaited only when read (a
+        fetch, or `rowcount`)."""
+        with self._cursor.connection.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
 
 
 class SQLiteDatabase:

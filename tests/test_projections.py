@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from uuid import uuid4
 
 import pytest
 
 from api.services import Services
 from ledger.people import Student
+from ledger.persistence import open_database
 from ledger.settings import Settings
 from tests.test_leak_scan import haystack
 
@@ -199,3 +201,22 @@ def test_a_directory_made_before_the_account_fields_is_rebuilt_on_open(
         assert entry is not None and entry.username and entry.login_type == "roster_managed"
     finally:
         reopened.close()
+
+
+def test_a_batch_reads_its_own_row_counts_on_either_backend(settings: Settings) -> None:
+    """Runners send a batch's statements in one PostgreSQL pipeline; a projection may still
+    read `rowcount` after a write (e.g. "was this new?") and get the right answer."""
+    db = open_database(settings.read_models_url, settings.schema)
+    try:
+        with db.transaction() as cur:
+            cur.execute("CREATE TABLE pipeline_probe (id TEXT PRIMARY KEY)")
+            pipelined = getattr(cur, "pipelined", None)
+            counts = []
+            with pipelined() if pipelined is not None else contextlib.nullcontext():
+                for key in ("a", "b", "a"):
+                    cur.execute("INSERT INTO pipeline_probe (id) VALUES (?)"
+                                " ON CONFLICT (id) DO NOTHING", (key,))
+                    counts.append(cur.rowcount)
+        assert counts == [1, 1, 0]
+    finally:
+        db.close()
