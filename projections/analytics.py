@@ -24,7 +24,7 @@ the log) is counted in their place by the outputs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -32,7 +32,7 @@ from uuid import UUID, uuid4
 
 import orjson
 
-from crypto.sql import Cursor, Database
+from crypto.sql import Cursor, Database, delete_naming
 from ledger.erasure import ErasureRecord
 from ledger.people import Person, Student, Teacher, is_adult, is_under_13
 from ledger.progress import RESULTS, Progress
@@ -45,6 +45,7 @@ from projections.runner import Projection, live_table, time_text
 
 _RANK = {result: rank for rank, result in enumerate(RESULTS)}
 _SOLVED, _OPTIMAL = _RANK["solved"], _RANK["optimal"]
+_CHUNK = 500  # ids in one IN list (SQLite caps a statement's parameters)
 
 DIMENSIONS = ("age_band", "gender", "race", "region", "school_type", "course", "unit", "week",
               "month")
@@ -61,8 +62,10 @@ class Tables:
     def __init__(self, prefix: str) -> None:
         self.links = f"{prefix}_links"  # student id -> analytics id; goes at erasure
         self.students = f"{prefix}_students"
-        self.levels = f"{prefix}_levels"
-        self.days = f"{prefix}_days"
+        # A student's attempts, one row per month: {level: [best, {day: attempts}]}. A page
+        # of the log rewrites a few such rows, not a row per attempt, so that a rebuild writes
+        # little; a month bounds the row, so that a long history is not rewritten whole.
+        self.activity = f"{prefix}_activity"
         self.sections = f"{prefix}_sections"
         self.enrolled = f"{prefix}_enrolled"
         self.teachers = f"{prefix}_teachers"  # a teacher's school, for the school type
@@ -79,11 +82,9 @@ class AnalyticsView(Projection):
         cur.execute(f"CREATE TABLE {t.students} (analytics_id TEXT PRIMARY KEY,"
                     " age_band TEXT NOT NULL, gender TEXT, race TEXT, region TEXT,"
                     " restricted INTEGER NOT NULL)")
-        cur.execute(f"CREATE TABLE {t.levels} (analytics_id TEXT NOT NULL, level TEXT NOT NULL,"
-                    " best INTEGER NOT NULL, PRIMARY KEY (analytics_id, level))")
-        cur.execute(f"CREATE TABLE {t.days} (analytics_id TEXT NOT NULL, level TEXT NOT NULL,"
-                    " day TEXT NOT NULL, attempts INTEGER NOT NULL,"
-                    " PRIMARY KEY (analytics_id, level, day))")
+        cur.execute(f"CREATE TABLE {t.activity} (analytics_id TEXT NOT NULL,"
+                    f" month TEXT NOT NULL, levels {blob} NOT NULL,"
+                    " PRIMARY KEY (analytics_id, month))")
         cur.execute(f"CREATE TABLE {t.sections} (section_id TEXT PRIMARY KEY,"
                     " owner_id TEXT NOT NULL, estimate TEXT)")
         cur.execute(f"CREATE TABLE {t.enrolled} (section_id TEXT NOT NULL,"
@@ -99,8 +100,7 @@ class AnalyticsView(Projection):
         return {t.links: frozenset({"student_id", "analytics_id"}),
                 t.students: frozenset({"analytics_id", "age_band", "gender", "race", "region",
                                        "restricted"}),
-                t.levels: frozenset({"analytics_id", "level", "best"}),
-                t.days: frozenset({"analytics_id", "level", "day", "attempts"}),
+                t.activity: frozenset({"analytics_id", "month", "levels"}),
                 t.sections: frozenset({"section_id", "owner_id", "estimate"}),
                 t.enrolled: frozenset({"section_id", "student_id", "since"}),
                 t.teachers: frozenset({"teacher_id", "school_id"}),
@@ -114,42 +114,59 @@ class AnalyticsView(Projection):
                 (t.sections, ("section_id", "owner_id")), (t.teachers, ("teacher_id",)),
                 (t.links, ("student_id",))]
 
-    def forget(self, cur: Cursor, table: str, subject_ids: Any) -> Counter[UUID]:
+    def forget(self, cur: Cursor, table: str, subject_ids: Sequence[UUID]) -> Counter[UUID]:
         """The facts are keyed by analytics id: they go first, found through the links."""
         t = Tables(table)
-        for subject_id in subject_ids:
-            analytics_id = self._analytics_id(cur, t, subject_id)
-            if analytics_id is not None:
-                for name in (t.students, t.levels, t.days):
-                    cur.execute(f"DELETE FROM {name} WHERE analytics_id = ?", (analytics_id,))
-        return super().forget(cur, table, subject_ids)
+        linked = linked_ids(cur, t, [str(subject_id) for subject_id in subject_ids])
+        student_of = {analytics_id: UUID(student) for student, analytics_id in linked.items()}
+        counts: Counter[UUID] = Counter()
+        for name in (t.students, t.activity):
+            for analytics_id, count in delete_naming(cur, name, ("analytics_id",),
+                                                     list(student_of)).items():
+                counts[student_of[analytics_id]] += count
+        return counts + super().forget(cur, table, subject_ids)
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
+        self.process_page(cur, table, [event])
+
+    def process_page(self, cur: Cursor, table: str, events: Sequence[Any]) -> None:
+        """A page folded in memory (students' facts and attempts) and written in a few
+        statements; section and school events, rare, are written as they come. An erasure
+        writes what came before it, then forgets."""
         t = Tables(table)
-        if isinstance(event, Student.Registered):
-            analytics_id = str(uuid4())  # ANA-1: drawn, never derived
-            # RETURNING, not rowcount: in a PostgreSQL pipeline the count is not there yet
-            cur.execute(f"INSERT INTO {t.links} (student_id, analytics_id) VALUES (?, ?)"
-                        " ON CONFLICT (student_id) DO NOTHING RETURNING analytics_id",
-                        (str(event.originator_id), analytics_id))
-            if cur.fetchone() is not None:
-                cur.execute(f"INSERT INTO {t.students} (analytics_id, age_band, gender,"
-                            " restricted) VALUES (?, ?, ?, 0)",
-                            (analytics_id, age_band(event.age), event.gender))
-        elif isinstance(event, Person.AgeGiven):
-            self._set(cur, t, event.originator_id, "age_band", age_band(event.age))
-        elif isinstance(event, Person.GenderGiven):
-            self._set(cur, t, event.originator_id, "gender", event.gender)
-        elif isinstance(event, Student.RaceGiven):
-            self._set(cur, t, event.originator_id, "race", event.race)
-        elif isinstance(event, Person.SignedIn) and event.region is not None:
-            self._set(cur, t, event.originator_id, "region", event.region)
-        elif isinstance(event, Progress.AttemptRecorded):
-            self._attempt(cur, t, event)
-        elif isinstance(event, RightsFile.Restricted | RightsFile.RestrictionLifted):
-            self._set(cur, t, event.owner_id, "restricted",
-                      1 if isinstance(event, RightsFile.Restricted) else 0)
-        elif isinstance(event, Section.Created):
+        page = _Page(cur, table, self.forget)
+        for event in events:
+            if isinstance(event, Progress.AttemptRecorded):  # nearly every event
+                page.attempt(event.owner_id, event.level, _RANK[event.result],
+                             event.attempted_at.date().isoformat())
+            elif isinstance(event, Student.Registered):
+                page.register(event.originator_id, age_band(event.age), event.gender)
+            elif isinstance(event, Person.AgeGiven):
+                page.set(event.originator_id, "age_band", age_band(event.age))
+            elif isinstance(event, Person.GenderGiven):
+                page.set(event.originator_id, "gender", event.gender)
+            elif isinstance(event, Student.RaceGiven):
+                page.set(event.originator_id, "race", event.race)
+            elif isinstance(event, Person.SignedIn) and event.region is not None:
+                page.set(event.originator_id, "region", event.region)
+            elif isinstance(event, RightsFile.Restricted | RightsFile.RestrictionLifted):
+                page.set(event.owner_id, "restricted",
+                         1 if isinstance(event, RightsFile.Restricted) else 0)
+            elif isinstance(event, ErasedEvent):
+                # A rebuild: the erased student's own stream never made a row; a progress or
+                # rights stream of theirs names no row either. A section's stream: its rows go.
+                page.forget(event.originator_id)
+            elif isinstance(event, ErasureRecord.SubjectErased):
+                page.forget(event.subject_id)
+            else:
+                page.settle_erasures()
+                self._school_event(cur, t, event)
+        page.write()
+
+    @staticmethod
+    def _school_event(cur: Cursor, t: Tables, event: Any) -> None:
+        """Sections, enrolments, teachers' schools and schools: a few events a term each."""
+        if isinstance(event, Section.Created):
             cur.execute(f"INSERT INTO {t.sections} (section_id, owner_id) VALUES (?, ?)"
                         " ON CONFLICT DO NOTHING",
                         (str(event.originator_id), str(event.owner_id)))
@@ -174,38 +191,134 @@ class AnalyticsView(Projection):
         elif isinstance(event, School.Registered):
             cur.execute(f"INSERT INTO {t.schools} (school_id, school_type) VALUES (?, ?)"
                         " ON CONFLICT DO NOTHING", (str(event.originator_id), event.school_type))
-        elif isinstance(event, ErasedEvent):
-            # A rebuild: the erased student's own stream never made a row; a progress or
-            # rights stream of theirs names no row either. A section's stream: its rows go.
-            self.forget(cur, table, [event.originator_id])
-        elif isinstance(event, ErasureRecord.SubjectErased):
-            self.forget(cur, table, [event.subject_id])
 
-    def _attempt(self, cur: Cursor, t: Tables, event: Progress.AttemptRecorded) -> None:
-        analytics_id = self._analytics_id(cur, t, event.owner_id)
-        if analytics_id is None:
-            return
-        cur.execute(f"INSERT INTO {t.levels} AS l (analytics_id, level, best) VALUES (?, ?, ?)"
-                    " ON CONFLICT (analytics_id, level) DO UPDATE SET"
-                    " best = CASE WHEN excluded.best > l.best THEN excluded.best ELSE l.best END",
-                    (analytics_id, event.level, _RANK[event.result]))
-        cur.execute(f"INSERT INTO {t.days} AS d (analytics_id, level, day, attempts)"
-                    " VALUES (?, ?, ?, 1) ON CONFLICT (analytics_id, level, day) DO UPDATE SET"
-                    " attempts = d.attempts + 1",
-                    (analytics_id, event.level, event.attempted_at.date().isoformat()))
 
-    def _set(self, cur: Cursor, t: Tables, subject_id: UUID, column: str, value: Any) -> None:
-        analytics_id = self._analytics_id(cur, t, subject_id)
-        if analytics_id is not None:  # a teacher, or a student erased: nothing to count
-            cur.execute(f"UPDATE {t.students} SET {column} = ? WHERE analytics_id = ?",
-                        (value, analytics_id))
+def linked_ids(cur: Cursor, t: Tables, student_ids: Sequence[str]) -> dict[str, str]:
+    """The analytics ids of those of `student_ids` that have one, in a query per 500."""
+    found: dict[str, str] = {}
+    for start in range(0, len(student_ids), _CHUNK):
+        part = student_ids[start:start + _CHUNK]
+        cur.execute(f"SELECT student_id, analytics_id FROM {t.links}"
+                    f" WHERE student_id IN ({', '.join('?' * len(part))})", part)
+        found.update((str(student), str(analytics)) for student, analytics in cur.fetchall())
+    return found
 
-    @staticmethod
-    def _analytics_id(cur: Cursor, t: Tables, subject_id: UUID) -> str | None:
-        cur.execute(f"SELECT analytics_id FROM {t.links} WHERE student_id = ?",
-                    (str(subject_id),))
-        row = cur.fetchone()
-        return str(row[0]) if row else None
+
+# A month's activity as it rests: {level: [best rank, {day: attempts}]}.
+Activity = dict[str, list[Any]]
+
+
+def add_activity(into: Activity, more: Activity) -> Activity:
+    """`more` folded into `into` (changed in place): best of the two, attempts added."""
+    for level, (best, days) in more.items():
+        mine = into.setdefault(level, [best, {}])
+        mine[0] = max(mine[0], best)
+        for day, attempts in days.items():
+            mine[1][day] = mine[1].get(day, 0) + attempts
+    return into
+
+
+Forget = Callable[[Cursor, str, Sequence[UUID]], Counter[UUID]]
+
+
+class _Page:
+    """What one page of the log changes in the students' rows, held by student id until
+    `write`: then one query finds their analytics ids (those without one, teachers and erased
+    students, are dropped) and each table is written in one statement. Erasures are queued, so
+    that a run of erased events is forgotten in one go, after whatever the page held before."""
+
+    def __init__(self, cur: Cursor, table: str, forget: Forget) -> None:
+        self.cur, self.table, self.t, self._forget = cur, table, Tables(table), forget
+        self.new: dict[UUID, dict[str, Any]] = {}  # a student registered in this page: row
+        self.changed: dict[UUID, dict[str, Any]] = {}  # column -> value
+        self.activity: dict[UUID, dict[str, Activity]] = {}  # month -> levels
+        self.forgotten: list[UUID] = []
+
+    def register(self, student_id: UUID, band: str, gender: str | None) -> None:
+        self.new[student_id] = {"age_band": band, "gender": gender, "race": None,
+                                "region": None, "restricted": 0}
+
+    def set(self, subject_id: UUID, column: str, value: Any) -> None:
+        row = self.new.get(subject_id)
+        (row if row is not None else self.changed.setdefault(subject_id, {}))[column] = value
+
+    def attempt(self, student_id: UUID, level: str, rank: int, day: str) -> None:
+        months = self.activity.get(student_id)
+        if months is None:
+            months = self.activity[student_id] = {}
+        month = months.get(day[:7])
+        if month is None:
+            month = months[day[:7]] = {}
+        if (seen := month.get(level)) is None:  # `add_activity` written out: once per attempt
+            month[level] = [rank, {day: 1}]
+        else:
+            seen[0] = max(seen[0], rank)
+            seen[1][day] = seen[1].get(day, 0) + 1
+
+    def forget(self, subject_id: UUID | str) -> None:
+        if self.new or self.changed or self.activity:
+            self.write()
+        self.forgotten.append(UUID(str(subject_id)))
+
+    def settle_erasures(self) -> None:
+        """Forget the queued subjects now (before a write that is not held)."""
+        if self.forgotten:
+            self._forget(self.cur, self.table, self.forgotten)
+            self.forgotten = []
+
+    def write(self) -> None:
+        cur, t = self.cur, self.t
+        self.settle_erasures()
+        named = {str(s): s for s in (*self.new, *self.changed, *self.activity)}
+        ids = {named[student]: analytics_id
+               for student, analytics_id in linked_ids(cur, t, list(named)).items()}
+        old = list(ids.values())
+        # ANA-1: drawn, never derived. A student already linked keeps their id (a registration
+        # is met once in a log; this keeps a replayed one from counting a student twice).
+        new = {student: str(uuid4()) for student in self.new if student not in ids}
+        if new:
+            ids.update(new)
+            cur.executemany(f"INSERT INTO {t.links} (student_id, analytics_id) VALUES (?, ?)",
+                            [(str(student), analytics_id) for student, analytics_id in new.items()])
+            cur.executemany(f"INSERT INTO {t.students} (analytics_id, age_band, gender, race,"
+                            " region, restricted) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(new[student], row["age_band"], row["gender"], row["race"],
+                              row["region"], row["restricted"])
+                             for student, row in self.new.items() if student in new])
+        by_column: dict[str, list[tuple[Any, str]]] = {}
+        for student, columns in self.changed.items():
+            if (analytics_id := ids.get(student)) is not None:
+                for column, value in columns.items():
+                    by_column.setdefault(column, []).append((value, analytics_id))
+        for column, values in by_column.items():
+            cur.executemany(f"UPDATE {t.students} SET {column} = ? WHERE analytics_id = ?",
+                            values)
+        activity = {(ids[student], month): levels
+                    for student, months in self.activity.items() if student in ids
+                    for month, levels in months.items()}
+        if activity:
+            self._write_activity(activity, old)
+        self.new, self.changed, self.activity = {}, {}, {}
+
+    def _write_activity(self, activity: dict[tuple[str, str], Activity],
+                        old: list[str]) -> None:
+        """Each month touched: read as it rests (for students met before this page), the
+        page's attempts added, written back."""
+        cur, t = self.cur, self.t
+        stored: dict[tuple[str, str], Activity] = {}
+        for start in range(0, len(old), _CHUNK):
+            part = old[start:start + _CHUNK]
+            cur.execute(f"SELECT analytics_id, month, levels FROM {t.activity}"
+                        f" WHERE analytics_id IN ({', '.join('?' * len(part))})", part)
+            for analytics_id, month, levels in cur.fetchall():
+                if (key := (str(analytics_id), str(month))) in activity:
+                    stored[key] = orjson.loads(levels)
+        cur.executemany(
+            f"INSERT INTO {t.activity} (analytics_id, month, levels) VALUES (?, ?, ?)"
+            " ON CONFLICT (analytics_id, month) DO UPDATE SET levels = excluded.levels",
+            [(analytics_id, month, orjson.dumps(add_activity(stored.pop((analytics_id, month),
+                                                                         {}), more)))
+             for (analytics_id, month), more in activity.items()])
 
 
 @dataclass(frozen=True)
@@ -373,13 +486,13 @@ class AnalyticsReader:
             for analytics_id, school_type in cur.fetchall():  # the first joined: last here
                 if str(analytics_id) in people:
                     people[str(analytics_id)]["school_type"] = str(school_type)
-            levels: dict[str, list[tuple[str, int]]] = {}
-            cur.execute(f"SELECT analytics_id, level, best FROM {t.levels}")
-            for analytics_id, level, best in cur.fetchall():
-                levels.setdefault(str(analytics_id), []).append((str(level), int(best)))
+            levels: dict[str, dict[str, int]] = {}
             days: dict[str, list[tuple[str, str, int]]] = {}
-            cur.execute(f"SELECT analytics_id, level, day, attempts FROM {t.days}")
-            for analytics_id, level, day, attempts in cur.fetchall():
-                days.setdefault(str(analytics_id), []).append((str(level), str(day),
-                                                               int(attempts)))
-        return people, levels, days
+            cur.execute(f"SELECT analytics_id, levels FROM {t.activity}")
+            for analytics_id, month in cur.fetchall():
+                best_of = levels.setdefault(str(analytics_id), {})
+                attempts_of = days.setdefault(str(analytics_id), [])
+                for level, (best, by_day) in orjson.loads(month).items():
+                    best_of[level] = max(best, best_of.get(level, best))
+                    attempts_of.extend((level, day, n) for day, n in by_day.items())
+        return people, {a: list(b.items()) for a, b in levels.items()}, days

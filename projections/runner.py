@@ -29,7 +29,7 @@ from uuid import UUID
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
-from ledger.log import RebuildOpeners
+from ledger.log import Replay
 from ledger.people import Person
 
 log = logging.getLogger("ledger.projections")
@@ -59,6 +59,12 @@ class Projection(ABC):
 
     @abstractmethod
     def process(self, cur: Cursor, table: str, event: Any) -> None: ...
+
+    def process_page(self, cur: Cursor, table: str, events: Sequence[Any]) -> None:
+        """A page of the log, in order, in one transaction. One event at a time by default; a
+        projection that can fold a page in memory writes it in a few statements instead."""
+        for event in events:
+            self.process(cur, table, event)
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
         """The generation's tables: those `shape` names, else the one named `table`."""
@@ -131,13 +137,20 @@ def columns_of(cur: Cursor, backend: str, table: str) -> set[str]:
     return {str(row[0]) for row in cur.fetchall()}
 
 
+# Events a rebuild applies in one transaction. Larger than a live batch: a page costs a few
+# round trips whatever its size (measured on PostgreSQL: 2,000 a page replays a fifth faster
+# than 500; more gained little), and a rebuild stopped part way loses at most one.
+REBUILD_BATCH = 2_000
+
+
 class ProjectionRunner:
     def __init__(self, ledger: Ledger, db: Database, projection: Projection,
-                 batch_size: int = 500) -> None:
+                 batch_size: int = 500, rebuild_batch_size: int = REBUILD_BATCH) -> None:
         self.ledger = ledger
         self.db = db
         self.projection = projection
         self.batch_size = batch_size
+        self.rebuild_batch_size = rebuild_batch_size
         with db.transaction() as cur:
             for statement in REGISTRY_DDL:
                 cur.execute(statement)
@@ -164,17 +177,17 @@ class ProjectionRunner:
         with self.db.transaction(write=False) as cur:
             return self._position(cur, generation or self._live(cur))
 
-    def run_once(self, generation: int | None = None,
-                 openers: RebuildOpeners | None = None) -> int:
+    def run_once(self, generation: int | None = None, replay: Replay | None = None) -> int:
         """Apply the next batch to `generation` (default: the live one). Returns events applied.
-        A rebuild passes its `openers`."""
+        A rebuild passes its `replay`, which reads the pages."""
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
                             "FOR SHARE", (self.projection.name,))
             gen = generation or self._live(cur)
             position = self._position(cur, gen, lock=True)
-            page = self.ledger.read_log(position, self.batch_size, openers)
+            page = (replay.page(position) if replay is not None
+                    else self.ledger.read_log(position, self.batch_size))
             if not page.events:
                 return 0
             self._apply(cur, gen, page.events)
@@ -233,8 +246,12 @@ class ProjectionRunner:
         over. Readers and the background runner only ever use the live generation, so the
         unfinished one is never served, switched to or dropped by them."""
         new = self._unfinished_or_new_generation()
-        openers = RebuildOpeners(self.ledger.keys)
-        self._replay(new, openers, on_progress)
+        with self.ledger.replay(self.rebuild_batch_size) as replay:
+            self._replay(new, replay, on_progress)
+            return self._switch_to(new, replay)
+
+    def _switch_to(self, new: int, replay: Replay) -> int:
+        """The last events since the catch-up, then the switch, in one transaction."""
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
@@ -242,9 +259,8 @@ class ProjectionRunner:
             old = self._live(cur)
             if old == new:  # a racing rebuild of the same generation switched first
                 return new
-            # The last events since the catch-up, then the switch, in one transaction.
             position = self._position(cur, new, lock=True)
-            while (page := self.ledger.read_log(position, self.batch_size, openers)).events:
+            while (page := replay.page(position)).events:
                 self._apply(cur, new, page.events)
                 position = page.last_id
             cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
@@ -282,12 +298,12 @@ class ProjectionRunner:
         row = cur.fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def _replay(self, generation: int, openers: RebuildOpeners,
+    def _replay(self, generation: int, replay: Replay,
                 on_progress: RebuildProgress | None) -> None:
         """Batch by batch, each committed with its position, so a stop loses one batch."""
         position = self.position(generation)
         end = self.ledger.recorder.max_notification_id() or 0
-        while applied := self.run_once(generation, openers):
+        while applied := self.run_once(generation, replay):
             position += applied  # an estimate for the bar; ids may have gaps
             if on_progress is not None:
                 on_progress(min(position, end), end)
@@ -299,8 +315,7 @@ class ProjectionRunner:
         # would cap a rebuild at the server's latency (a few thousand events a second).
         pipelined = getattr(cur, "pipelined", None)
         with pipelined() if pipelined is not None else contextlib.nullcontext():
-            for event in events:
-                self.projection.process(cur, table, event)
+            self.projection.process_page(cur, table, events)
 
     def _start_generation(self, cur: Cursor, generation: int) -> None:
         table = table_name(self.projection, generation)

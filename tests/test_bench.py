@@ -158,7 +158,7 @@ def check_report(out: str, backend: str) -> dict[str, Any]:
     assert result["merkle_proof_max_hashes"] <= math.ceil(math.log2(result["merkle_events"]))
     assert result["merkle_proof_p50_ms"] <= result["merkle_proof_p99_ms"]
     # 10 students of 100 progress events, one erased; the log also holds their own records
-    assert (result["rebuild_projection"], result["rebuild_students"]) == ("progress", 10)
+    assert (result["rebuild_projection"], result["rebuild_students"]) == ("analytics", 10)
     assert result["rebuild_events"] > 1000
     for key in ("rebuild_eps", "plain_rebuild_replay_eps", "rebuild_ratio",
                 "rebuild_peak_rss_mb", "rebuild_baseline_rss_mb"):
@@ -195,7 +195,7 @@ def test_bench_table(capsys: pytest.CaptureFixture[str]) -> None:
                   "records opened in bulk", "records opened one by one",
                   "Merkle log over the whole store", "verify (plain: replay)",
                   "inclusion proofs at", "appends with a sealer following / without",
-                  "rebuild of progress from", "rebuild events/s", "rebuild peak RSS"):
+                  "rebuild of analytics from", "rebuild events/s", "rebuild peak RSS"):
         assert label in out
 
 

@@ -81,7 +81,8 @@ def tables(services: Services, runner: ProjectionRunner) -> dict[str, list[tuple
 def stopping_runner(services: Services, runner: ProjectionRunner,
                     events: int) -> ProjectionRunner:
     return ProjectionRunner(services.ledger, services.read_models,
-                            StopsAfter(runner.projection, events), batch_size=4)
+                            StopsAfter(runner.projection, events), batch_size=4,
+                            rebuild_batch_size=4)
 
 
 @settings(max_examples=8, deadline=None,
@@ -191,7 +192,7 @@ def test_a_rebuild_asks_the_key_store_about_each_subject_at_most_once(
 
     monkeypatch.setattr(mapper, "open_stored", open_stored)
     runner = services.progress
-    runner.batch_size = 3  # each student's events span many pages
+    runner.rebuild_batch_size = 3  # each student's events span many pages
 
     runner.rebuild()
 

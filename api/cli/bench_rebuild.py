@@ -10,7 +10,7 @@ each side is measured in events per second of its own log.
 Each side runs in a fresh interpreter (`python -m api.cli.bench_rebuild rebuild SPEC`, and
 `bench_workload.replay_in_child` for the plain side), so that the peak RSS is the rebuild's and
 the key cache starts cold. The rebuilt read model is a parameter (`projection`, a runner's
-name: "progress" until analytics has its own).
+name): analytics by default, the rebuild that the issue's users run (`ledger rebuild analytics`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ledger.settings import Settings
 
 STREAM_EVENTS = 100  # a student's progress stream: its start and 99 attempts
 ERASED_SHARE = 100  # one student in this many is erased before the rebuild
-DEFAULT_PROJECTION = "progress"
+DEFAULT_PROJECTION = "analytics"
 log = logging.getLogger("ledger.bench")
 
 
