@@ -56,6 +56,7 @@ class Tables:
 
 class ProgressView(Projection):
     name = "progress"
+    consumes = (Progress.Started, Progress.AttemptRecorded, ErasureRecord.SubjectErased)
 
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
         t = Tables(table)
