@@ -24,7 +24,7 @@ from crypto.sql import Cursor, Database, SQLiteDatabase
 from ledger import people, usernames
 from ledger.erasure import ErasureRecord
 from ledger.identity import CLAIMED, TAKEN, USERNAME, IdentityIndex
-from ledger.log import LogPage, LogReader, Replay
+from ledger.log import LogPage, LogReader, Replay, Topics
 from ledger.people import Person, Student, Teacher
 from ledger.persistence import (
     enforce_append_only,
@@ -199,14 +199,15 @@ class Ledger(Application[UUID]):
         for many one-event records, or to learn which of many streams exist."""
         return self._log.first_events(list(stream_ids))
 
-    def read_log(self, after: int, limit: int) -> LogPage:
-        """The events after notification id `after`, opened, for projections."""
-        return self._log.page(after, limit)
+    def read_log(self, after: int, limit: int, wanted: Topics | None = None) -> LogPage:
+        """The events after notification id `after`, opened, for projections (only those of
+        `wanted` topics, if given: the others are not opened)."""
+        return self._log.page(after, limit, wanted)
 
-    def replay(self, limit: int) -> Replay:
+    def replay(self, limit: int, wanted: Topics | None = None) -> Replay:
         """A rebuild's pass over the log, by pages of `limit` (`Replay`: one key fetch per
         subject per rebuild, the next page read ahead). Close it when done."""
-        return Replay(self._log, self.keys, limit)
+        return Replay(self._log, self.keys, limit, wanted)
 
     def person(self, person_id: UUID) -> Person | ErasedPerson:
         """The person, or `ErasedPerson` if erased. `PersonNotFound` if there never was one."""

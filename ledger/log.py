@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
 
 from crypto import Aead, SubjectKeys
@@ -59,6 +60,29 @@ class RebuildOpeners:
         return found
 
 
+class Topics:
+    """The stored topics a reader of the log wants, given the event classes it handles (and
+    their subclasses): decided once per topic. A row of another topic is skipped unopened, so
+    that a read model pays nothing for the many events it ignores (access records, say). A
+    topic that names no class is wanted, so that opening it fails as it would unfiltered."""
+
+    def __init__(self, classes: tuple[type, ...]) -> None:
+        self.classes = classes
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, topic: str) -> bool:
+        known = self._known.get(topic)
+        if known is None:
+            try:
+                cls = resolve_topic(topic)
+            except Exception:  # a topic of no class: wanted, so that opening it fails
+                known = True
+            else:
+                known = isinstance(cls, type) and issubclass(cls, self.classes)
+            self._known[topic] = known
+        return known
+
+
 class Replay:
     """One rebuild's pass over the log. Each subject's key is fetched once (`RebuildOpeners`),
     and the rows of the next page are read in a thread while the current page is opened and
@@ -67,9 +91,11 @@ class Replay:
     page read ahead for another position is not used, nor is an empty one (the log may have
     grown since)."""
 
-    def __init__(self, reader: LogReader, keys: SubjectKeys, limit: int) -> None:
+    def __init__(self, reader: LogReader, keys: SubjectKeys, limit: int,
+                 wanted: Topics | None = None) -> None:
         self.reader = reader
         self.limit = limit
+        self.wanted = wanted
         self.openers = RebuildOpeners(keys)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="log-read-ahead")
         self._ahead: tuple[int, Future[list[Any]]] | None = None
@@ -79,7 +105,7 @@ class Replay:
         if rows:
             last = int(rows[-1][0])
             self._ahead = (last, self._thread.submit(self.reader.rows, last, self.limit))
-        return self.reader.open_rows(rows, after, self.openers)
+        return self.reader.open_rows(rows, after, self.openers, self.wanted)
 
     def _rows_after(self, after: int) -> list[Any]:
         ahead, self._ahead = self._ahead, None
@@ -103,8 +129,9 @@ class Replay:
 
 @dataclass(frozen=True)
 class LogPage:
-    events: list[Any]
+    events: list[Any]  # those of the rows read that the reader wants, opened
     last_id: int  # the notification id of the last row read, or the `after` given if none
+    read: int  # rows read: 0 only at the end of the log
 
 
 class LogReader:
@@ -116,16 +143,20 @@ class LogReader:
         self.backend = backend
         self._streams: dict[str | bytes, tuple[UUID, bytes]] = {}
 
-    def page(self, after: int, limit: int, openers: RebuildOpeners | None = None) -> LogPage:
-        """The events with notification ids above `after`, in order, at most `limit`; their
-        keys from `openers` if given (a rebuild), else from the shared key cache."""
-        return self.open_rows(self.rows(after, limit), after, openers)
+    def page(self, after: int, limit: int, wanted: Topics | None = None) -> LogPage:
+        """The events with notification ids above `after`, in order, at most `limit` rows (only
+        those of `wanted` topics, if given); keys from the shared key cache."""
+        return self.open_rows(self.rows(after, limit), after, None, wanted)
 
-    def open_rows(self, rows: list[Any], after: int, openers: RebuildOpeners | None = None
-                  ) -> LogPage:
-        """The page of `rows` (as `rows` read them after `after`), opened."""
+    def open_rows(self, rows: list[Any], after: int, openers: RebuildOpeners | None = None,
+                  wanted: Topics | None = None) -> LogPage:
+        """The page of `rows` (as `rows` read them after `after`), opened: only those of
+        `wanted` topics if given; keys from `openers` if given (a rebuild)."""
         if not rows:
-            return LogPage([], after)
+            return LogPage([], after, 0)
+        last_id, read = int(rows[-1][0]), len(rows)
+        if wanted is not None:
+            rows = [row for row in rows if row[3] in wanted]
         stream_of = self._stream
         streams = [stream_of(row[1]) for row in rows]
         subjects = [sealing_subject(row[4], stream) for row, (_, stream) in zip(rows, streams,
@@ -139,7 +170,7 @@ class LogReader:
                 raise keyless(stream)
             aead = aeads[subject] if subject is not None else None
             events.append(open_stored(originator_id, stream, row[2], row[3], row[4], aead))
-        return LogPage(events, int(rows[-1][0]))
+        return LogPage(events, last_id, read)
 
     def rows(self, after: int, limit: int) -> list[Any]:
         """The stored rows above `after`, in order, at most `limit`: (id, stream id as stored,

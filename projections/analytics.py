@@ -74,6 +74,11 @@ class Tables:
 
 class AnalyticsView(Projection):
     name = "analytics"
+    consumes = (Student.Registered, Person.AgeGiven, Person.GenderGiven, Student.RaceGiven,
+                Person.SignedIn, Progress.AttemptRecorded, RightsFile.Restricted,
+                RightsFile.RestrictionLifted, Section.Created, Section.RaceEstimated,
+                Section.StudentEnrolled, Section.StudentUnenrolled, Teacher.SchoolChosen,
+                School.Registered, ErasureRecord.SubjectErased)
 
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
         t = Tables(table)

@@ -17,6 +17,7 @@ The teacher's grid reads 30 students x 100 levels in one query on the primary ke
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,7 @@ class Tables:
 
 class ProgressView(Projection):
     name = "progress"
+    consumes = (Progress.Started, Progress.AttemptRecorded, ErasureRecord.SubjectErased)
 
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
         t = Tables(table)
@@ -79,26 +81,51 @@ class ProgressView(Projection):
                 t.streams: frozenset({"progress_id", "student_id"})}
 
     def process(self, cur: Cursor, table: str, event: Any) -> None:
+        self.process_page(cur, table, [event])
+
+    def process_page(self, cur: Cursor, table: str, events: Sequence[Any]) -> None:
+        """A page's attempts folded per (student, level) in memory, then one upsert each: a
+        student's attempts at a level mostly come together. An erasure writes what came before
+        it, then forgets."""
         t = Tables(table)
-        if isinstance(event, Progress.AttemptRecorded):
-            cur.execute(
+        levels: dict[tuple[UUID, str], list[Any]] = {}  # -> [tries, best rank, last at]
+        streams: list[tuple[str, str]] = []
+        for event in events:
+            if isinstance(event, Progress.AttemptRecorded):
+                rank, at = _RANK[event.result], event.attempted_at
+                if (seen := levels.get((event.owner_id, event.level))) is None:
+                    levels[(event.owner_id, event.level)] = [1, rank, at]
+                else:
+                    seen[0] += 1
+                    seen[1] = max(seen[1], rank)
+                    seen[2] = max(seen[2], at)
+            elif isinstance(event, Progress.Started):
+                streams.append((str(event.originator_id), str(event.owner_id)))
+            elif isinstance(event, ErasedEvent | ErasureRecord.SubjectErased):
+                self._write(cur, t, streams, levels)
+                streams, levels = [], {}
+                if isinstance(event, ErasedEvent):
+                    self._forget_stream(cur, table, str(event.originator_id))
+                else:
+                    self.forget(cur, table, [event.subject_id])
+        self._write(cur, t, streams, levels)
+
+    @staticmethod
+    def _write(cur: Cursor, t: Tables, streams: list[tuple[str, str]],
+               levels: dict[tuple[UUID, str], list[Any]]) -> None:
+        if streams:
+            cur.executemany(f"INSERT INTO {t.streams} (progress_id, student_id) VALUES (?, ?)"
+                            " ON CONFLICT DO NOTHING", streams)
+        if levels:
+            cur.executemany(
                 f"INSERT INTO {t.levels} AS p (student_id, level, tries, best, last_at)"
-                " VALUES (?, ?, 1, ?, ?) ON CONFLICT (student_id, level) DO UPDATE SET"
-                " tries = p.tries + 1,"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (student_id, level) DO UPDATE SET"
+                " tries = p.tries + excluded.tries,"
                 " best = CASE WHEN excluded.best > p.best THEN excluded.best ELSE p.best END,"
                 " last_at = CASE WHEN excluded.last_at > p.last_at THEN excluded.last_at"
                 " ELSE p.last_at END",
-                (str(event.owner_id), event.level, _RANK[event.result],
-                 time_text(event.attempted_at)),
-            )
-        elif isinstance(event, Progress.Started):
-            cur.execute(f"INSERT INTO {t.streams} (progress_id, student_id) VALUES (?, ?)"
-                        " ON CONFLICT DO NOTHING",
-                        (str(event.originator_id), str(event.owner_id)))
-        elif isinstance(event, ErasedEvent):
-            self._forget_stream(cur, table, str(event.originator_id))
-        elif isinstance(event, ErasureRecord.SubjectErased):
-            self.forget(cur, table, [event.subject_id])
+                [(str(student), level, tries, best, time_text(last_at))
+                 for (student, level), (tries, best, last_at) in levels.items()])
 
     def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
         t = Tables(table)

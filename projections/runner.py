@@ -29,7 +29,7 @@ from uuid import UUID
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
-from ledger.log import Replay
+from ledger.log import Replay, Topics
 from ledger.people import Person
 
 log = logging.getLogger("ledger.projections")
@@ -52,6 +52,10 @@ class Projection(ABC):
     """A read model. Table names are given per generation: `f"{name}_g{generation}"`."""
 
     name: str
+    # The event classes `process` handles (with their subclasses); events of other classes are
+    # not even opened for it. Empty: every event. An erased stream's placeholders
+    # (`ErasedEvent`) come for the streams of the classes named.
+    consumes: tuple[type, ...] = ()
 
     @abstractmethod
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
@@ -151,6 +155,7 @@ class ProjectionRunner:
         self.projection = projection
         self.batch_size = batch_size
         self.rebuild_batch_size = rebuild_batch_size
+        self.wanted = Topics(projection.consumes) if projection.consumes else None
         with db.transaction() as cur:
             for statement in REGISTRY_DDL:
                 cur.execute(statement)
@@ -178,8 +183,9 @@ class ProjectionRunner:
             return self._position(cur, generation or self._live(cur))
 
     def run_once(self, generation: int | None = None, replay: Replay | None = None) -> int:
-        """Apply the next batch to `generation` (default: the live one). Returns events applied.
-        A rebuild passes its `replay`, which reads the pages."""
+        """Apply the next batch to `generation` (default: the live one). Returns the log
+        positions passed (events read, applied or not wanted). A rebuild passes its `replay`,
+        which reads the pages."""
         with self.db.transaction() as cur:
             if self.db.backend == "postgres":
                 cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
@@ -187,8 +193,8 @@ class ProjectionRunner:
             gen = generation or self._live(cur)
             position = self._position(cur, gen, lock=True)
             page = (replay.page(position) if replay is not None
-                    else self.ledger.read_log(position, self.batch_size))
-            if not page.events:
+                    else self.ledger.read_log(position, self.batch_size, self.wanted))
+            if not page.read:
                 return 0
             self._apply(cur, gen, page.events)
             cur.execute(
@@ -198,7 +204,7 @@ class ProjectionRunner:
             )
             if cur.rowcount != 1:
                 raise RuntimeError("another runner moved this projection: batch rolled back")
-            return len(page.events)
+            return page.read
 
     def catch_up(self, generation: int | None = None) -> int:
         total = 0
@@ -246,7 +252,7 @@ class ProjectionRunner:
         over. Readers and the background runner only ever use the live generation, so the
         unfinished one is never served, switched to or dropped by them."""
         new = self._unfinished_or_new_generation()
-        with self.ledger.replay(self.rebuild_batch_size) as replay:
+        with self.ledger.replay(self.rebuild_batch_size, self.wanted) as replay:
             self._replay(new, replay, on_progress)
             return self._switch_to(new, replay)
 
@@ -260,7 +266,7 @@ class ProjectionRunner:
             if old == new:  # a racing rebuild of the same generation switched first
                 return new
             position = self._position(cur, new, lock=True)
-            while (page := replay.page(position)).events:
+            while (page := replay.page(position)).read:
                 self._apply(cur, new, page.events)
                 position = page.last_id
             cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
@@ -310,6 +316,8 @@ class ProjectionRunner:
 
     # -- internals --------------------------------------------------------------------------
     def _apply(self, cur: Cursor, generation: int, events: Sequence[Any]) -> None:
+        if not events:
+            return  # a page of events the projection does not read: only the position moves
         table = table_name(self.projection, generation)
         # On PostgreSQL a batch's statements go in one pipeline: a round trip per statement
         # would cap a rebuild at the server's latency (a few thousand events a second).
