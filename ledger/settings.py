@@ -24,12 +24,21 @@ LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an eras
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from crypto.sql import valid_schema_name
 
+N = TypeVar("N", int, float)
+
 DEFAULT_RETENTION = os.path.join(os.path.dirname(__file__), "retention.json")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it (never its value: a URL or a key
+    may be in it)."""
 
 
 @dataclass(frozen=True)
@@ -67,17 +76,17 @@ class Settings:
             kek_file=env.get("LEDGER_KEK_FILE", ""),
             kek_inline=env.get("LEDGER_KEK") or None,
             var_dir=var_dir,
-            key_sync_seconds=float(env.get("LEDGER_KEY_SYNC_SECONDS", "1.0")),
+            key_sync_seconds=_number(env, "LEDGER_KEY_SYNC_SECONDS", "1.0", float),
             media_url=env.get("LEDGER_MEDIA_URL", ""),
-            max_upload_bytes=int(env.get("LEDGER_MAX_UPLOAD_BYTES", str(5 * 1024 * 1024))),
+            max_upload_bytes=_number(env, "LEDGER_MAX_UPLOAD_BYTES", str(5 * 1024 * 1024), int),
             signing_key_file=env.get("LEDGER_SIGNING_KEY_FILE", ""),
             signing_key_inline=env.get("LEDGER_SIGNING_KEY") or None,
             retention_file=env.get("LEDGER_RETENTION", DEFAULT_RETENTION),
             keep_residue=_on_or_off("LEDGER_RESIDUE", env.get("LEDGER_RESIDUE", "on")),
-            purge_every_hours=float(env.get("LEDGER_PURGE_EVERY_HOURS", "24")),
-            seal_every_seconds=float(env.get("LEDGER_SEAL_EVERY_SECONDS", "1")),
-            tree_head_every_minutes=float(env.get("LEDGER_TREE_HEAD_EVERY_MINUTES", "60")),
-            analytics_min_cell=int(env.get("LEDGER_ANALYTICS_MIN_CELL", "10")),
+            purge_every_hours=_number(env, "LEDGER_PURGE_EVERY_HOURS", "24", float),
+            seal_every_seconds=_number(env, "LEDGER_SEAL_EVERY_SECONDS", "1", float),
+            tree_head_every_minutes=_number(env, "LEDGER_TREE_HEAD_EVERY_MINUTES", "60", float),
+            analytics_min_cell=_number(env, "LEDGER_ANALYTICS_MIN_CELL", "10", int),
         )
 
     @classmethod
@@ -108,25 +117,25 @@ class Settings:
                 else f"sqlite:///{os.path.join(var_dir, 'media.sqlite3')}"
             )
         if max_upload_bytes <= 0:
-            raise ValueError("LEDGER_MAX_UPLOAD_BYTES must be positive")
+            raise SettingsError("LEDGER_MAX_UPLOAD_BYTES must be positive")
         if not 0 <= purge_every_hours < 24 * 366:
-            raise ValueError("LEDGER_PURGE_EVERY_HOURS must be 0 (never) or a number of hours")
+            raise SettingsError("LEDGER_PURGE_EVERY_HOURS must be 0 (never) or a number of hours")
         if not 0 < seal_every_seconds <= 3600:
-            raise ValueError("LEDGER_SEAL_EVERY_SECONDS must be a number of seconds, at most"
+            raise SettingsError("LEDGER_SEAL_EVERY_SECONDS must be a number of seconds, at most"
                              " 3600")
         if not 0 <= tree_head_every_minutes <= 60 * 24 * 31:
-            raise ValueError("LEDGER_TREE_HEAD_EVERY_MINUTES must be 0 (never) or a number of"
+            raise SettingsError("LEDGER_TREE_HEAD_EVERY_MINUTES must be 0 (never) or a number of"
                              " minutes")
         if not 2 <= analytics_min_cell <= 1000:
-            raise ValueError("LEDGER_ANALYTICS_MIN_CELL must be a count from 2 to 1000")
+            raise SettingsError("LEDGER_ANALYTICS_MIN_CELL must be a count from 2 to 1000")
         return cls(
             database_url=database_url,
             media_url=media_url,
             max_upload_bytes=max_upload_bytes,
             read_models_url=read_models_url,
-            schema=valid_schema_name(schema),
+            schema=_schema("LEDGER_SCHEMA", schema),
             keystore_url=keystore_url,
-            keystore_schema=valid_schema_name(keystore_schema or f"{schema}_keys"),
+            keystore_schema=_schema("LEDGER_KEYSTORE_SCHEMA", keystore_schema or f"{schema}_keys"),
             kek_file=kek_file or os.path.join(var_dir, "kek.json"),
             kek_inline=kek_inline,
             var_dir=var_dir,
@@ -146,9 +155,23 @@ class Settings:
         return "postgres" if is_postgres(self.database_url) else "sqlite"
 
 
+def _number(env: Mapping[str, str], name: str, default: str, kind: type[N]) -> N:
+    try:
+        return kind(env.get(name, default))
+    except ValueError:
+        raise SettingsError(f"{name} must be a number") from None
+
+
+def _schema(name: str, value: str) -> str:
+    try:
+        return valid_schema_name(value)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
 def _on_or_off(name: str, value: str) -> bool:
     if value not in ("on", "off"):
-        raise ValueError(f"{name} must be on or off")
+        raise SettingsError(f"{name} must be on or off")
     return value == "on"
 
 

@@ -333,3 +333,17 @@ def test_a_stopped_rebuild_says_where_and_resumes(
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "read_model": "student_directory", "generation": 2, "position": 1}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("LEDGER_ANALYTICS_MIN_CELL", "1"), ("LEDGER_ANALYTICS_MIN_CELL", "ten"),
+    ("LEDGER_SEAL_EVERY_SECONDS", "abc"), ("LEDGER_KEY_SYNC_SECONDS", "1s"),
+    ("LEDGER_SCHEMA", "ledger; DROP TABLE x"), ("LEDGER_RESIDUE", "maybe")])
+def test_a_setting_that_cannot_be_used_is_named_plainly_and_changes_nothing(
+        var_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["analytics", "table", "students", "--by", "age_band"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ledger: {name}") and "Traceback" not in err
+    assert not list(var_dir.iterdir())  # refused before any store was opened

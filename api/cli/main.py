@@ -19,6 +19,7 @@ from api.cli import (
     serve,
     tokens,
 )
+from ledger.settings import SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except SettingsError as error:  # an operator's setting: said plainly, exit 2 as for usage
+        print(f"ledger: {error}", file=sys.stderr)
+        return 2
     return code
 
 
