@@ -88,8 +88,14 @@ class _PgCursor:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cursor.execute(sql.replace("?", "%s"), params)
 
-    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
-        return self._cursor.executemany(sql.replace("?", "%s"), params)
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(sql.replace("?", "%s"), params)
+        if self._pipeline is not None:
+            # In a pipeline psycopg (3.3) can hand a result of this executemany to the next
+            # fetch on the cursor ("the last operation didn't produce records", seen about one
+            # page in 70 of a rebuild under load): its results are awaited here, a round trip
+            # per executemany, which a projection makes a few of a page.
+            self._pipeline.sync()
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()

@@ -220,3 +220,29 @@ def test_a_batch_reads_its_own_row_counts_on_either_backend(settings: Settings) 
         assert counts == [1, 1, 0]
     finally:
         db.close()
+
+
+@pytest.mark.slow  # a race: 300 pages of 2,000 upserts, about 15 s
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_fetch_after_a_pipelined_executemany_gets_its_own_result(settings: Settings) -> None:
+    """Seen in a rebuild under load: psycopg handed a fetch in a pipeline the result of an
+    earlier executemany (about one page in 70). A projection writes a page with executemany
+    and then reads (an erasure's look-up), so every such read must get its own rows."""
+    db = open_database(settings.read_models_url, settings.schema)
+    try:
+        with db.transaction() as cur:
+            cur.execute("CREATE TABLE many_probe (a TEXT, level TEXT, n INTEGER,"
+                        " PRIMARY KEY (a, level))")
+            cur.execute("CREATE TABLE one_probe (p TEXT PRIMARY KEY)")
+        for page in range(300):
+            with db.transaction() as cur:
+                pipelined = getattr(cur, "pipelined", None)
+                with pipelined() if pipelined is not None else contextlib.nullcontext():
+                    cur.executemany("INSERT INTO one_probe (p) VALUES (?)", [(f"p{page}",)])
+                    cur.executemany("INSERT INTO many_probe AS m (a, level, n) VALUES (?, ?, ?)"
+                                    " ON CONFLICT (a, level) DO UPDATE SET n = m.n + 1",
+                                    [(str(uuid4()), f"level-{i}", i) for i in range(2_000)])
+                    cur.execute("SELECT count(*) FROM one_probe")
+                    assert cur.fetchone()[0] == page + 1
+    finally:
+        db.close()
