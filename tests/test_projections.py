@@ -8,9 +8,11 @@ from uuid import uuid4
 import pytest
 
 from api.services import Services
-from ledger.people import Student
+from crypto.sql import Cursor
+from ledger.people import Person, Student
 from ledger.persistence import open_database
 from ledger.settings import Settings
+from projections.runner import Projection, ProjectionRunner
 from tests.test_leak_scan import haystack
 
 
@@ -246,3 +248,42 @@ def test_a_fetch_after_a_pipelined_executemany_gets_its_own_result(settings: Set
                     assert cur.fetchone()[0] == page + 1
     finally:
         db.close()
+
+
+class Renames(Projection):
+    """Counts renames: it reads `Person.Renamed` only."""
+
+    name = "renames"
+    consumes = (Person.Renamed,)
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
+        cur.execute(f"CREATE TABLE {table} (person_id TEXT NOT NULL)")
+
+    def process(self, cur: Cursor, table: str, event: object) -> None:
+        self.seen.append(event)
+        cur.execute(f"INSERT INTO {table} (person_id) VALUES (?)",
+                    (str(event.originator_id),))  # type: ignore[attr-defined]
+
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
+        return [(table, ("person_id",))]
+
+
+def test_a_projection_is_handed_only_what_it_reads_and_passes_over_the_rest(
+        services: Services) -> None:
+    """Pages holding none of its events still move its position, live and rebuilt."""
+    people = [services.ledger.register_student(f"S{i}", "12") for i in range(12)]
+    for person in people[9:]:
+        services.ledger.rename(person, "Renamed")
+    renames = Renames()
+    runner = ProjectionRunner(services.ledger, services.read_models, renames, batch_size=4,
+                              rebuild_batch_size=5)
+    end = services.ledger.recorder.max_notification_id()
+    assert runner.catch_up() == end and runner.position() == end
+    assert [type(e) for e in renames.seen] == [Person.Renamed] * 3
+    renames.seen.clear()
+    runner.rebuild()
+    assert [e.originator_id for e in renames.seen] == people[9:]  # type: ignore[attr-defined]
+    assert runner.position() == end
