@@ -19,11 +19,9 @@ import dataclasses
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -40,14 +38,6 @@ STREAM_EVENTS = 100  # a student's progress stream: its start and 99 attempts
 ERASED_SHARE = 100  # one student in this many is erased before the rebuild
 DEFAULT_PROJECTION = "analytics"
 log = logging.getLogger("ledger.bench")
-
-
-@dataclass(frozen=True)
-class RebuildResult:
-    events: int
-    seconds: float
-    peak_rss_mb: float
-    baseline_rss_mb: float
 
 
 def progress_stream(student_id: UUID, first_serial: int) -> Progress:
@@ -101,20 +91,11 @@ def measure(backend: str, postgres_url: str, events: int,
     }
 
 
-def rebuild_in_child(stores: workload.Stores, projection: str) -> RebuildResult:
+def rebuild_in_child(stores: workload.Stores, projection: str) -> workload.ReplayResult:
     spec = {"ledger_settings": dataclasses.asdict(stores.ledger_settings),
             "projection": projection}
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(workload.PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli.bench_rebuild", "rebuild"],
-        input=json.dumps(spec), capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"rebuild failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return RebuildResult(int(result["events"]), float(result["seconds"]),
-                         float(result["peak_rss_mb"]), float(result["baseline_rss_mb"]))
+    return workload.measure_in_child("api.cli.bench_rebuild", "rebuild", spec,
+                                     f"rebuild of {projection}")
 
 
 def _rebuild_main(spec: dict[str, Any]) -> dict[str, Any]:

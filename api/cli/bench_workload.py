@@ -214,16 +214,23 @@ def replay_in_child(side: str, stores: Stores) -> ReplayResult:
         "plain_env": stores.plain_env,
         "ledger_settings": dataclasses.asdict(stores.ledger_settings),
     }
+    return measure_in_child("api.cli.bench_workload", "replay", spec, f"{side} replay")
+
+
+def measure_in_child(module: str, action: str, spec: dict[str, Any], what: str
+                     ) -> ReplayResult:
+    """`python -m MODULE ACTION` in a fresh interpreter, `spec` as JSON on its stdin; its last
+    line of output is what it measured (events, seconds, peak and baseline RSS)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli.bench_workload", "replay"],
+    done = subprocess.run(  # noqa: S603 (our own modules, named by our callers)
+        [sys.executable, "-m", module, action],
         input=json.dumps(spec), capture_output=True, text=True, env=env, check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{side} replay failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return ReplayResult(int(result["events"]), float(result["seconds"]),
                         float(result["peak_rss_mb"]), float(result["baseline_rss_mb"]))
