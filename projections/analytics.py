@@ -24,15 +24,15 @@ the log) is counted in their place by the outputs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
 
-from crypto.sql import Cursor, Database, delete_naming
+from crypto.sql import Cursor, Database, delete_naming, insert_rows
 from ledger.erasure import ErasureRecord
 from ledger.people import Person, Student, Teacher, is_adult, is_under_13
 from ledger.progress import RESULTS, Progress
@@ -41,7 +41,7 @@ from ledger.rights import RightsFile
 from ledger.schools import School
 from ledger.sealing import ErasedEvent
 from ledger.sections import Section
-from projections.runner import Projection, live_table, time_text
+from projections.runner import FoldingProjection, live_table, time_text
 
 _RANK = {result: rank for rank, result in enumerate(RESULTS)}
 _SOLVED, _OPTIMAL = _RANK["solved"], _RANK["optimal"]
@@ -58,6 +58,9 @@ def age_band(age: str | None) -> str:
     return "under_13" if is_under_13(age) else "18_plus" if is_adult(age) else "13_17"
 
 
+STUDENT_COLUMNS = ("analytics_id", "age_band", "gender", "race", "region", "restricted")
+
+
 class Tables:
     def __init__(self, prefix: str) -> None:
         self.links = f"{prefix}_links"  # student id -> analytics id; goes at erasure
@@ -72,7 +75,7 @@ class Tables:
         self.schools = f"{prefix}_schools"
 
 
-class AnalyticsView(Projection):
+class AnalyticsView(FoldingProjection):
     name = "analytics"
     consumes = (Student.Registered, Person.AgeGiven, Person.GenderGiven, Student.RaceGiven,
                 Person.SignedIn, Progress.AttemptRecorded, RightsFile.Restricted,
@@ -103,8 +106,7 @@ class AnalyticsView(Projection):
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         t = Tables(table)
         return {t.links: frozenset({"student_id", "analytics_id"}),
-                t.students: frozenset({"analytics_id", "age_band", "gender", "race", "region",
-                                       "restricted"}),
+                t.students: frozenset(STUDENT_COLUMNS),
                 t.activity: frozenset({"analytics_id", "month", "levels"}),
                 t.sections: frozenset({"section_id", "owner_id", "estimate"}),
                 t.enrolled: frozenset({"section_id", "student_id", "since"}),
@@ -131,15 +133,11 @@ class AnalyticsView(Projection):
                 counts[student_of[analytics_id]] += count
         return counts + super().forget(cur, table, subject_ids)
 
-    def process(self, cur: Cursor, table: str, event: Any) -> None:
-        self.process_page(cur, table, [event])
-
-    def process_page(self, cur: Cursor, table: str, events: Sequence[Any]) -> None:
-        """A page folded in memory (students' facts and attempts) and written in a few
-        statements; section and school events, rare, are written as they come. An erasure
-        writes what came before it, then forgets."""
-        t = Tables(table)
-        page = _Page(cur, table, self.forget)
+    def fold(self, events: Sequence[Any]) -> list[Step]:
+        """A page folded in memory: students' facts and attempts gathered by student, in
+        order with the page's erasures and its section and school changes (rare, kept as
+        statements)."""
+        page = _Fold()
         for event in events:
             if isinstance(event, Progress.AttemptRecorded):  # nearly every event
                 page.attempt(event.owner_id, event.level, _RANK[event.result],
@@ -160,42 +158,64 @@ class AnalyticsView(Projection):
             elif isinstance(event, ErasedEvent):
                 # A rebuild: the erased student's own stream never made a row; a progress or
                 # rights stream of theirs names no row either. A section's stream: its rows go.
-                page.forget(event.originator_id)
+                page.forget(UUID(str(event.originator_id)))
             elif isinstance(event, ErasureRecord.SubjectErased):
                 page.forget(event.subject_id)
             else:
-                page.settle_erasures()
-                self._school_event(cur, t, event)
-        page.write()
+                page.statements(_school_statements(event))
+        return page.done()
 
-    @staticmethod
-    def _school_event(cur: Cursor, t: Tables, event: Any) -> None:
-        """Sections, enrolments, teachers' schools and schools: a few events a term each."""
-        if isinstance(event, Section.Created):
-            cur.execute(f"INSERT INTO {t.sections} (section_id, owner_id) VALUES (?, ?)"
-                        " ON CONFLICT DO NOTHING",
-                        (str(event.originator_id), str(event.owner_id)))
-        elif isinstance(event, Section.RaceEstimated):
-            cur.execute(f"UPDATE {t.sections} SET estimate = ? WHERE section_id = ?",
-                        (orjson.dumps(event.distribution, option=orjson.OPT_SORT_KEYS).decode(),
-                         str(event.originator_id)))
-        elif isinstance(event, Section.StudentEnrolled):
-            cur.execute(f"INSERT INTO {t.enrolled} (section_id, student_id, since)"
-                        " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                        (str(event.originator_id), str(event.student_id),
-                         time_text(event.timestamp)))
-        elif isinstance(event, Section.StudentUnenrolled):
-            cur.execute(f"DELETE FROM {t.enrolled} WHERE section_id = ? AND student_id = ?",
-                        (str(event.originator_id), str(event.student_id)))
-        elif isinstance(event, Teacher.SchoolChosen):
-            cur.execute(f"DELETE FROM {t.teachers} WHERE teacher_id = ?",
-                        (str(event.originator_id),))
-            if event.school_id is not None:
-                cur.execute(f"INSERT INTO {t.teachers} (teacher_id, school_id) VALUES (?, ?)",
-                            (str(event.originator_id), str(event.school_id)))
-        elif isinstance(event, School.Registered):
-            cur.execute(f"INSERT INTO {t.schools} (school_id, school_type) VALUES (?, ?)"
-                        " ON CONFLICT DO NOTHING", (str(event.originator_id), event.school_type))
+    def write(self, cur: Cursor, table: str, folded: list[Step]) -> None:
+        """The folded page's steps, in order: the students' rows in one statement per table,
+        erasures in one go per run of them."""
+        t = Tables(table)
+        for step in folded:
+            if isinstance(step, Facts):
+                _write_facts(cur, t, step)
+            elif isinstance(step, Forget):
+                self.forget(cur, table, step.subject_ids)
+            else:
+                name, values = step
+                cur.execute(_SCHOOL_SQL[name].format(**vars(t)), values)
+
+
+# Sections, enrolments, teachers' schools and schools: a few events a term each, written as
+# they come, one statement each.
+_SCHOOL_SQL = {
+    "section": "INSERT INTO {sections} (section_id, owner_id) VALUES (?, ?)"
+               " ON CONFLICT DO NOTHING",
+    "estimate": "UPDATE {sections} SET estimate = ? WHERE section_id = ?",
+    "enrol": "INSERT INTO {enrolled} (section_id, student_id, since) VALUES (?, ?, ?)"
+             " ON CONFLICT DO NOTHING",
+    "unenrol": "DELETE FROM {enrolled} WHERE section_id = ? AND student_id = ?",
+    "teacher_left": "DELETE FROM {teachers} WHERE teacher_id = ?",
+    "teacher_school": "INSERT INTO {teachers} (teacher_id, school_id) VALUES (?, ?)",
+    "school": "INSERT INTO {schools} (school_id, school_type) VALUES (?, ?)"
+              " ON CONFLICT DO NOTHING",
+}
+Statement = tuple[str, tuple[Any, ...]]  # a name in _SCHOOL_SQL, and its values
+
+
+def _school_statements(event: Any) -> list[Statement]:
+    if isinstance(event, Section.Created):
+        return [("section", (str(event.originator_id), str(event.owner_id)))]
+    if isinstance(event, Section.RaceEstimated):
+        return [("estimate", (orjson.dumps(event.distribution,
+                                           option=orjson.OPT_SORT_KEYS).decode(),
+                              str(event.originator_id)))]
+    if isinstance(event, Section.StudentEnrolled):
+        return [("enrol", (str(event.originator_id), str(event.student_id),
+                           time_text(event.timestamp)))]
+    if isinstance(event, Section.StudentUnenrolled):
+        return [("unenrol", (str(event.originator_id), str(event.student_id)))]
+    if isinstance(event, Teacher.SchoolChosen):
+        teacher = str(event.originator_id)
+        return [("teacher_left", (teacher,))] + (
+            [("teacher_school", (teacher, str(event.school_id)))]
+            if event.school_id is not None else [])
+    if isinstance(event, School.Registered):
+        return [("school", (str(event.originator_id), event.school_type))]
+    return []
 
 
 def linked_ids(cur: Cursor, t: Tables, student_ids: Sequence[str]) -> dict[str, str]:
@@ -223,34 +243,53 @@ def add_activity(into: Activity, more: Activity) -> Activity:
     return into
 
 
-Forget = Callable[[Cursor, str, Sequence[UUID]], Counter[UUID]]
+@dataclass
+class Facts:
+    """What a run of a page's events changes in students' rows, by student id: written in one
+    statement per table, once one query has found the students' analytics ids (those without
+    one, teachers and erased students, are passed over)."""
+
+    new: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # registered: the row
+    changed: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # column -> value
+    activity: dict[UUID, dict[str, Activity]] = field(default_factory=dict)  # month -> levels
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.changed or self.activity)
 
 
-class _Page:
-    """What one page of the log changes in the students' rows, held by student id until
-    `write`: then one query finds their analytics ids (those without one, teachers and erased
-    students, are dropped) and each table is written in one statement. Erasures are queued, so
-    that a run of erased events is forgotten in one go, after whatever the page held before."""
+@dataclass
+class Forget:
+    """A run of erased subjects, forgotten in one go."""
 
-    def __init__(self, cur: Cursor, table: str, forget: Forget) -> None:
-        self.cur, self.table, self.t, self._forget = cur, table, Tables(table), forget
-        self.new: dict[UUID, dict[str, Any]] = {}  # a student registered in this page: row
-        self.changed: dict[UUID, dict[str, Any]] = {}  # column -> value
-        self.activity: dict[UUID, dict[str, Activity]] = {}  # month -> levels
+    subject_ids: list[UUID]
+
+
+Step = Facts | Forget | Statement
+
+
+class _Fold:
+    """A page's steps as `AnalyticsView.fold` gathers them: facts pile up until an erasure or a
+    school statement, which must come after them (an erasure takes what came before it)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.facts = Facts()
         self.forgotten: list[UUID] = []
 
     def register(self, student_id: UUID, band: str, gender: str | None) -> None:
-        self.new[student_id] = {"age_band": band, "gender": gender, "race": None,
-                                "region": None, "restricted": 0}
+        self._facts().new[student_id] = {"age_band": band, "gender": gender, "race": None,
+                                         "region": None, "restricted": 0}
 
     def set(self, subject_id: UUID, column: str, value: Any) -> None:
-        row = self.new.get(subject_id)
-        (row if row is not None else self.changed.setdefault(subject_id, {}))[column] = value
+        facts = self._facts()
+        row = facts.new.get(subject_id)
+        (row if row is not None else facts.changed.setdefault(subject_id, {}))[column] = value
 
     def attempt(self, student_id: UUID, level: str, rank: int, day: str) -> None:
-        months = self.activity.get(student_id)
+        activity = (self.facts if not self.forgotten else self._facts()).activity
+        months = activity.get(student_id)
         if months is None:
-            months = self.activity[student_id] = {}
+            months = activity[student_id] = {}
         month = months.get(day[:7])
         if month is None:
             month = months[day[:7]] = {}
@@ -260,70 +299,81 @@ class _Page:
             seen[0] = max(seen[0], rank)
             seen[1][day] = seen[1].get(day, 0) + 1
 
-    def forget(self, subject_id: UUID | str) -> None:
-        if self.new or self.changed or self.activity:
-            self.write()
-        self.forgotten.append(UUID(str(subject_id)))
+    def forget(self, subject_id: UUID) -> None:
+        if self.facts:
+            self.steps.append(self.facts)
+            self.facts = Facts()
+        self.forgotten.append(subject_id)
 
-    def settle_erasures(self) -> None:
-        """Forget the queued subjects now (before a write that is not held)."""
-        if self.forgotten:
-            self._forget(self.cur, self.table, self.forgotten)
+    def statements(self, statements: list[Statement]) -> None:
+        if statements:
+            self._flush()
+            self.steps.extend(statements)
+
+    def done(self) -> list[Step]:
+        self._flush()
+        return self.steps
+
+    def _facts(self) -> Facts:
+        if self.forgotten:  # facts after an erasure go after it
+            self.steps.append(Forget(self.forgotten))
             self.forgotten = []
+        return self.facts
 
-    def write(self) -> None:
-        cur, t = self.cur, self.t
-        self.settle_erasures()
-        named = {str(s): s for s in (*self.new, *self.changed, *self.activity)}
-        ids = {named[student]: analytics_id
-               for student, analytics_id in linked_ids(cur, t, list(named)).items()}
-        old = list(ids.values())
-        # ANA-1: drawn, never derived. A student already linked keeps their id (a registration
-        # is met once in a log; this keeps a replayed one from counting a student twice).
-        new = {student: str(uuid4()) for student in self.new if student not in ids}
-        if new:
-            ids.update(new)
-            cur.executemany(f"INSERT INTO {t.links} (student_id, analytics_id) VALUES (?, ?)",
-                            [(str(student), analytics_id) for student, analytics_id in new.items()])
-            cur.executemany(f"INSERT INTO {t.students} (analytics_id, age_band, gender, race,"
-                            " region, restricted) VALUES (?, ?, ?, ?, ?, ?)",
-                            [(new[student], row["age_band"], row["gender"], row["race"],
-                              row["region"], row["restricted"])
-                             for student, row in self.new.items() if student in new])
-        by_column: dict[str, list[tuple[Any, str]]] = {}
-        for student, columns in self.changed.items():
-            if (analytics_id := ids.get(student)) is not None:
-                for column, value in columns.items():
-                    by_column.setdefault(column, []).append((value, analytics_id))
-        for column, values in by_column.items():
-            cur.executemany(f"UPDATE {t.students} SET {column} = ? WHERE analytics_id = ?",
-                            values)
-        activity = {(ids[student], month): levels
-                    for student, months in self.activity.items() if student in ids
-                    for month, levels in months.items()}
-        if activity:
-            self._write_activity(activity, old)
-        self.new, self.changed, self.activity = {}, {}, {}
+    def _flush(self) -> None:
+        self._facts()
+        if self.facts:
+            self.steps.append(self.facts)
+            self.facts = Facts()
 
-    def _write_activity(self, activity: dict[tuple[str, str], Activity],
-                        old: list[str]) -> None:
-        """Each month touched: read as it rests (for students met before this page), the
-        page's attempts added, written back."""
-        cur, t = self.cur, self.t
-        stored: dict[tuple[str, str], Activity] = {}
-        for start in range(0, len(old), _CHUNK):
-            part = old[start:start + _CHUNK]
-            cur.execute(f"SELECT analytics_id, month, levels FROM {t.activity}"
-                        f" WHERE analytics_id IN ({', '.join('?' * len(part))})", part)
-            for analytics_id, month, levels in cur.fetchall():
-                if (key := (str(analytics_id), str(month))) in activity:
-                    stored[key] = orjson.loads(levels)
-        cur.executemany(
-            f"INSERT INTO {t.activity} (analytics_id, month, levels) VALUES (?, ?, ?)"
-            " ON CONFLICT (analytics_id, month) DO UPDATE SET levels = excluded.levels",
-            [(analytics_id, month, orjson.dumps(add_activity(stored.pop((analytics_id, month),
-                                                                         {}), more)))
-             for (analytics_id, month), more in activity.items()])
+
+def _write_facts(cur: Cursor, t: Tables, facts: Facts) -> None:
+    named = {str(s): s for s in (*facts.new, *facts.changed, *facts.activity)}
+    ids = {named[student]: analytics_id
+           for student, analytics_id in linked_ids(cur, t, list(named)).items()}
+    old = list(ids.values())
+    # ANA-1: drawn, never derived. A student already linked keeps their id (a registration is
+    # met once in a log; this keeps a replayed one from counting a student twice).
+    new = {student: str(uuid4()) for student in facts.new if student not in ids}
+    if new:
+        ids.update(new)
+        insert_rows(cur, t.links, ("student_id", "analytics_id"),
+                    [(str(student), analytics_id) for student, analytics_id in new.items()])
+        insert_rows(cur, t.students, STUDENT_COLUMNS,
+                    [(new[student], *(row[column] for column in STUDENT_COLUMNS[1:]))
+                     for student, row in facts.new.items() if student in new])
+    by_column: dict[str, list[tuple[Any, str]]] = {}
+    for student, columns in facts.changed.items():
+        if (analytics_id := ids.get(student)) is not None:
+            for column, value in columns.items():
+                by_column.setdefault(column, []).append((value, analytics_id))
+    for column, values in by_column.items():
+        cur.executemany(f"UPDATE {t.students} SET {column} = ? WHERE analytics_id = ?", values)
+    activity = {(ids[student], month): levels
+                for student, months in facts.activity.items() if student in ids
+                for month, levels in months.items()}
+    if activity:
+        _write_activity(cur, t, activity, old)
+
+
+def _write_activity(cur: Cursor, t: Tables, activity: dict[tuple[str, str], Activity],
+                    old: list[str]) -> None:
+    """Each month touched: read as it rests (for students met before this page), the page's
+    attempts added, written back."""
+    stored: dict[tuple[str, str], Activity] = {}
+    for start in range(0, len(old), _CHUNK):
+        part = old[start:start + _CHUNK]
+        cur.execute(f"SELECT analytics_id, month, levels FROM {t.activity}"
+                    f" WHERE analytics_id IN ({', '.join('?' * len(part))})", part)
+        for analytics_id, month, levels in cur.fetchall():
+            if (key := (str(analytics_id), str(month))) in activity:
+                stored[key] = orjson.loads(levels)
+    insert_rows(cur, t.activity, ("analytics_id", "month", "levels"),
+                [(analytics_id, month, orjson.dumps(
+                    add_activity(rested, more) if (rested := stored.get((analytics_id, month)))
+                    else more))
+                 for (analytics_id, month), more in activity.items()],
+                "ON CONFLICT (analytics_id, month) DO UPDATE SET levels = excluded.levels")
 
 
 @dataclass(frozen=True)

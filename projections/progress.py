@@ -20,14 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from crypto.sql import Cursor, Database
 from ledger.erasure import ErasureRecord
 from ledger.progress import RESULTS, LevelProgress, Progress
 from ledger.sealing import ErasedEvent
-from projections.runner import Projection, live_table, time_text
+from projections.runner import FoldingProjection, live_table, time_text
 
 _RANK = {result: rank for rank, result in enumerate(RESULTS)}
 _SOLVED, _OPTIMAL = _RANK["solved"], _RANK["optimal"]
@@ -55,7 +55,25 @@ class Tables:
         self.streams = f"{prefix}_streams"
 
 
-class ProgressView(Projection):
+class Rows(NamedTuple):
+    """A run of a page's progress: new streams, and attempts by (student, level)."""
+
+    streams: list[tuple[str, str]]
+    levels: dict[tuple[UUID, str], list[Any]]
+
+
+class ForgetStream(NamedTuple):
+    stream_id: str  # an erased stream: a progress stream, or a student's own
+
+
+class ForgetSubject(NamedTuple):
+    subject_id: UUID
+
+
+Step = Rows | ForgetStream | ForgetSubject
+
+
+class ProgressView(FoldingProjection):
     name = "progress"
     consumes = (Progress.Started, Progress.AttemptRecorded, ErasureRecord.SubjectErased)
 
@@ -80,14 +98,11 @@ class ProgressView(Projection):
         return {t.levels: frozenset({"student_id", "level", "tries", "best", "last_at"}),
                 t.streams: frozenset({"progress_id", "student_id"})}
 
-    def process(self, cur: Cursor, table: str, event: Any) -> None:
-        self.process_page(cur, table, [event])
-
-    def process_page(self, cur: Cursor, table: str, events: Sequence[Any]) -> None:
-        """A page's attempts folded per (student, level) in memory, then one upsert each: a
-        student's attempts at a level mostly come together. An erasure writes what came before
-        it, then forgets."""
-        t = Tables(table)
+    def fold(self, events: Sequence[Any]) -> list[Step]:
+        """A page's attempts folded per (student, level) in memory, for one upsert each: a
+        student's attempts at a level mostly come together. An erasure takes what came before
+        it."""
+        steps: list[Step] = []
         levels: dict[tuple[UUID, str], list[Any]] = {}  # -> [tries, best rank, last at]
         streams: list[tuple[str, str]] = []
         for event in events:
@@ -102,13 +117,22 @@ class ProgressView(Projection):
             elif isinstance(event, Progress.Started):
                 streams.append((str(event.originator_id), str(event.owner_id)))
             elif isinstance(event, ErasedEvent | ErasureRecord.SubjectErased):
-                self._write(cur, t, streams, levels)
+                steps.append(Rows(streams, levels))
                 streams, levels = [], {}
-                if isinstance(event, ErasedEvent):
-                    self._forget_stream(cur, table, str(event.originator_id))
-                else:
-                    self.forget(cur, table, [event.subject_id])
-        self._write(cur, t, streams, levels)
+                steps.append(ForgetStream(str(event.originator_id)) if isinstance(
+                    event, ErasedEvent) else ForgetSubject(event.subject_id))
+        steps.append(Rows(streams, levels))
+        return steps
+
+    def write(self, cur: Cursor, table: str, folded: list[Step]) -> None:
+        t = Tables(table)
+        for step in folded:
+            if isinstance(step, Rows):
+                self._write(cur, t, step.streams, step.levels)
+            elif isinstance(step, ForgetStream):
+                self._forget_stream(cur, table, step.stream_id)
+            else:
+                self.forget(cur, table, [step.subject_id])
 
     @staticmethod
     def _write(cur: Cursor, t: Tables, streams: list[tuple[str, str]],
