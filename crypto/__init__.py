@@ -9,6 +9,7 @@ from crypto.errors import (
     SealBroken,
 )
 from crypto.keys import DestroyedKey, SubjectKeys
+from crypto.keystore import WrappedKey
 
 __all__ = [
     "Aead",
@@ -19,6 +20,7 @@ __all__ = [
     "KeyStoreUnavailable",
     "SealBroken",
     "SubjectKeys",
+    "WrappedKey",
 ]
 
 from crypto.signing import LedgerPublicKey, LedgerSigner

@@ -208,6 +208,31 @@ class SubjectKeys:
             found[tombstone.subject_id.bytes] = None
         return found
 
+    def fetch_wrapped(self, subjects: set[bytes]) -> dict[bytes, WrappedKey | None]:
+        """The keys of `subjects` as the store keeps them, wrapped under the KEK, in one round
+        trip: `None` for an erased subject, no entry for one with neither key nor tombstone.
+        For a rebuild's worker processes, which unwrap them with their own keyring
+        (`opener_of_wrapped`): a data key itself never crosses to another process."""
+        self.sync_erasures_if_due()
+        found: dict[bytes, WrappedKey | None] = {s: None for s in subjects if s in self._erased}
+        ask = [UUID(bytes=subject) for subject in subjects if subject not in found]
+        for stored in self.store.load_many(ask) if ask else []:
+            subject = stored.subject_id.bytes
+            found[subject] = None if subject in self._erased else stored
+        absent = [subject_id for subject_id in ask if subject_id.bytes not in found]
+        for tombstone in self.store.tombstones_for(absent) if absent else []:
+            self._erased.add(tombstone.subject_id.bytes)
+            found[tombstone.subject_id.bytes] = None
+        return found
+
+    def opener_of_wrapped(self, stored: WrappedKey) -> Aead | None:
+        """The AEAD of a key `fetch_wrapped` gave, perhaps in another process; `None` if it is
+        void (left under a retired KEK: erased before a rotation)."""
+        try:
+            return Aead(self._unwrap(stored))
+        except KeyErased:
+            return None
+
     def forget_cached_keys(self) -> None:
         """Drop every opened key from this process's memory; they are loaded again on use."""
         self._ciphers.clear()

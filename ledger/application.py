@@ -35,7 +35,7 @@ from ledger.persistence import (
 )
 from ledger.progress import Progress
 from ledger.receipts import RECEIPT_REASONS, ErasureReceipt, SignedReceipt
-from ledger.sealing import LEDGER_SUBJECT, SealedMapper
+from ledger.sealing import LEDGER_SUBJECT, SealedMapper, sealed_mapper
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
@@ -92,6 +92,8 @@ class Ledger(Application[UUID]):
                  ) -> None:
         self.settings = settings
         self.keys = keys or open_subject_keys(settings)
+        # Another process can open the same keys (a rebuild's worker) only if they are these.
+        self.keys_opened_from_settings = keys is None
         # Blind indexes rest with the read models: rows that go at erasure, never in the log.
         self.read_models = read_models or open_database(settings.read_models_url,
                                                         settings.schema)
@@ -115,7 +117,7 @@ class Ledger(Application[UUID]):
         self._log = LogReader(self.recorder, self.mapper, self.keys, settings.backend)
 
     def construct_mapper(self) -> Mapper[UUID]:
-        return SealedMapper.bound_to(self.keys)(transcoder=self.construct_transcoder())
+        return sealed_mapper(self.keys, self.construct_transcoder())
 
     def construct_transcoder(self) -> OrjsonTranscoder:
         return OrjsonTranscoder()
@@ -203,6 +205,11 @@ class Ledger(Application[UUID]):
         """The events after notification id `after`, opened, for projections (only those of
         `wanted` topics, if given: the others are not opened)."""
         return self._log.page(after, limit, wanted)
+
+    @property
+    def log_reader(self) -> LogReader:
+        """The log's reader, for a rebuild that opens its rows in other processes."""
+        return self._log
 
     def replay(self, limit: int, wanted: Topics | None = None) -> Replay:
         """A rebuild's pass over the log, by pages of `limit` (`Replay`: one key fetch per

@@ -7,16 +7,17 @@ events sit close together in the log), and the keys of a page are fetched in one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
 
-from crypto import Aead, SubjectKeys
+from crypto import Aead, SubjectKeys, WrappedKey
 from ledger.sealing import SealedMapper, keyless, sealing_subject
 
 # A stream's events sit close together in a replay, so a small cache hits; a large one holds
@@ -24,40 +25,64 @@ from ledger.sealing import SealedMapper, keyless, sealing_subject
 STREAM_ID_CACHE = 2_048
 
 
-# A rebuild's openers, one per subject: an AES-GCM context is a few hundred bytes, so 100,000
-# stay well inside a rebuild's 300 MB. Past that the oldest go, and come back at one more
-# round trip each.
+# A rebuild's keys, one per subject: an AES-GCM context (or a wrapped key) is a few hundred
+# bytes, so 100,000 stay well inside a rebuild's 300 MB. Past that the oldest go, and come back
+# at one more round trip each.
 REBUILD_OPENERS = 100_000
 
+K = TypeVar("K")
 
-class RebuildOpeners:
-    """The openers of the subjects met in one rebuild: each subject's key is fetched from the
-    key store once per rebuild (with the other new subjects of its page, in one round trip),
-    however many pages its events span, and its AES-GCM context built once. Erased subjects
-    are kept as `None`, so their events become `ErasedEvent`s with no lookup and no attempt to
-    decrypt. Lives for one rebuild: the shared key cache is not disturbed by it."""
 
-    def __init__(self, keys: SubjectKeys, limit: int = REBUILD_OPENERS) -> None:
+class RebuildKeys(Generic[K]):
+    """The keys of the subjects met in one rebuild: each subject's key is fetched from the key
+    store once per rebuild (with the other new subjects of its page, in one round trip),
+    however many pages its events span. Erased subjects are kept as `None`, so their events
+    become `ErasedEvent`s with no lookup and no attempt to decrypt. Lives for one rebuild: the
+    shared key cache is not disturbed by it. Keys are kept as `fetch` gives them: openers
+    (`RebuildOpeners`), or wrapped for a worker process (`RebuildWrappedKeys`)."""
+
+    def __init__(self, keys: SubjectKeys, fetch: Callable[[set[bytes]], dict[bytes, K | None]],
+                 limit: int = REBUILD_OPENERS) -> None:
         self.keys = keys
+        self.fetch = fetch
         self.limit = limit
-        self._openers: dict[bytes, Aead | None] = {}
+        self._known: dict[bytes, K | None] = {}
 
-    def of(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
-        """`SubjectKeys.openers` for a page, asking the store only about subjects not met yet."""
+    def of(self, subjects: set[bytes]) -> dict[bytes, K | None]:
+        """The keys of a page's subjects, asking the store only about subjects not met yet;
+        no entry for a subject with neither key nor tombstone."""
         self.keys.sync_erasures_if_due()
-        known = self._openers
+        known = self._known
         new = {s for s in subjects if s not in known}
         if new:
-            for subject, aead in self.keys.fetch_openers(new).items():
+            for subject, key in self.fetch(new).items():
                 if len(known) >= self.limit:
                     known.pop(next(iter(known)))
-                known[subject] = aead
+                known[subject] = key
         found = {}
         for subject in subjects:
             if subject in known:
                 # An erasure committed during the rebuild voids a key fetched before it.
                 found[subject] = None if self.keys.known_erased(subject) else known[subject]
         return found
+
+
+class RebuildOpeners(RebuildKeys[Aead]):
+    """A rebuild's keys as openers, each AES-GCM context built once (`SubjectKeys.openers`)."""
+
+    def __init__(self, keys: SubjectKeys, limit: int = REBUILD_OPENERS) -> None:
+        super().__init__(keys, keys.fetch_openers, limit)
+
+
+class RebuildWrappedKeys(RebuildKeys[WrappedKey]):
+    """A rebuild's keys as the store keeps them, wrapped under the KEK, for worker processes
+    that unwrap them (`SubjectKeys.fetch_wrapped`)."""
+
+    def __init__(self, keys: SubjectKeys, limit: int = REBUILD_OPENERS) -> None:
+        super().__init__(keys, keys.fetch_wrapped, limit)
+
+
+Openers = Callable[[set[bytes]], dict[bytes, Aead | None]]  # a page's subjects -> their keys
 
 
 class Topics:
@@ -105,7 +130,7 @@ class Replay:
         if rows:
             last = int(rows[-1][0])
             self._ahead = (last, self._thread.submit(self.reader.rows, last, self.limit))
-        return self.reader.open_rows(rows, after, self.openers, self.wanted)
+        return self.reader.open_rows(rows, after, self.openers.of, self.wanted)
 
     def _rows_after(self, after: int) -> list[Any]:
         ahead, self._ahead = self._ahead, None
@@ -134,6 +159,11 @@ class LogPage:
     read: int  # rows read: 0 only at the end of the log
 
 
+def wanted_rows(rows: list[Any], wanted: Topics | None) -> list[Any]:
+    """The stored rows (as `LogReader.rows` read them) of the topics wanted; all if None."""
+    return rows if wanted is None else [row for row in rows if row[3] in wanted]
+
+
 class LogReader:
     def __init__(self, recorder: Any, mapper: SealedMapper, keys: SubjectKeys,
                  backend: str) -> None:
@@ -148,21 +178,18 @@ class LogReader:
         those of `wanted` topics, if given); keys from the shared key cache."""
         return self.open_rows(self.rows(after, limit), after, None, wanted)
 
-    def open_rows(self, rows: list[Any], after: int, openers: RebuildOpeners | None = None,
+    def open_rows(self, rows: list[Any], after: int, openers: Openers | None = None,
                   wanted: Topics | None = None) -> LogPage:
         """The page of `rows` (as `rows` read them after `after`), opened: only those of
-        `wanted` topics if given; keys from `openers` if given (a rebuild)."""
+        `wanted` topics if given; keys from `openers` if given (a rebuild's), else from the
+        shared key cache."""
         if not rows:
             return LogPage([], after, 0)
         last_id, read = int(rows[-1][0]), len(rows)
-        if wanted is not None:
-            rows = [row for row in rows if row[3] in wanted]
-        stream_of = self._stream
-        streams = [stream_of(row[1]) for row in rows]
-        subjects = [sealing_subject(row[4], stream) for row, (_, stream) in zip(rows, streams,
-                                                                                   strict=True)]
+        rows = wanted_rows(rows, wanted)
+        streams, subjects = self._streams_and_subjects(rows)
         present = {subject for subject in subjects if subject is not None}
-        aeads = openers.of(present) if openers is not None else self.keys.openers(present)
+        aeads = (openers or self.keys.openers)(present)
         open_stored = self.mapper.open_stored
         events = []
         for row, (originator_id, stream), subject in zip(rows, streams, subjects, strict=True):
@@ -172,12 +199,25 @@ class LogReader:
             events.append(open_stored(originator_id, stream, row[2], row[3], row[4], aead))
         return LogPage(events, last_id, read)
 
+    def subjects(self, rows: list[Any]) -> set[bytes]:
+        """The subjects whose keys sealed `rows` (as `rows` read them)."""
+        return {subject for subject in self._streams_and_subjects(rows)[1] if subject is not None}
+
+    def _streams_and_subjects(self, rows: list[Any]
+                              ) -> tuple[list[tuple[UUID, bytes]], list[bytes | None]]:
+        stream_of = self._stream
+        streams = [stream_of(row[1]) for row in rows]
+        return streams, [sealing_subject(row[4], stream)
+                         for row, (_, stream) in zip(rows, streams, strict=True)]
+
     def rows(self, after: int, limit: int) -> list[Any]:
         """The stored rows above `after`, in order, at most `limit`: (id, stream id as stored,
         version, topic, sealed state)."""
         datastore = self.recorder.datastore
         if self.backend == "sqlite":
             with datastore.transaction(commit=False) as cursor:
+                # Plain tuples, not the library's `sqlite3.Row`s: a rebuild's worker is sent them.
+                cursor.sqlite_cursor.row_factory = None
                 cursor.execute(
                     "SELECT rowid, originator_id, originator_version, topic, state"
                     f" FROM {self.recorder.events_table_name} WHERE rowid > ?"

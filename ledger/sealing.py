@@ -37,6 +37,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic, resolve_topic
 
 from crypto import Aead, KeyErased, KeyNotFound, SubjectKeys
+from ledger.transcoder import OrjsonTranscoder
 
 # The first byte of a sealed state says whose key sealed it. The subject is never spelt out:
 # it is the stream's own subject, or the ledger. So a state moved to another stream is opened
@@ -193,6 +194,12 @@ class SealedMapper(Mapper[UUID]):
             cls = resolve_topic(topic)
             known = _EVENT_CLASSES.setdefault(topic, (cls, getattr(cls, "class_version", 1)))
         return known
+
+
+def sealed_mapper(keys: SubjectKeys, transcoder: Transcoder | None = None) -> SealedMapper:
+    """The ledger's mapper: every event sealed under its subject's key from `keys`, its state
+    in orjson (`OrjsonTranscoder`) unless another transcoder is given."""
+    return SealedMapper.bound_to(keys)(transcoder=transcoder or OrjsonTranscoder())
 
 
 def _owner_of(domain_event: DomainEventProtocol[UUID]) -> UUID:
