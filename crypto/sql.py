@@ -254,3 +254,17 @@ def delete_naming(cur: Cursor, table: str, columns: Sequence[str], ids: Sequence
         for row in cur.fetchall():
             counts[next(str(value) for value in row if str(value) in wanted)] += 1
     return counts
+
+
+def insert_rows(cur: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                then: str = "", chunk: int = 500) -> None:
+    """`INSERT INTO table (columns) VALUES (...), (...) then` for every row, a statement per
+    `chunk` rows: one statement instead of an `executemany`, whose rows psycopg sends one by
+    one and whose replies a pipeline must await (`_PgCursor.executemany`). `then` follows the
+    values (an `ON CONFLICT` clause, say); rows of one statement must not conflict."""
+    one = f"({', '.join('?' * len(columns))})"
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
+                    f" {', '.join([one] * len(part))} {then}",
+                    [value for row in part for value in row])
