@@ -171,14 +171,17 @@ steps = st.lists(st.tuples(st.sampled_from(["attempt", "restrict", "lift", "eras
 
 @settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps, st.integers(1, 30), st.integers(1, 30))
+@given(steps, st.integers(1, 30), st.integers(1, 30), st.booleans())
 def test_a_rebuild_gives_the_live_tables(services: Services, history: list[tuple[str, int, str]],
-                                         live_page: int, rebuild_page: int) -> None:
-    """Whatever the pages the log is read in, live and rebuilt: a page is folded in memory
-    before it is written, so a page boundary must change nothing."""
+                                         live_page: int, rebuild_page: int,
+                                         in_workers: bool) -> None:
+    """Whatever the pages the log is read in, live and rebuilt, and wherever the pages are
+    folded (here, or by worker processes): a page is folded in memory before it is written,
+    so a page boundary must change nothing."""
     svc = services
     svc.analytics_view.batch_size = live_page
     svc.analytics_view.rebuild_batch_size = rebuild_page
+    svc.analytics_view.fold_in_workers = in_workers
     teacher = svc.ledger.register_teacher("T")
     section = svc.sections.create(teacher, "P1", "csf", "3", "email")
     code = svc.sections.section(section).join_code

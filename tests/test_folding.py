@@ -1,0 +1,174 @@
+"""Rebuilds whose pages are opened and folded by worker processes (`projections.folding`), on
+both backends: they give the tables of a rebuild in one process and of the live runner; each
+subject's key is fetched once per rebuild, by this process, and only wrapped keys go to the
+workers; an error in a worker fails the rebuild with that error; a worker killed part way
+leaves the old generation serving, and the rebuild resumes and converges."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
+
+from api.services import Services
+from crypto.sql import Cursor
+from ledger.progress import Attempt
+from projections import runner as runner_module
+from projections.runner import FoldingProjection, ProjectionRunner
+from tests.test_analytics import all_tables, restrict, student
+from tests.test_rebuild import CountingKeyStore, history_with_erasures, tables
+
+AT = datetime(2026, 9, 7, 10, 0, tzinfo=UTC)
+
+
+def a_school_year(svc: Services) -> None:
+    """Students of every kind, their attempts, a class with an estimate, a restriction, and
+    erasures part way through."""
+    history_with_erasures(svc)
+    teacher = svc.ledger.register_teacher("T")
+    svc.accounts.choose_school(teacher, svc.accounts.register_school("A", "D1", "public"))
+    section = svc.sections.create(teacher, "P1", "csf", "3", "email")
+    code = svc.sections.section(section).join_code
+    people = [student(svc, age, gender, race) for age, gender, race in
+              [("15", "female", "asian"), ("9", "male", None), ("18", None, "white"),
+               ("7", None, None), ("16", "male", None)]]
+    for n, person in enumerate(people):
+        svc.attempts.record_many(person, [
+            Attempt(f"csf/unit-{n % 2}/level-{level}", ("failed", "solved", "optimal")[level % 3],
+                    AT.replace(day=7 + level)) for level in range(12)])
+    for person in people[1::2]:
+        svc.sections.join(person, code)
+    svc.sections.estimate_race(teacher, section, {"asian": 40})
+    restrict(svc, people[0])
+    svc.lifecycle.erase_now(people[2], "operator", "support_request")
+
+
+def in_workers(svc: Services, runner: ProjectionRunner) -> ProjectionRunner:
+    runner.fold_in_workers = True
+    runner.rebuild_batch_size = 7  # many pages, folded by the workers out of order
+    return runner
+
+
+def test_a_rebuild_in_workers_gives_the_live_and_the_one_process_tables(
+        services: Services) -> None:
+    svc = services
+    a_school_year(svc)
+    svc.catch_up()
+    live_analytics = all_tables(svc.analytics_reader)
+    live_progress = tables(svc, svc.progress)
+    assert live_analytics[("students", "age_band", "")] and all(live_progress.values())
+
+    in_workers(svc, svc.analytics_view).rebuild()
+    in_workers(svc, svc.progress).rebuild()
+    assert all_tables(svc.analytics_reader) == live_analytics
+    assert tables(svc, svc.progress) == live_progress
+
+    svc.progress.fold_in_workers = False  # and in one process, the same
+    svc.progress.rebuild()
+    assert tables(svc, svc.progress) == live_progress
+
+
+def test_keys_are_fetched_once_per_subject_here_and_the_workers_fetch_none(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = services
+    a_school_year(svc)
+    svc.catch_up()
+    keys = svc.ledger.keys
+    counting = CountingKeyStore(keys.store)
+    monkeypatch.setattr(keys, "store", counting)
+    in_workers(svc, svc.analytics_view).rebuild_batch_size = 3  # a student spans many pages
+    live = all_tables(svc.analytics_reader)
+
+    svc.analytics_view.rebuild()
+
+    assert counting.asked and max(counting.asked.values()) == 1
+    assert all_tables(svc.analytics_reader) == live
+
+
+def test_a_row_that_fails_to_open_in_a_worker_fails_the_rebuild_with_that_error(
+        services: Services) -> None:
+    svc = services
+    ana, ben = (svc.ledger.register_student(name, "15") for name in ("Ana", "Ben"))
+    svc.catch_up()
+    serving = svc.analytics_view.live_generation()
+    stored = svc.ledger.recorder.select_events(ana, limit=1)[0]
+    # Appending is allowed: a forged event 2 of Ben's stream carrying Ana's sealed state.
+    svc.ledger.recorder.insert_events([StoredEvent(ben, 2, stored.topic, stored.state)])
+
+    with pytest.raises(MapperDeserialisationError, match="failed to open"):
+        in_workers(svc, svc.analytics_view).rebuild()
+    assert svc.analytics_view.live_generation() == serving
+
+
+class KillsAWorker(FoldingProjection):
+    """The projection it wraps, whose workers are all killed (SIGKILL) as this process writes
+    its `at`th page: a worker lost to the kernel's OOM killer, say."""
+
+    def __init__(self, inner: FoldingProjection, at: int) -> None:
+        self.inner, self.name, self.consumes, self.at = inner, inner.name, inner.consumes, at
+
+    def fold(self, events: Sequence[Any]) -> Any:
+        return self.inner.fold(events)
+
+    def write(self, cur: Cursor, table: str, folded: Any) -> None:
+        self.at -= 1
+        if self.at == 0:
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid or 0, signal.SIGKILL)
+        self.inner.write(cur, table, folded)
+
+    def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
+        self.inner.create_tables(cur, table, blob)
+
+    def drop_tables(self, cur: Cursor, table: str) -> None:
+        self.inner.drop_tables(cur, table)
+
+    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
+        return self.inner.subject_columns(table)
+
+    def shape(self, table: str) -> dict[str, frozenset[str]]:
+        return self.inner.shape(table)
+
+
+@pytest.mark.parametrize("at", [1, 3])
+def test_a_worker_killed_part_way_leaves_the_old_generation_and_the_rebuild_resumes(
+        services: Services, at: int) -> None:
+    svc = services
+    a_school_year(svc)
+    svc.catch_up()
+    runner = svc.progress
+    live = tables(svc, runner)
+    serving = runner.live_generation()
+    killing = ProjectionRunner(svc.ledger, svc.read_models, KillsAWorker(runner.projection, at),
+                               rebuild_batch_size=4, fold_in_workers=True)
+
+    with pytest.raises(Exception, match="terminated abruptly"):
+        killing.rebuild()
+    assert runner.live_generation() == serving and tables(svc, runner) == live
+    unfinished = runner.unfinished_generation()  # the pages written before the error stay
+    assert unfinished is not None and runner.position(unfinished) > 0
+
+    in_workers(svc, runner).rebuild()  # resumes the unfinished generation and switches
+    assert runner.unfinished_generation() is None
+    assert tables(svc, runner) == live
+
+
+def test_workers_are_used_for_a_long_rebuild_of_a_projection_that_folds(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = services
+    history_with_erasures(svc)
+    end = svc.ledger.recorder.max_notification_id() or 0
+    generation = svc.progress.live_generation()
+    monkeypatch.setattr(runner_module, "FOLD_IN_WORKER_FROM", end)
+    assert svc.progress.folds_in_workers(generation)
+    monkeypatch.setattr(runner_module, "FOLD_IN_WORKER_FROM", end + 1)
+    assert not svc.progress.folds_in_workers(generation)
+    svc.progress.fold_in_workers = True
+    assert svc.progress.folds_in_workers(generation)
+    assert not svc.directory.folds_in_workers(generation)  # it does not fold
