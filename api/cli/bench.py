@@ -788,8 +788,8 @@ def render_rebuild(result: dict[str, Any], verdict: Callable[[str], str]) -> lis
         f"{'rebuild events/s':<24}{result['plain_rebuild_replay_eps']:>12,.0f}"
         f"{result['rebuild_eps']:>12,.0f}{result['rebuild_ratio']:>8.2f}  "
         f"{verdict('rebuild_eps')}",
-        f"rebuild peak RSS {result['rebuild_peak_rss_mb']:.0f} MB (at start"
-        f" {result['rebuild_baseline_rss_mb']:.0f} MB)  {verdict('rebuild_peak_rss_mb')}",
+        f"rebuild peak RSS {result['rebuild_peak_rss_mb']:.0f} MB, with its workers' (at"
+        f" start {result['rebuild_baseline_rss_mb']:.0f} MB)  {verdict('rebuild_peak_rss_mb')}",
     ]
 
 

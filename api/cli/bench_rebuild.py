@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -104,13 +106,48 @@ def _rebuild_main(spec: dict[str, Any]) -> dict[str, Any]:
         runner = {r.projection.name: r for r in services.runners}[spec["projection"]]
         baseline = workload._max_rss_mb()
         started = time.perf_counter()
-        runner.rebuild()
+        with WorkersPeak() as workers:
+            runner.rebuild()
         seconds = time.perf_counter() - started
+        # The peaks of this process and of each worker, added up: a bound on the rebuild's
+        # memory whether or not the peaks came at the same moment.
         return {"events": services.ledger.recorder.max_notification_id() or 0,
-                "seconds": seconds, "peak_rss_mb": workload._max_rss_mb(),
-                "baseline_rss_mb": baseline}
+                "seconds": seconds,
+                "peak_rss_mb": workload._max_rss_mb() + sum(workers.peaks.values()),
+                "baseline_rss_mb": baseline, "workers": len(workers.peaks)}
     finally:
         services.close()
+
+
+class WorkersPeak:
+    """The peak RSS (`VmHWM`) of each child process (a rebuild's workers), read every tenth of a
+    second while it runs: a worker's own `ru_maxrss` would carry its parent's."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> WorkersPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            for child in multiprocessing.active_children():
+                try:
+                    with open(f"/proc/{child.pid}/status", encoding="ascii") as status:
+                        for line in status:
+                            if line.startswith("VmHWM:"):
+                                peak = int(line.split()[1]) / 1024.0
+                                self.peaks[child.pid or 0] = max(
+                                    peak, self.peaks.get(child.pid or 0, 0.0))
+                except OSError:  # gone, or no /proc here
+                    continue
 
 
 def main(argv: Sequence[str]) -> int:
