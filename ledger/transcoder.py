@@ -90,6 +90,8 @@ class OrjsonTranscoder(Transcoder):
                         obj[name] = datetime.fromisoformat(value["_data_"])  # every event's
                     elif tag == "uuid_hex" and len(value) == 2:
                         obj[name] = self._uuid(value["_data_"])  # most events name an owner
+                    elif "_type_" not in value:  # a plain mapping (an attempt's answers)
+                        self._untag_values(value)
                     else:
                         obj[name] = self._untag(value)
                 elif kind is list:
@@ -105,6 +107,14 @@ class OrjsonTranscoder(Transcoder):
                 self._uuids = {}
             self._uuids[hex_text] = known
         return known
+
+    def _untag_values(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A mapping fresh from `loads` with its values untagged, in place: most are plain, and
+        copying the mapping to untag none of them was a tenth of decoding an attempt."""
+        for key, value in obj.items():
+            if type(value) not in _PLAIN_DECODED:
+                obj[key] = self._untag(value)  # replaces a value: the keys do not change
+        return obj
 
     def _tag(self, obj: Any) -> Any:
         kind = type(obj)
@@ -150,8 +160,7 @@ class OrjsonTranscoder(Transcoder):
                         "Please register a custom transcoding for this type."
                     )
                 return transcoding.decode(data)
-            return {k: v if type(v) in _PLAIN_DECODED else self._untag(v)
-                    for k, v in obj.items()}
+            return self._untag_values(obj)
         if kind is list:
             return [self._untag(v) for v in obj]
         return obj
