@@ -301,8 +301,12 @@ class ProjectionRunner:
     def _replay_for(self, generation: int) -> Replay | FoldingReplay:
         if self.folds_in_workers(generation):
             assert isinstance(self.projection, FoldingProjection)
-            return FoldingReplay(self.ledger.settings, self.ledger.log_reader, self.ledger.keys,
-                                 self.projection, self.rebuild_batch_size)
+            try:
+                return FoldingReplay(self.ledger.settings, self.ledger.log_reader,
+                                     self.ledger.keys, self.projection, self.rebuild_batch_size)
+            except OSError as error:  # no process pools here (no /dev/shm, say)
+                log.warning("projection %s: rebuilding in one process, no workers (%s)",
+                            self.projection.name, type(error).__name__)
         return self.ledger.replay(self.rebuild_batch_size, self.wanted)
 
     def _switch_to(self, new: int, replay: Replay | FoldingReplay) -> int:

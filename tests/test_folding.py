@@ -19,6 +19,7 @@ from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
 from api.services import Services
 from crypto.sql import Cursor
 from ledger.progress import Attempt
+from projections import folding
 from projections import runner as runner_module
 from projections.runner import FoldingProjection, ProjectionRunner
 from tests.test_analytics import all_tables, restrict, student
@@ -172,3 +173,18 @@ def test_workers_are_used_for_a_long_rebuild_of_a_projection_that_folds(
     svc.progress.fold_in_workers = True
     assert svc.progress.folds_in_workers(generation)
     assert not svc.directory.folds_in_workers(generation)  # it does not fold
+
+
+def test_where_no_worker_can_start_the_rebuild_runs_in_one_process(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = services
+    history_with_erasures(svc)
+    svc.catch_up()
+    live = tables(svc, svc.progress)
+
+    def no_pools(*args: object, **kwargs: object) -> None:
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(folding, "ProcessPoolExecutor", no_pools)
+    in_workers(svc, svc.progress).rebuild()
+    assert tables(svc, svc.progress) == live
