@@ -12,7 +12,8 @@ and the fold (what the projection writes to its tables) the other: never a data 
 whole event.
 
 The workers are started with the ledger's settings, from which each opens the key store and
-keyring itself, as `ledger serve` does. A worker that dies, or any error in one (a key store
+keyring itself, as `ledger serve` does. They ignore Ctrl-C and SIGTERM: the rebuilding process
+stops as it would alone, then stops them. A worker that dies, or any error in one (a key store
 out of reach, a row that fails to open), fails the rebuild, which can be resumed like any
 stopped rebuild.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -210,6 +212,10 @@ _worker: _Worker | None = None
 
 def _start_worker(settings: Settings, projection: FoldingProjection) -> None:
     global _worker
+    # A Ctrl-C reaches every process of the terminal's group: the rebuilding process alone
+    # stops (its batch rolled back, where it stopped said) and then shuts the workers down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _worker = _Worker(settings, projection)
 
 

@@ -6,6 +6,7 @@ import io
 import json
 import random
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -333,6 +334,25 @@ def test_a_stopped_rebuild_says_where_and_resumes(
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "read_model": "student_directory", "generation": 2, "position": 1}
+
+
+def test_a_rebuild_whose_worker_died_says_where_it_stopped_and_resumes(
+        var_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    services = Services.open(Settings.from_env())
+    services.ledger.register_student("Ana", "12")
+    services.close()
+
+    def a_worker_dies(self: object, *args: object, **kwargs: object) -> int:
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ProjectionRunner, "_replay", a_worker_dies)
+        assert main(["rebuild", "analytics"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["stopped"] is True
+    assert "worker" in err and "Traceback" not in err
+    assert main(["rebuild", "analytics"]) == 0
 
 
 @pytest.mark.parametrize(("name", "value"), [

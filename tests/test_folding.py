@@ -107,12 +107,14 @@ def test_a_row_that_fails_to_open_in_a_worker_fails_the_rebuild_with_that_error(
     assert svc.analytics_view.live_generation() == serving
 
 
-class KillsAWorker(FoldingProjection):
-    """The projection it wraps, whose workers are all killed (SIGKILL) as this process writes
-    its `at`th page: a worker lost to the kernel's OOM killer, say."""
+class SignalsTheWorkers(FoldingProjection):
+    """The projection it wraps, whose workers are all sent `signum` as this process writes its
+    `at`th page: SIGKILL for a worker lost to the kernel's OOM killer, say; SIGINT for a Ctrl-C
+    at the terminal, which reaches every process of its group."""
 
-    def __init__(self, inner: FoldingProjection, at: int) -> None:
-        self.inner, self.name, self.consumes, self.at = inner, inner.name, inner.consumes, at
+    def __init__(self, inner: FoldingProjection, at: int, signum: int) -> None:
+        self.inner, self.name, self.consumes = inner, inner.name, inner.consumes
+        self.at, self.signum = at, signum
 
     def fold(self, events: Sequence[Any]) -> Any:
         return self.inner.fold(events)
@@ -121,7 +123,7 @@ class KillsAWorker(FoldingProjection):
         self.at -= 1
         if self.at == 0:
             for worker in multiprocessing.active_children():
-                os.kill(worker.pid or 0, signal.SIGKILL)
+                os.kill(worker.pid or 0, self.signum)
         self.inner.write(cur, table, folded)
 
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
@@ -146,7 +148,8 @@ def test_a_worker_killed_part_way_leaves_the_old_generation_and_the_rebuild_resu
     runner = svc.progress
     live = tables(svc, runner)
     serving = runner.live_generation()
-    killing = ProjectionRunner(svc.ledger, svc.read_models, KillsAWorker(runner.projection, at),
+    killing = ProjectionRunner(svc.ledger, svc.read_models,
+                               SignalsTheWorkers(runner.projection, at, signal.SIGKILL),
                                rebuild_batch_size=4, fold_in_workers=True)
 
     with pytest.raises(Exception, match="terminated abruptly"):
@@ -157,6 +160,22 @@ def test_a_worker_killed_part_way_leaves_the_old_generation_and_the_rebuild_resu
 
     in_workers(svc, runner).rebuild()  # resumes the unfinished generation and switches
     assert runner.unfinished_generation() is None
+    assert tables(svc, runner) == live
+
+
+def test_a_ctrl_c_that_reaches_the_workers_leaves_them_to_this_process(
+        services: Services) -> None:
+    """Here the rebuild goes on (this process was not interrupted); at a terminal this process
+    stops as it would alone, and then stops them."""
+    svc = services
+    a_school_year(svc)
+    svc.catch_up()
+    runner = svc.progress
+    live = tables(svc, runner)
+    signalling = ProjectionRunner(svc.ledger, svc.read_models,
+                                  SignalsTheWorkers(runner.projection, 2, signal.SIGINT),
+                                  rebuild_batch_size=4, fold_in_workers=True)
+    signalling.rebuild()
     assert tables(svc, runner) == live
 
 

@@ -11,12 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from typing import Any, TextIO
 
 from api.services import Services
 from crypto.kek import KeyringReadOnly
 from ledger.settings import Settings
+from projections.runner import ProjectionRunner
 
 
 def register(commands: Any) -> None:
@@ -88,19 +90,25 @@ def run_rebuild(args: argparse.Namespace) -> int:
         try:
             generation = runner.rebuild(on_progress=RebuildBar(sys.stderr))
         except KeyboardInterrupt:
-            unfinished = runner.unfinished_generation()
-            print(json.dumps({"read_model": args.name, "stopped": True,
-                              "generation": unfinished,
-                              "position": runner.position(unfinished) if unfinished else None,
-                              "serving": runner.live_generation()}))
-            print(f"stopped; run `ledger rebuild {args.name}` again to resume", file=sys.stderr)
+            _say_where_it_stopped(runner, args.name, "stopped")
             return 130
+        except BrokenProcessPool:  # a worker killed (out of memory, say): resumable as well
+            _say_where_it_stopped(runner, args.name, "a worker of the rebuild died")
+            return 1
         print(json.dumps({"read_model": args.name, "generation": generation,
                           "position": runner.position()}))
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
         services.close()
+
+
+def _say_where_it_stopped(runner: ProjectionRunner, name: str, why: str) -> None:
+    unfinished = runner.unfinished_generation()
+    print(json.dumps({"read_model": name, "stopped": True, "generation": unfinished,
+                      "position": runner.position(unfinished) if unfinished else None,
+                      "serving": runner.live_generation()}))
+    print(f"{why}; run `ledger rebuild {name}` again to resume", file=sys.stderr)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
