@@ -313,46 +313,31 @@ def test_the_rebuild_bar_shows_events_per_second_on_a_terminal_only() -> None:
     assert piped.getvalue() == ""
 
 
+@pytest.mark.parametrize(("stop", "code", "said"), [
+    (KeyboardInterrupt(), 130, "stopped;"),  # Ctrl-C, or SIGTERM
+    (BrokenProcessPool("terminated abruptly"), 1, "a worker of the rebuild died;")])
 def test_a_stopped_rebuild_says_where_and_resumes(
-        var_dir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        var_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        stop: BaseException, code: int, said: str) -> None:
     services = Services.open(Settings.from_env())
     services.ledger.register_student("Ana", "12")
     services.close()
     assert main(["project"]) == 0
     capsys.readouterr()
 
-    def ctrl_c(self: object, *args: object, **kwargs: object) -> int:
-        raise KeyboardInterrupt
+    def stopped_part_way(self: object, *args: object, **kwargs: object) -> int:
+        raise stop
 
     with monkeypatch.context() as patch:
-        patch.setattr(ProjectionRunner, "_replay", ctrl_c)
-        assert main(["rebuild", "student_directory"]) == 130
-    stopped = json.loads(capsys.readouterr().out)
-    assert stopped == {"read_model": "student_directory", "stopped": True, "generation": 2,
-                       "position": 0, "serving": 1}
+        patch.setattr(ProjectionRunner, "_replay", stopped_part_way)
+        assert main(["rebuild", "student_directory"]) == code
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"read_model": "student_directory", "stopped": True,
+                               "generation": 2, "position": 0, "serving": 1}
+    assert err.startswith(said) and "Traceback" not in err
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "read_model": "student_directory", "generation": 2, "position": 1}
-
-
-def test_a_rebuild_whose_worker_died_says_where_it_stopped_and_resumes(
-        var_dir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    services = Services.open(Settings.from_env())
-    services.ledger.register_student("Ana", "12")
-    services.close()
-
-    def a_worker_dies(self: object, *args: object, **kwargs: object) -> int:
-        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ProjectionRunner, "_replay", a_worker_dies)
-        assert main(["rebuild", "analytics"]) == 1
-    out, err = capsys.readouterr()
-    assert json.loads(out)["stopped"] is True
-    assert "worker" in err and "Traceback" not in err
-    assert main(["rebuild", "analytics"]) == 0
 
 
 @pytest.mark.parametrize(("name", "value"), [

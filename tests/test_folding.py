@@ -23,7 +23,7 @@ from projections import folding
 from projections import runner as runner_module
 from projections.runner import FoldingProjection, ProjectionRunner
 from tests.test_analytics import all_tables, restrict, student
-from tests.test_rebuild import CountingKeyStore, history_with_erasures, tables
+from tests.test_rebuild import CountingKeyStore, Wrapping, history_with_erasures, tables
 
 AT = datetime(2026, 9, 7, 10, 0, tzinfo=UTC)
 
@@ -107,10 +107,12 @@ def test_a_row_that_fails_to_open_in_a_worker_fails_the_rebuild_with_that_error(
     assert svc.analytics_view.live_generation() == serving
 
 
-class SignalsTheWorkers(FoldingProjection):
+class SignalsTheWorkers(Wrapping, FoldingProjection):
     """The projection it wraps, whose workers are all sent `signum` as this process writes its
     `at`th page: SIGKILL for a worker lost to the kernel's OOM killer, say; SIGINT for a Ctrl-C
     at the terminal, which reaches every process of its group."""
+
+    inner: FoldingProjection
 
     def __init__(self, inner: FoldingProjection, at: int, signum: int) -> None:
         self.inner, self.name, self.consumes = inner, inner.name, inner.consumes
@@ -125,18 +127,6 @@ class SignalsTheWorkers(FoldingProjection):
             for worker in multiprocessing.active_children():
                 os.kill(worker.pid or 0, self.signum)
         self.inner.write(cur, table, folded)
-
-    def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
-        self.inner.create_tables(cur, table, blob)
-
-    def drop_tables(self, cur: Cursor, table: str) -> None:
-        self.inner.drop_tables(cur, table)
-
-    def subject_columns(self, table: str) -> list[tuple[str, tuple[str, ...]]]:
-        return self.inner.subject_columns(table)
-
-    def shape(self, table: str) -> dict[str, frozenset[str]]:
-        return self.inner.shape(table)
 
 
 @pytest.mark.parametrize("at", [1, 3])

@@ -27,22 +27,13 @@ class Stopped(Exception):
     """Stands for a Ctrl-C, a SIGTERM or a crash in the middle of a batch."""
 
 
-class StopsAfter(Projection):
-    """The projection it wraps, stopped after `events` events have been applied."""
+class Wrapping:
+    """A test's projection that wraps another: the same name, tables and subject columns."""
 
-    def __init__(self, inner: Projection, events: int) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.left = events
+    inner: Projection
 
     def create_tables(self, cur: Cursor, table: str, blob: str) -> None:
         self.inner.create_tables(cur, table, blob)
-
-    def process(self, cur: Cursor, table: str, event: Any) -> None:
-        if self.left == 0:
-            raise Stopped
-        self.left -= 1
-        self.inner.process(cur, table, event)
 
     def drop_tables(self, cur: Cursor, table: str) -> None:
         self.inner.drop_tables(cur, table)
@@ -52,6 +43,21 @@ class StopsAfter(Projection):
 
     def shape(self, table: str) -> dict[str, frozenset[str]]:
         return self.inner.shape(table)
+
+
+class StopsAfter(Wrapping, Projection):
+    """The projection it wraps, stopped after `events` events have been applied."""
+
+    def __init__(self, inner: Projection, events: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.left = events
+
+    def process(self, cur: Cursor, table: str, event: Any) -> None:
+        if self.left == 0:
+            raise Stopped
+        self.left -= 1
+        self.inner.process(cur, table, event)
 
 
 def history_with_erasures(services: Services) -> None:
