@@ -181,31 +181,23 @@ class SubjectKeys:
 
     def fetch_openers(self, subjects: set[bytes]) -> dict[bytes, Aead | None]:
         """Like `openers`, for a caller that keeps what it gets (a rebuild's own cache): keys
-        not in memory come from the store in one round trip, and each AEAD is built from the
-        key read, so a crowded shared cache never sends a subject back to the store."""
+        not in memory come from the store in one round trip (`fetch_wrapped`), and each AEAD is
+        built from the key read, so a crowded shared cache never sends a subject back to the
+        store."""
         self.sync_erasures_if_due()
         found: dict[bytes, Aead | None] = {}
-        ask = []
+        ask = set()
         for subject in subjects:
             if subject in self._erased:
                 found[subject] = None
             elif (data_key := self._keys.get(subject)) is not None:
                 found[subject] = Aead(data_key)
             else:
-                ask.append(UUID(bytes=subject))
-        for stored in self.store.load_many(ask) if ask else []:
-            subject = stored.subject_id.bytes
-            try:
-                data_key = self._unwrap(stored)
-            except KeyErased:
-                found[subject] = None
-                continue
+                ask.add(subject)
+        for subject, stored in (self.fetch_wrapped(ask) if ask else {}).items():
+            aead = self.opener_of_wrapped(stored) if stored is not None else None
             # Erased while it was being read: the key is void.
-            found[subject] = None if subject in self._erased else Aead(data_key)
-        absent = [subject_id for subject_id in ask if subject_id.bytes not in found]
-        for tombstone in self.store.tombstones_for(absent) if absent else []:
-            self._erased.add(tombstone.subject_id.bytes)
-            found[tombstone.subject_id.bytes] = None
+            found[subject] = None if subject in self._erased else aead
         return found
 
     def fetch_wrapped(self, subjects: set[bytes]) -> dict[bytes, WrappedKey | None]:

@@ -369,8 +369,7 @@ class ProjectionRunner:
 
     # -- internals --------------------------------------------------------------------------
     def _apply(self, cur: Cursor, generation: int, page: LogPage | FoldedPage) -> None:
-        folded = page.folded if isinstance(page, FoldedPage) else None
-        if folded is None and not getattr(page, "events", None):
+        if (page.folded is None) if isinstance(page, FoldedPage) else not page.events:
             return  # a page of events the projection does not read: only the position moves
         table = table_name(self.projection, generation)
         # On PostgreSQL a batch's statements go in one pipeline: a round trip per statement
@@ -379,7 +378,7 @@ class ProjectionRunner:
         with pipelined() if pipelined is not None else contextlib.nullcontext():
             if isinstance(page, FoldedPage):
                 assert isinstance(self.projection, FoldingProjection)
-                self.projection.write(cur, table, folded)
+                self.projection.write(cur, table, page.folded)
             else:
                 self.projection.process_page(cur, table, page.events)
 
