@@ -245,13 +245,14 @@ def add_activity(into: Activity, more: Activity) -> Activity:
 
 @dataclass
 class Facts:
-    """What a run of a page's events changes in students' rows, by student id: written in one
+    """What a run of a page's events changes in students' rows, by student id (as text, as the
+    links hold it: a worker's fold is sent back without a `UUID` to rebuild): written in one
     statement per table, once one query has found the students' analytics ids (those without
     one, teachers and erased students, are passed over)."""
 
-    new: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # registered: the row
-    changed: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # column -> value
-    activity: dict[UUID, dict[str, Activity]] = field(default_factory=dict)  # month -> levels
+    new: dict[str, dict[str, Any]] = field(default_factory=dict)  # registered: the row
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> value
+    activity: dict[str, dict[str, Activity]] = field(default_factory=dict)  # month -> levels
 
     def __bool__(self) -> bool:
         return bool(self.new or self.changed or self.activity)
@@ -274,22 +275,24 @@ class _Fold:
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.facts = Facts()
-        self.forgotten: list[UUID] = []
+        self.forgotten: dict[UUID, None] = {}  # in order, each once: a run of placeholders
+        self._names: dict[UUID, str] = {}
 
     def register(self, student_id: UUID, band: str, gender: str | None) -> None:
-        self._facts().new[student_id] = {"age_band": band, "gender": gender, "race": None,
-                                         "region": None, "restricted": 0}
+        self._facts().new[self._name(student_id)] = {
+            "age_band": band, "gender": gender, "race": None, "region": None, "restricted": 0}
 
     def set(self, subject_id: UUID, column: str, value: Any) -> None:
-        facts = self._facts()
-        row = facts.new.get(subject_id)
-        (row if row is not None else facts.changed.setdefault(subject_id, {}))[column] = value
+        facts, name = self._facts(), self._name(subject_id)
+        row = facts.new.get(name)
+        (row if row is not None else facts.changed.setdefault(name, {}))[column] = value
 
     def attempt(self, student_id: UUID, level: str, rank: int, day: str) -> None:
         activity = (self.facts if not self.forgotten else self._facts()).activity
-        months = activity.get(student_id)
+        name = self._name(student_id)
+        months = activity.get(name)
         if months is None:
-            months = activity[student_id] = {}
+            months = activity[name] = {}
         month = months.get(day[:7])
         if month is None:
             month = months[day[:7]] = {}
@@ -303,7 +306,7 @@ class _Fold:
         if self.facts:
             self.steps.append(self.facts)
             self.facts = Facts()
-        self.forgotten.append(subject_id)
+        self.forgotten[subject_id] = None
 
     def statements(self, statements: list[Statement]) -> None:
         if statements:
@@ -316,9 +319,15 @@ class _Fold:
 
     def _facts(self) -> Facts:
         if self.forgotten:  # facts after an erasure go after it
-            self.steps.append(Forget(self.forgotten))
-            self.forgotten = []
+            self.steps.append(Forget(list(self.forgotten)))
+            self.forgotten = {}
         return self.facts
+
+    def _name(self, student_id: UUID) -> str:
+        name = self._names.get(student_id)
+        if name is None:
+            name = self._names[student_id] = str(student_id)
+        return name
 
     def _flush(self) -> None:
         self._facts()
@@ -328,17 +337,14 @@ class _Fold:
 
 
 def _write_facts(cur: Cursor, t: Tables, facts: Facts) -> None:
-    named = {str(s): s for s in (*facts.new, *facts.changed, *facts.activity)}
-    ids = {named[student]: analytics_id
-           for student, analytics_id in linked_ids(cur, t, list(named)).items()}
+    ids = linked_ids(cur, t, list({**facts.new, **facts.changed, **facts.activity}))
     old = list(ids.values())
     # ANA-1: drawn, never derived. A student already linked keeps their id (a registration is
     # met once in a log; this keeps a replayed one from counting a student twice).
     new = {student: str(uuid4()) for student in facts.new if student not in ids}
     if new:
         ids.update(new)
-        insert_rows(cur, t.links, ("student_id", "analytics_id"),
-                    [(str(student), analytics_id) for student, analytics_id in new.items()])
+        insert_rows(cur, t.links, ("student_id", "analytics_id"), list(new.items()))
         insert_rows(cur, t.students, STUDENT_COLUMNS,
                     [(new[student], *(row[column] for column in STUDENT_COLUMNS[1:]))
                      for student, row in facts.new.items() if student in new])
