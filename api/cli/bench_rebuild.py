@@ -74,6 +74,7 @@ def measure(backend: str, postgres_url: str, events: int,
         finally:
             ledger.close()
             plain.close()
+        stores.settle()
         log.info("rebuild: %s from the whole log, in a fresh process", projection)
         rebuilt = rebuild_in_child(stores, projection)
         replayed = workload.replay_in_child("plain", stores)
