@@ -252,7 +252,9 @@ class Facts:
 
     new: dict[str, dict[str, Any]] = field(default_factory=dict)  # registered: the row
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> value
-    activity: dict[str, dict[str, Activity]] = field(default_factory=dict)  # month -> levels
+    # month -> levels, in JSON as the activity table keeps them: a worker encodes them, so that
+    # this process decodes only the months it must add to (`_write_activity`).
+    activity: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.new or self.changed or self.activity)
@@ -275,6 +277,7 @@ class _Fold:
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.facts = Facts()
+        self.months: dict[str, dict[str, Activity]] = {}  # the facts' attempts, by student
         self.forgotten: dict[UUID, None] = {}  # in order, each once: a run of placeholders
         self._names: dict[UUID, str] = {}
 
@@ -288,11 +291,12 @@ class _Fold:
         (row if row is not None else facts.changed.setdefault(name, {}))[column] = value
 
     def attempt(self, student_id: UUID, level: str, rank: int, day: str) -> None:
-        activity = (self.facts if not self.forgotten else self._facts()).activity
+        if self.forgotten:
+            self._facts()
         name = self._name(student_id)
-        months = activity.get(name)
+        months = self.months.get(name)
         if months is None:
-            months = activity[name] = {}
+            months = self.months[name] = {}
         month = months.get(day[:7])
         if month is None:
             month = months[day[:7]] = {}
@@ -303,9 +307,7 @@ class _Fold:
             seen[1][day] = seen[1].get(day, 0) + 1
 
     def forget(self, subject_id: UUID) -> None:
-        if self.facts:
-            self.steps.append(self.facts)
-            self.facts = Facts()
+        self._close_facts()
         self.forgotten[subject_id] = None
 
     def statements(self, statements: list[Statement]) -> None:
@@ -329,11 +331,20 @@ class _Fold:
             name = self._names[student_id] = str(student_id)
         return name
 
-    def _flush(self) -> None:
-        self._facts()
+    def _close_facts(self) -> None:
+        """The facts gathered so far become a step."""
+        if self.months:
+            self.facts.activity = {student: {month: orjson.dumps(levels)
+                                             for month, levels in months.items()}
+                                   for student, months in self.months.items()}
+            self.months = {}
         if self.facts:
             self.steps.append(self.facts)
             self.facts = Facts()
+
+    def _flush(self) -> None:
+        self._facts()
+        self._close_facts()
 
 
 def _write_facts(cur: Cursor, t: Tables, facts: Facts) -> None:
@@ -362,7 +373,7 @@ def _write_facts(cur: Cursor, t: Tables, facts: Facts) -> None:
         _write_activity(cur, t, activity, old)
 
 
-def _write_activity(cur: Cursor, t: Tables, activity: dict[tuple[str, str], Activity],
+def _write_activity(cur: Cursor, t: Tables, activity: dict[tuple[str, str], bytes],
                     old: list[str]) -> None:
     """Each month touched: read as it rests (for students met before this page), the page's
     attempts added, written back."""
@@ -375,9 +386,9 @@ def _write_activity(cur: Cursor, t: Tables, activity: dict[tuple[str, str], Acti
             if (key := (str(analytics_id), str(month))) in activity:
                 stored[key] = orjson.loads(levels)
     insert_rows(cur, t.activity, ("analytics_id", "month", "levels"),
-                [(analytics_id, month, orjson.dumps(
-                    add_activity(rested, more) if (rested := stored.get((analytics_id, month)))
-                    else more))
+                [(analytics_id, month,
+                  orjson.dumps(add_activity(rested, orjson.loads(more)))
+                  if (rested := stored.get((analytics_id, month))) else more)
                  for (analytics_id, month), more in activity.items()],
                 "ON CONFLICT (analytics_id, month) DO UPDATE SET levels = excluded.levels")
 
