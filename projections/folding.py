@@ -20,6 +20,7 @@ stopped rebuild.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import queue
 import signal
@@ -215,9 +216,16 @@ class _Worker:
         self._openers: dict[bytes, Aead | None] = {}  # by wrapped key
 
     def fold(self, page: _SealedPage) -> FoldedPage:
-        aeads = {subject: self._opener(stored) for subject, stored in page.keys.items()}
-        opened = self.reader.open_rows(page.rows(), page.after, lambda _: aeads)
-        return FoldedPage(self.projection.fold(opened.events), page.last_id, page.read)
+        # A page's events are thousands of small dicts, alive until folded, that the cyclic
+        # collector would walk again at every collection (measured: a quarter of a worker's
+        # time). They hold no cycles: reference counting frees them.
+        gc.disable()
+        try:
+            aeads = {subject: self._opener(stored) for subject, stored in page.keys.items()}
+            opened = self.reader.open_rows(page.rows(), page.after, lambda _: aeads)
+            return FoldedPage(self.projection.fold(opened.events), page.last_id, page.read)
+        finally:
+            gc.enable()
 
     def _opener(self, stored: WrappedKey | None) -> Aead | None:
         if stored is None:  # erased
@@ -239,6 +247,7 @@ def _start_worker(settings: Settings, projection: FoldingProjection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _worker = _Worker(settings, projection)
+    gc.freeze()  # what the worker imported and opened lives as long as it: never garbage
 
 
 def _fold(page: _SealedPage) -> FoldedPage:
