@@ -43,8 +43,9 @@ if TYPE_CHECKING:  # the runner imports this module
 # of analytics, PostgreSQL: 37,000-42,000 events/s with one worker, 49,000 with two).
 WORKERS = 2
 # Pages read and handed to the workers before this process has written them: enough to keep
-# every worker busy while a page is written, few enough that the pages held stay small.
-PAGES_AHEAD = 3 * WORKERS
+# every worker busy while a page is written, few enough that the pages held stay small (a page
+# of 5,000 rows is about 5 MB).
+PAGES_AHEAD = 2 * WORKERS
 # Keys a worker keeps unwrapped: a subject's events sit close together in the log, so a page's
 # subjects and some before suffice (each costs 2 KB); a miss costs one unwrap, not a round trip.
 WORKER_OPENERS = 1_024
