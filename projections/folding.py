@@ -102,8 +102,8 @@ class FoldingReplay:
         self.wanted = Topics(projection.consumes) if projection.consumes else None
         self._keys = RebuildWrappedKeys(keys)
         # What this process holds now outlives the rebuild: out of the cyclic collector's way
-        # (garbage collected first, so none is kept), or every full collection walks all of
-        # it again (measured: a fifth of this process's time in a rebuild).
+        # until the rebuild ends (garbage collected first, so none is kept), or every full
+        # collection walks all of it again (measured: a fifth of this process's time).
         gc.collect()
         gc.freeze()
         self._pool = ProcessPoolExecutor(
@@ -138,6 +138,7 @@ class FoldingReplay:
     def close(self) -> None:
         self._stop_reading_ahead()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()  # what was held may become garbage now: the collector sees it again
 
     def _stop_reading_ahead(self) -> None:
         if self._ahead is not None:
