@@ -7,10 +7,12 @@ with `ERASED_SHARE` of the students erased, plain `eventsourcing` unsealed with 
 transcoder. The ledger's log also holds the students' own records, so it is slightly longer;
 each side is measured in events per second of its own log.
 
-Each side runs in a fresh interpreter (`python -m api.cli.bench_rebuild rebuild SPEC`, and
-`bench_workload.replay_in_child` for the plain side), so that the peak RSS is the rebuild's and
-the key cache starts cold. The rebuilt read model is a parameter (`projection`, a runner's
-name): analytics by default, the rebuild that the issue's users run (`ledger rebuild analytics`).
+After the fill both sides are left as a log at rest is (`Stores.settle`: vacuumed and analysed
+on PostgreSQL). Each side runs in a fresh interpreter (`python -m api.cli.bench_rebuild rebuild
+SPEC`, and `bench_workload.replay_in_child` for the plain side), so that the peak RSS is the
+rebuild's and the key cache starts cold. The rebuilt read model is a parameter (`projection`,
+a runner's name): analytics by default, the rebuild that the issue's users run (`ledger rebuild
+analytics`).
 """
 
 from __future__ import annotations
