@@ -62,9 +62,12 @@ class Keyring:
     @classmethod
     def from_environment(cls, value: str) -> Keyring:
         versions: dict[int, bytes | None] = {}
-        for item in value.split(","):
-            version, _, key = item.strip().partition(":")
-            versions[int(version)] = base64.b64decode(key)
+        try:
+            for item in value.split(","):
+                version, _, key = item.strip().partition(":")
+                versions[int(version)] = base64.b64decode(key)
+        except ValueError:  # binascii.Error too; its message would quote the key
+            raise ValueError("LEDGER_KEK is malformed: expected VERSION:BASE64[,...]") from None
         return cls(versions, None)
 
     # -- use ------------------------------------------------------------------------------
