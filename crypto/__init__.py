@@ -8,7 +8,7 @@ from crypto.errors import (
     KeyStoreUnavailable,
     SealBroken,
 )
-from crypto.keys import DestroyedKey, SubjectKeys
+from crypto.keys import DestroyedKey, SubjectKeys, opener_of_wrapped
 from crypto.keystore import WrappedKey
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "SealBroken",
     "SubjectKeys",
     "WrappedKey",
+    "opener_of_wrapped",
 ]
 
 from crypto.signing import LedgerPublicKey, LedgerSigner

@@ -218,12 +218,8 @@ class SubjectKeys:
         return found
 
     def opener_of_wrapped(self, stored: WrappedKey) -> Aead | None:
-        """The AEAD of a key `fetch_wrapped` gave, perhaps in another process; `None` if it is
-        void (left under a retired KEK: erased before a rotation)."""
-        try:
-            return Aead(self._unwrap(stored))
-        except KeyErased:
-            return None
+        """The AEAD of a key `fetch_wrapped` gave (`opener_of_wrapped` with this keyring)."""
+        return opener_of_wrapped(self.keyring, stored)
 
     def forget_cached_keys(self) -> None:
         """Drop every opened key from this process's memory; they are loaded again on use."""
@@ -364,16 +360,7 @@ class SubjectKeys:
         _put(self._keys, subject, data_key, self._key_cache)
 
     def _unwrap(self, stored: WrappedKey) -> bytes:
-        try:
-            return self.keyring.unwrap(stored.wrapped, stored.subject_id, stored.key_id,
-                                       stored.kek_version)
-        except KekRetired:
-            # Rotation re-wraps every live key; one left under a destroyed KEK was erased
-            # before the rotation and has come back from an old copy of the key store.
-            raise KeyErased(stored.subject_id) from None
-        except SealBroken:
-            raise SealBroken(
-                f"data key of subject {stored.subject_id} failed to unwrap") from None
+        return unwrap_data_key(self.keyring, stored)
 
     def _forget(self, subject_id: UUID) -> None:
         self._ciphers.pop(subject_id.bytes, None)
@@ -398,3 +385,26 @@ def _put(cache: dict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
 
 def _destroyed(t: Tombstone, owned_keys: int = 0) -> DestroyedKey:
     return DestroyedKey(t.subject_id, t.key_id, t.kek_version, t.erased_at, owned_keys)
+
+
+def unwrap_data_key(keyring: Keyring, stored: WrappedKey) -> bytes:
+    """The data key the store keeps wrapped as `stored`; `KeyErased` if it is void."""
+    try:
+        return keyring.unwrap(stored.wrapped, stored.subject_id, stored.key_id,
+                              stored.kek_version)
+    except KekRetired:
+        # Rotation re-wraps every live key; one left under a destroyed KEK was erased before
+        # the rotation and has come back from an old copy of the key store.
+        raise KeyErased(stored.subject_id) from None
+    except SealBroken:
+        raise SealBroken(f"data key of subject {stored.subject_id} failed to unwrap") from None
+
+
+def opener_of_wrapped(keyring: Keyring, stored: WrappedKey) -> Aead | None:
+    """The AEAD of a key as `SubjectKeys.fetch_wrapped` gave it, with the keyring alone: a
+    rebuild's worker process holds the keyring and no key store. `None` if the key is void
+    (left under a retired KEK: erased before a rotation)."""
+    try:
+        return Aead(unwrap_data_key(keyring, stored))
+    except KeyErased:
+        return None

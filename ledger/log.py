@@ -165,7 +165,9 @@ def wanted_rows(rows: list[Any], wanted: Topics | None) -> list[Any]:
 
 
 class LogReader:
-    def __init__(self, recorder: Any, mapper: SealedMapper, keys: SubjectKeys,
+    """Without `keys` (a rebuild's worker), rows are opened only with the openers given."""
+
+    def __init__(self, recorder: Any, mapper: SealedMapper, keys: SubjectKeys | None,
                  backend: str) -> None:
         self.recorder = recorder
         self.mapper = mapper
@@ -189,7 +191,11 @@ class LogReader:
         rows = wanted_rows(rows, wanted)
         streams, subjects = self._streams_and_subjects(rows)
         present = {subject for subject in subjects if subject is not None}
-        aeads = (openers or self.keys.openers)(present)
+        if openers is None:
+            if self.keys is None:
+                raise ValueError("a reader without keys opens rows with the openers given")
+            openers = self.keys.openers
+        aeads = openers(present)
         open_stored = self.mapper.open_stored
         events = []
         for row, (originator_id, stream), subject in zip(rows, streams, subjects, strict=True):

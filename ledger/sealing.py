@@ -196,10 +196,14 @@ class SealedMapper(Mapper[UUID]):
         return known
 
 
-def sealed_mapper(keys: SubjectKeys, transcoder: Transcoder | None = None) -> SealedMapper:
+def sealed_mapper(keys: SubjectKeys | None, transcoder: Transcoder | None = None
+                  ) -> SealedMapper:
     """The ledger's mapper: every event sealed under its subject's key from `keys`, its state
-    in orjson (`OrjsonTranscoder`) unless another transcoder is given."""
-    return SealedMapper.bound_to(keys)(transcoder=transcoder or OrjsonTranscoder())
+    in orjson (`OrjsonTranscoder`) unless another transcoder is given. Without keys it only
+    opens rows with the keys it is handed (`open_stored`): a rebuild's worker, which can
+    neither seal nor look a key up."""
+    cls = SealedMapper.bound_to(keys) if keys is not None else SealedMapper
+    return cls(transcoder=transcoder or OrjsonTranscoder())
 
 
 def _owner_of(domain_event: DomainEventProtocol[UUID]) -> UUID:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from crypto import Aead, SubjectKeys, WrappedKey
+from crypto import Aead, SubjectKeys, WrappedKey, opener_of_wrapped
 from ledger.log import LogReader, RebuildWrappedKeys, Topics, wanted_rows
-from ledger.persistence import open_subject_keys
+from ledger.persistence import open_keyring
 from ledger.sealing import sealed_mapper
 from ledger.settings import Settings
 
@@ -217,8 +217,10 @@ class _ReadAhead:
 # -- in a worker process -----------------------------------------------------------------------
 class _Worker:
     def __init__(self, settings: Settings, projection: FoldingProjection) -> None:
-        self.keys = open_subject_keys(settings)
-        self.reader = LogReader(None, sealed_mapper(self.keys), self.keys, settings.backend)
+        # The keyring alone: a worker unwraps the keys it is sent, and never reaches the key
+        # store (nor writes to it as a `SubjectKeys` does when it opens).
+        self.keyring = open_keyring(settings)
+        self.reader = LogReader(None, sealed_mapper(None), None, settings.backend)
         self.projection = projection
         self._openers: dict[bytes, Aead | None] = {}  # by wrapped key
 
@@ -240,23 +242,28 @@ class _Worker:
         if (aead := self._openers.get(stored.wrapped)) is None:
             if len(self._openers) >= WORKER_OPENERS:
                 self._openers = {}
-            aead = self._openers[stored.wrapped] = self.keys.opener_of_wrapped(stored)
+            aead = self._openers[stored.wrapped] = opener_of_wrapped(self.keyring, stored)
         return aead
 
 
-_worker: _Worker | None = None
+_worker: _Worker | Exception | None = None
 
 
 def _start_worker(settings: Settings, projection: FoldingProjection) -> None:
     global _worker
     # A Ctrl-C reaches every process of the terminal's group: the rebuilding process alone
     # stops (its batch rolled back, where it stopped said) and then shuts the workers down.
+    # SIGTERM is left to kill: it is how a broken pool ends the workers it has left.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _worker = _Worker(settings, projection)
+    try:
+        _worker = _Worker(settings, projection)
+    except Exception as error:  # raised with the first page: an initializer's error would
+        _worker = error  # break the pool, and the rebuild would say only that a worker died
     gc.freeze()  # what the worker imported and opened lives as long as it: never garbage
 
 
 def _fold(page: _SealedPage) -> FoldedPage:
+    if isinstance(_worker, Exception):
+        raise _worker
     assert _worker is not None, "the pool's initializer starts the worker"
     return _worker.fold(page)

@@ -6,10 +6,12 @@ leaves the old generation serving, and the rebuild resumes and converges."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -113,15 +115,16 @@ def test_a_row_that_fails_to_open_in_a_worker_fails_the_rebuild_with_that_error(
 
 
 class SignalsTheWorkers(Wrapping, FoldingProjection):
-    """The projection it wraps, whose workers are all sent `signum` as this process writes its
-    `at`th page: SIGKILL for a worker lost to the kernel's OOM killer, say; SIGINT for a Ctrl-C
-    at the terminal, which reaches every process of its group."""
+    """The projection it wraps, whose workers (all, or the first `only`) are sent `signum` as
+    this process writes its `at`th page: SIGKILL for a worker lost to the kernel's OOM killer,
+    say; SIGINT for a Ctrl-C at the terminal, which reaches every process of its group."""
 
     inner: FoldingProjection
 
-    def __init__(self, inner: FoldingProjection, at: int, signum: int) -> None:
+    def __init__(self, inner: FoldingProjection, at: int, signum: int,
+                 only: int | None = None) -> None:
         self.inner, self.name, self.consumes = inner, inner.name, inner.consumes
-        self.at, self.signum = at, signum
+        self.at, self.signum, self.only = at, signum, only
 
     def fold(self, events: Sequence[Any]) -> Any:
         return self.inner.fold(events)
@@ -129,14 +132,40 @@ class SignalsTheWorkers(Wrapping, FoldingProjection):
     def write(self, cur: Cursor, table: str, folded: Any) -> None:
         self.at -= 1
         if self.at == 0:
-            for worker in multiprocessing.active_children():
+            for worker in multiprocessing.active_children()[:self.only]:
                 os.kill(worker.pid or 0, self.signum)
         self.inner.write(cur, table, folded)
 
 
-@pytest.mark.parametrize("at", [1, 3])
+def rebuild_or_fail_if_hung(runner: ProjectionRunner) -> BaseException | None:
+    """What the rebuild raised (None if nothing). A rebuild still running after a minute fails
+    the test: its workers are killed, so that the test run can end."""
+    raised: list[BaseException | None] = []
+
+    def rebuild() -> None:
+        try:
+            runner.rebuild()
+        except BaseException as error:
+            raised.append(error)
+        else:
+            raised.append(None)
+
+    thread = threading.Thread(target=rebuild, daemon=True)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        for worker in multiprocessing.active_children():
+            os.kill(worker.pid or 0, signal.SIGKILL)
+        thread.join(10)
+        pytest.fail("the rebuild hung once a worker had died")
+    return raised[0]
+
+
+# One worker killed, the other alive: the pool stops the other with SIGTERM, so a worker that
+# ignored SIGTERM left the rebuild waiting on it for ever.
+@pytest.mark.parametrize(("at", "only"), [(1, None), (3, None), (2, 1)])
 def test_a_worker_killed_part_way_leaves_the_old_generation_and_the_rebuild_resumes(
-        services: Services, at: int) -> None:
+        services: Services, at: int, only: int | None) -> None:
     svc = services
     a_school_year(svc)
     svc.catch_up()
@@ -144,11 +173,10 @@ def test_a_worker_killed_part_way_leaves_the_old_generation_and_the_rebuild_resu
     live = tables(svc, runner)
     serving = runner.live_generation()
     killing = ProjectionRunner(svc.ledger, svc.read_models,
-                               SignalsTheWorkers(runner.projection, at, signal.SIGKILL),
+                               SignalsTheWorkers(runner.projection, at, signal.SIGKILL, only),
                                rebuild_batch_size=4, fold_in_workers=True)
 
-    with pytest.raises(Exception, match="terminated abruptly"):
-        killing.rebuild()
+    assert "terminated abruptly" in str(rebuild_or_fail_if_hung(killing))
     assert runner.live_generation() == serving and tables(svc, runner) == live
     unfinished = runner.unfinished_generation()  # the pages written before the error stay
     assert unfinished is not None and runner.position(unfinished) > 0
@@ -156,6 +184,24 @@ def test_a_worker_killed_part_way_leaves_the_old_generation_and_the_rebuild_resu
     in_workers(svc, runner).rebuild()  # resumes the unfinished generation and switches
     assert runner.unfinished_generation() is None
     assert tables(svc, runner) == live
+
+
+def test_a_worker_that_cannot_start_fails_the_rebuild_with_its_own_error(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "a worker died": the operator is told what is wrong (here a malformed KEK, which the
+    workers read from the settings), and the old generation still serves."""
+    svc = services
+    history_with_erasures(svc)
+    svc.catch_up()
+    serving = svc.progress.live_generation()
+    live = tables(svc, svc.progress)
+    monkeypatch.setattr(svc.ledger, "settings",
+                        dataclasses.replace(svc.ledger.settings, kek_inline="1-not-a-kek"))
+
+    error = rebuild_or_fail_if_hung(in_workers(svc, svc.progress))
+    assert isinstance(error, ValueError) and "LEDGER_KEK is malformed" in str(error)
+    assert svc.progress.live_generation() == serving and tables(svc, svc.progress) == live
+    assert "not-a-kek" not in str(error)
 
 
 def test_a_ctrl_c_that_reaches_the_workers_leaves_them_to_this_process(
