@@ -11,10 +11,11 @@ process does. So what crosses between the processes is sealed rows and wrapped k
 and the fold (what the projection writes to its tables) the other: never a data key, never a
 whole event.
 
-The workers are started with the ledger's settings, from which each opens the key store and
-keyring itself, as `ledger serve` does. They ignore Ctrl-C and SIGTERM: the rebuilding process
-stops as it would alone, then stops them. A worker that dies, or any error in one (a key store
-out of reach, a row that fails to open), fails the rebuild, which can be resumed like any
+The workers are started with the ledger's settings, from which each opens the keyring (the
+KEK) and nothing else: a worker never reaches the key store or the log. They ignore Ctrl-C,
+which a terminal sends to its whole process group: the rebuilding process stops as it would
+alone, then stops them. A worker that dies, or any error in one (a keyring that will not open,
+a row that fails to open), fails the rebuild with that error, and it can be resumed like any
 stopped rebuild.
 """
 
