@@ -62,8 +62,9 @@ class FoldedPage:
 @dataclass(frozen=True)
 class _SealedPage:
     """What a worker is sent: a page's wanted rows, sealed, with their subjects' keys. The rows
-    go as columns, each topic named once: a list of rows pickles row by row and field by field,
-    which cost this process more than reading the page did (measured: a third of the time)."""
+    go as columns, each topic named once: a list of rows pickles row by row and field by field
+    (measured on a page of 5,000: 0.66 us a row to pickle and 0.44 to unpickle; as columns,
+    with building them, 0.36 and 0.08)."""
 
     ids: tuple[int, ...]
     streams: tuple[Any, ...]
