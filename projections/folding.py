@@ -103,15 +103,16 @@ class FoldingReplay:
         self.limit = limit
         self.wanted = Topics(projection.consumes) if projection.consumes else None
         self._keys = RebuildWrappedKeys(keys)
-        # What this process holds now outlives the rebuild: out of the cyclic collector's way
-        # until the rebuild ends (garbage collected first, so none is kept), or every full
-        # collection walks all of it again (measured: a fifth of this process's time).
-        gc.collect()
-        gc.freeze()
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker, initargs=(settings, projection))
         self._ahead: _ReadAhead | None = None
+        # What this process holds now outlives the rebuild: out of the cyclic collector's way
+        # until the rebuild ends (garbage collected first, so none is kept), or every full
+        # collection walks all of it again (measured: a fifth of this process's time). After
+        # the pool, which may fail to start: then nothing was frozen.
+        gc.collect()
+        gc.freeze()
 
     def page(self, after: int) -> FoldedPage:
         ahead = self._ahead

@@ -248,3 +248,4 @@ def test_where_no_worker_can_start_the_rebuild_runs_in_one_process(
     monkeypatch.setattr(folding, "ProcessPoolExecutor", no_pools)
     in_workers(svc, svc.progress).rebuild()
     assert tables(svc, svc.progress) == live
+    assert gc.get_freeze_count() == 0
