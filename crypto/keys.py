@@ -195,7 +195,7 @@ class SubjectKeys:
             else:
                 ask.add(subject)
         for subject, stored in (self.fetch_wrapped(ask) if ask else {}).items():
-            aead = self.opener_of_wrapped(stored) if stored is not None else None
+            aead = opener_of_wrapped(self.keyring, stored) if stored is not None else None
             # Erased while it was being read: the key is void.
             found[subject] = None if subject in self._erased else aead
         return found
@@ -216,10 +216,6 @@ class SubjectKeys:
             self._erased.add(tombstone.subject_id.bytes)
             found[tombstone.subject_id.bytes] = None
         return found
-
-    def opener_of_wrapped(self, stored: WrappedKey) -> Aead | None:
-        """The AEAD of a key `fetch_wrapped` gave (`opener_of_wrapped` with this keyring)."""
-        return opener_of_wrapped(self.keyring, stored)
 
     def forget_cached_keys(self) -> None:
         """Drop every opened key from this process's memory; they are loaded again on use."""
