@@ -44,7 +44,7 @@ class Due(Protocol):
 class Worklist(Protocol):
     """Where the job finds work (the lifecycle view, projections/lifecycle.py)."""
 
-    def pending(self, requested_before: datetime | None = None, limit: int | None = None
+    def pending(self, requested_by: datetime | None = None, limit: int | None = None
                 ) -> Sequence[Due]: ...
 
     def inactive(self, active_before: datetime, kind: str | None = None,
@@ -128,7 +128,7 @@ class PurgeJob:
         schedule = self.lifecycle.schedule
         report = PurgeReport(dry_run)
         inactive = self.worklist.inactive(schedule.inactive_since(now))
-        due = list(self.worklist.pending(requested_before=now - _days(schedule.grace.days)))
+        due = list(self.worklist.pending(requested_by=now - _days(schedule.grace.days)))
         due_ids = {d.subject_id for d in due}
         total = len(due) + sum(s not in due_ids for s in inactive)
         if limit is not None:

@@ -107,16 +107,18 @@ class LifecycleReader:
         self.db = db
         self.projection = projection
 
-    def pending(self, requested_before: datetime | None = None, limit: int | None = None
+    def pending(self, requested_by: datetime | None = None, limit: int | None = None
                 ) -> list[PendingDeletion]:
-        """Pending deletions, oldest first (only those asked for before the given time)."""
+        """Pending deletions, oldest first (only those asked for at or before the given time:
+        a window of 28 days that began at t is closed at t + 28 days exactly, and the purge
+        is due at that same instant, `GraceWindow.is_open`)."""
         with self.db.transaction(write=False) as cur:
             t = Tables(live_table(cur, self.projection))
             sql = f"SELECT subject_id, reason, requested_at FROM {t.deletions}"
             params: list[Any] = []
-            if requested_before is not None:
-                sql += " WHERE requested_at < ?"
-                params.append(time_text(requested_before))
+            if requested_by is not None:
+                sql += " WHERE requested_at <= ?"
+                params.append(time_text(requested_by))
             sql += " ORDER BY requested_at, subject_id"
             if limit is not None:
                 sql += " LIMIT ?"

@@ -298,3 +298,22 @@ def test_DEL_5_a_student_outside_the_teachers_sections_is_never_deleted_by_a_rem
     assert svc.lifecycle.remove_from_section(school.teacher, school.mine, loose,
                                              "teacher:x") is False
     assert not deleted(svc, loose)
+
+
+def test_DEL_3_at_the_instant_the_window_closes_the_purge_is_due(
+        svc: Services, clock: Clock) -> None:
+    """One boundary: exactly 28 days after the request, recovery is refused and the purge job
+    purges (it once did neither, found by the lifecycle model above); a microsecond before,
+    recovery still works and the purge passes the account over."""
+    early, late = (svc.ledger.register_student(name, "15") for name in ("Early", "Late"))
+    svc.lifecycle.request_deletion(early, "student:self")
+    clock.now += timedelta(microseconds=1)
+    svc.lifecycle.request_deletion(late, "student:self")
+    clock.now += timedelta(days=28) - timedelta(microseconds=1)  # early's window: 28 days
+    with pytest.raises(RecoveryWindowClosed):
+        svc.lifecycle.recover(early, "support:x")
+    report = svc.purge_job.run()
+    assert {o.subject_id for o in report.outcomes if o.status == "purged"} == {early}
+    assert isinstance(svc.ledger.person(early), ErasedPerson)
+    assert deleted(svc, late)
+    svc.lifecycle.recover(late, "support:x")  # a microsecond of its window is left
