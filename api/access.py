@@ -9,6 +9,13 @@ which fields of the student's record that role in that relation may see. An empt
 
 Support staff see a record only with a stated purpose (ACC-4); the HTTP layer records it.
 Researchers and services see no one (ACC-3: aggregates only, elsewhere).
+
+Writes need a relation as reads do: an id is not a capability. Every route that names a person,
+section or school to change it asks here first (`may_enrol`, `may_rename`, `may_place_at`,
+`erasure_reason`, ...) and, without a relation, answers exactly as for an id that does not
+exist and writes nothing. A registrar is school staff, scoped to one school like the school's
+administrators and custodian; only the operator (the privacy officer) and support (with a
+purpose) stand in a relation to everyone.
 """
 
 from __future__ import annotations
@@ -52,7 +59,6 @@ NO_FIELDS: frozenset[str] = frozenset()
 _BY_ROLE: dict[str, frozenset[str]] = {
     Role.OPERATOR: EVERY_FIELD,
     Role.SUPPORT: EVERY_FIELD,
-    Role.REGISTRAR: REGISTRAR_FIELDS,
 }
 # Roles that see a student only through a relation to them.
 _BY_RELATION: dict[tuple[str, Relation], frozenset[str]] = {
@@ -61,13 +67,15 @@ _BY_RELATION: dict[tuple[str, Relation], frozenset[str]] = {
     (Role.TEACHER, Relation.TEACHER): TEACHER_FIELDS,
     (Role.SCHOOL_ADMIN, Relation.IN_SCOPE): STAFF_FIELDS,
     (Role.DISTRICT_ADMIN, Relation.IN_SCOPE): STAFF_FIELDS,
+    (Role.REGISTRAR, Relation.IN_SCOPE): REGISTRAR_FIELDS,
 }
 _PROGRESS_ROLES = frozenset({Role.OPERATOR, Role.SUPPORT, Role.STUDENT, Role.PARENT, Role.TEACHER,
                              Role.SCHOOL_ADMIN, Role.DISTRICT_ADMIN})
 # What an administrator's scope must name.
 _ADMIN_SCOPES: dict[str, str] = {Role.SCHOOL_ADMIN: SCHOOL_SCOPE,
                                  Role.DISTRICT_ADMIN: DISTRICT_SCOPE,
-                                 Role.RECORDS_CUSTODIAN: SCHOOL_SCOPE}
+                                 Role.RECORDS_CUSTODIAN: SCHOOL_SCOPE,
+                                 Role.REGISTRAR: SCHOOL_SCOPE}
 # AUD-3: who may ask who has read or received a student's records; RGT-1: who may export them.
 _AUDITING = frozenset({(Role.STUDENT, Relation.SELF), (Role.PARENT, Relation.PARENT),
                        (Role.RECORDS_CUSTODIAN, Relation.IN_SCOPE)})
@@ -161,7 +169,7 @@ class Access:
     # -- teachers and sections ----------------------------------------------------------------
     def may_see_teacher(self, principal: Principal, teacher_id: UUID) -> bool:
         role = principal.role
-        if role in (Role.OPERATOR, Role.REGISTRAR, Role.SUPPORT):
+        if role in (Role.OPERATOR, Role.SUPPORT):
             return True
         if role == Role.TEACHER:
             return principal.subject_id == teacher_id
@@ -192,6 +200,63 @@ class Access:
             return False
         section = self.roster.section(section_id)
         return section is not None and section.teacher_id == principal.subject_id
+
+    # -- writes that name someone -------------------------------------------------------------
+    def may_enrol(self, principal: Principal, section_id: UUID, student_id: UUID) -> bool:
+        """Enrolling an existing student by id: the section is the teacher's own, and the
+        student is already theirs (in another of their sections: a move between sections).
+        Anyone else joins with the section's code, or comes with the school's roster; a
+        student's id alone never brings them into a stranger's section."""
+        return self.may_manage_section(principal, section_id) and (
+            principal.role == Role.OPERATOR
+            or self.relation(principal, student_id) == Relation.TEACHER)
+
+    def may_manage_member(self, principal: Principal, section_id: UUID, student_id: UUID
+                          ) -> bool:
+        """A student of one of the teacher's own sections, named with that section (removing
+        them, their removal preview, a new secret): only while they are in it."""
+        return self.may_manage_section(principal, section_id) and \
+            student_id in self.roster.students_of_section(section_id)
+
+    def may_rename(self, principal: Principal, person_id: UUID) -> bool:
+        """A person's display name, changed by staff: the operator; a registrar for the
+        students and teachers of their own school."""
+        if principal.role == Role.OPERATOR:
+            return True
+        if principal.role != Role.REGISTRAR:
+            return False
+        return self.relation(principal, person_id) == Relation.IN_SCOPE or \
+            self._in_admin_scope(principal, person_id)
+
+    def may_place_at(self, principal: Principal, section_id: UUID | None) -> bool:
+        """Where a registrar may create a student: in a section of a teacher at their own
+        school (else the student would be theirs to create and never theirs to see). The
+        operator may create one anywhere, or in no section."""
+        if principal.role == Role.OPERATOR:
+            return section_id is None or self.roster.section(section_id) is not None
+        if principal.role != Role.REGISTRAR or section_id is None:
+            return False
+        section = self.roster.section(section_id)
+        return section is not None and self._in_admin_scope(principal, section.teacher_id)
+
+    def school_of(self, principal: Principal) -> UUID | None:
+        """The school a school-scoped principal (registrar, school administrator, custodian)
+        is confined to; None for any other."""
+        parsed = parse_scope(principal.scope)
+        if parsed is None or parsed[0] != SCHOOL_SCOPE or \
+                _ADMIN_SCOPES.get(principal.role) != SCHOOL_SCOPE:
+            return None
+        return parsed[1]
+
+    def directory_scope(self, principal: Principal) -> set[UUID] | None:
+        """Whom a caller's directory lists: None for everyone (the operator); a registrar,
+        the students and teachers of their school; anyone else, no one."""
+        if principal.role == Role.OPERATOR:
+            return None
+        if principal.role != Role.REGISTRAR or self.school_of(principal) is None:
+            return set()
+        scope = principal.scope or ""
+        return self.roster.students_in_scope(scope) | self.roster.teachers_in_scope(scope)
 
     # -- scopes -------------------------------------------------------------------------------
     def _in_admin_scope(self, principal: Principal, teacher_id: UUID) -> bool:

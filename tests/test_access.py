@@ -130,7 +130,12 @@ def student_table(w: World) -> list[tuple[str, Principal, UUID, frozenset[str]]]
     everyone = (w.ana, w.ben, w.cai, w.dev)
     expect("support", w.who(Role.SUPPORT), dict.fromkeys(everyone, EVERY_FIELD))
     expect("the operator", w.who(Role.OPERATOR), dict.fromkeys(everyone, EVERY_FIELD))
-    expect("a registrar", w.who(Role.REGISTRAR), dict.fromkeys(everyone, REGISTRAR_FIELDS))
+    # A registrar is school staff, scoped like the school's administrators.
+    expect("Hill's registrar", w.who(Role.REGISTRAR, scope=f"school:{w.hill}"),
+           {w.ana: REGISTRAR_FIELDS})
+    expect("a registrar with no scope", w.who(Role.REGISTRAR), {})
+    expect("a registrar with a district scope",
+           w.who(Role.REGISTRAR, scope=f"district:{w.north}"), {})
     # ACC-3: aggregates only, elsewhere.
     expect("a researcher", w.who(Role.RESEARCHER, w.ana, f"school:{w.hill}"), {})
     expect("a service", w.who(Role.SERVICE), {})
@@ -184,7 +189,8 @@ def test_acc2_who_sees_which_teacher(world: World) -> None:
             w.who(Role.SCHOOL_ADMIN, scope=f"district:{w.north}"), set()),
         "support": (w.who(Role.SUPPORT), {w.rivera, w.okafor, w.lee}),
         "the operator": (w.who(Role.OPERATOR), {w.rivera, w.okafor, w.lee}),
-        "a registrar": (w.who(Role.REGISTRAR), {w.rivera, w.okafor, w.lee}),
+        "Hill's registrar": (w.who(Role.REGISTRAR, scope=f"school:{w.hill}"), {w.rivera}),
+        "a registrar with no scope": (w.who(Role.REGISTRAR), set()),
         "Ana": (w.who(Role.STUDENT, w.ana), set()),
         "Ana's parent": (w.who(Role.PARENT, scope=f"parent:{w.parent_token}"), set()),
         "a researcher": (w.who(Role.RESEARCHER), set()),
@@ -325,3 +331,44 @@ def test_acc1_acc2_sight_follows_any_sequence_of_enrolments_and_school_choices(
             admin = Principal(uuid4(), Role.DISTRICT_ADMIN, "a",
                               scope=f"district:{district_id_for(f'D{d}')}")
             assert access.may_see_student(admin, s) == (in_district and s not in erased)
+
+
+# -- writes need a relation, like reads --------------------------------------------------------
+def test_enrolling_an_existing_student_needs_to_be_their_teacher_already(world: World) -> None:
+    """An id is not a capability: a teacher enrols by id only a student already theirs."""
+    access, w = world.services.access, world
+    second = w.services.sections.create(w.rivera, "Period 2", "csd", "8", "email")
+    w.services.settle()
+    rivera, okafor = w.who(Role.TEACHER, w.rivera), w.who(Role.TEACHER, w.okafor)
+    allowed = {(caller, section, student)
+               for caller, principal in (("Rivera", rivera), ("Okafor", okafor),
+                                         ("operator", w.who(Role.OPERATOR)),
+                                         ("Hill's administrator", w.who(
+                                             Role.SCHOOL_ADMIN, scope=f"school:{w.hill}")))
+               for section in (w.rivera_section, second, w.okafor_section)
+               for student in (w.ana, w.ben, w.cai, w.dev, uuid4())
+               if access.may_enrol(principal, section, student)}
+    operator = {("operator", section, student) for section in (w.rivera_section, second,
+                                                               w.okafor_section)
+                for student in (w.ana, w.ben, w.cai, w.dev)}
+    assert {row for row in allowed if row[0] != "operator"} == {
+        ("Rivera", w.rivera_section, w.ana), ("Rivera", second, w.ana),
+        ("Okafor", w.okafor_section, w.ben)}
+    assert operator <= allowed  # the privacy officer: anyone, into any existing section
+
+
+def test_a_registrar_renames_and_lists_only_their_school(world: World) -> None:
+    access, w = world.services.access, world
+    hill = w.who(Role.REGISTRAR, scope=f"school:{w.hill}")
+    people = (w.ana, w.ben, w.cai, w.dev, w.rivera, w.okafor, w.lee)
+    assert {p for p in people if access.may_rename(hill, p)} == {w.ana, w.rivera}
+    assert {p for p in people if access.may_rename(w.who(Role.OPERATOR), p)} == set(people)
+    for nobody in (w.who(Role.REGISTRAR), w.who(Role.SCHOOL_ADMIN, scope=f"school:{w.hill}"),
+                   w.who(Role.SUPPORT), w.who(Role.TEACHER, w.rivera)):
+        assert not any(access.may_rename(nobody, p) for p in people), nobody.role
+    assert access.directory_scope(hill) == {w.ana, w.rivera}
+    assert access.directory_scope(w.who(Role.REGISTRAR)) == set()
+    assert access.directory_scope(w.who(Role.OPERATOR)) is None
+    assert access.may_place_at(hill, w.rivera_section)
+    assert not access.may_place_at(hill, w.okafor_section)
+    assert not access.may_place_at(hill, None)
