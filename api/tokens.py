@@ -28,7 +28,7 @@ _HASH_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
 
 class Role(StrEnum):
     OPERATOR = "operator"  # the privacy officer: everything, erasure included
-    REGISTRAR = "registrar"  # school staff: create, rename and read people; the directory
+    REGISTRAR = "registrar"  # scope: "school:<school id>"; its people: create, rename, list
     SUPPORT = "support"  # reads one person at a time, never the directory
     SERVICE = "service"  # health and metrics: no personal data
     # People, each scoped by `Principal.subject_id` or `Principal.scope` (see api/access.py):

@@ -131,8 +131,17 @@ class Ledger(Application[UUID]):
                              login_type=login_type).id
 
     def register_teacher(self, display_name: str, age: str = "21+",
-                         age_given_on: date | None = None) -> UUID:
-        return self.register(Teacher, display_name, age, age_given_on).id
+                         age_given_on: date | None = None, school_id: UUID | None = None
+                         ) -> UUID:
+        """A teacher registered by staff; at `school_id` from their first event, if given (a
+        registrar's teacher, who would otherwise be in no school and no one's to see)."""
+        def at_school(person: Person, claim: Claim) -> list[Aggregate]:
+            assert isinstance(person, Teacher)
+            person.choose_school(school_id)
+            return []
+
+        return self.register(Teacher, display_name, age, age_given_on,
+                             then=at_school if school_id is not None else None).id
 
     def register(self, kind: type[Person], name: str, age: str | None,
                  given_on: date | None = None, *, login_type: str = "personal",

@@ -36,9 +36,17 @@ class Api:
         self.app: FastAPI = create_app(services)
         self.client = TestClient(self.app)
         self.tokens: TokenStore = self.app.state.tokens
-        self.auth = {str(role): self.bearer(self.tokens.issue(role, f"{role}-1",
-                                                              timedelta(hours=1)).token)
-                     for role in ROLES}
+        # A registrar is school staff: theirs is a school with one teacher's section.
+        self.school = services.accounts.register_school("Hill School", "North", "public")
+        self.teacher_at_school = services.ledger.register_teacher("Tess", school_id=self.school)
+        services.accounts.attest_parental_consent(self.teacher_at_school)
+        self.section = services.sections.create(self.teacher_at_school, "Period 1", "csf", "4",
+                                                "word")
+        services.settle()
+        self.auth = {str(role): self.bearer(self.tokens.issue(
+            role, f"{role}-1", timedelta(hours=1),
+            scope=f"school:{self.school}" if role == "registrar" else None).token)
+            for role in ROLES}
 
     @staticmethod
     def bearer(token: str) -> dict[str, str]:
@@ -62,6 +70,18 @@ class Api:
 
     def teacher(self, name: str = "Ben") -> str:
         return str(self.services.ledger.register_teacher(name))
+
+    def student_at_school(self) -> str:
+        """A student in the section of the registrar's school."""
+        made = self.services.sections.create_student(self.teacher_at_school, self.section,
+                                                     "Ana", "12")
+        self.services.settle()
+        return str(made)
+
+    def teacher_at_school_(self) -> str:
+        made = self.services.ledger.register_teacher("Ben", school_id=self.school)
+        self.services.settle()
+        return str(made)
 
 
 @pytest.fixture
@@ -92,7 +112,8 @@ def test_healthz_needs_no_token(api: Api) -> None:
 
 def test_register_read_rename_list_erase(api: Api) -> None:
     created = api.call("POST", "/students", "registrar",
-                       {"display_name": " Ana ", "age": "12", "age_given_on": "2024-09-01"})
+                       {"display_name": " Ana ", "age": "12", "age_given_on": "2024-09-01",
+                        "section_id": str(api.section)})
     assert created.status_code == 201
     ana = created.json()
     assert ana["display_name"] == "Ana" and ana["kind"] == "student"
@@ -116,9 +137,12 @@ def test_register_read_rename_list_erase(api: Api) -> None:
     assert api.call("GET", f"/students/{ana['id']}").json()["display_name"] == "Ana B"
 
     api.services.catch_up()
-    listing = api.call("GET", "/people?kind=student", "registrar").json()
+    listing = api.call("GET", "/people?kind=student", "operator").json()
     assert {i["display_name"] for i in listing["items"]} == {"Ana B", "Cy"}
     assert {i["kind"] for i in listing["items"]} == {"student"}
+    # The registrar's directory is their school's: Cy is in no section of it.
+    theirs = api.call("GET", "/people", "registrar").json()
+    assert {i["display_name"] for i in theirs["items"]} == {"Ana B", "Ben", "Tess"}
 
     erased = api.call("DELETE", f"/people/{ana['id']}?reason=school_request")
     assert erased.status_code == 200
@@ -137,7 +161,7 @@ def test_directory_pages_by_id(api: Api) -> None:
     seen: list[str] = []
     after = ""
     while True:
-        page = api.call("GET", f"/people?kind=student&limit=2{after}", "registrar").json()
+        page = api.call("GET", f"/people?kind=student&limit=2{after}", "operator").json()
         if not page["items"]:
             assert page["next_after"] is None
             break
@@ -145,7 +169,7 @@ def test_directory_pages_by_id(api: Api) -> None:
         seen += [item["id"] for item in page["items"]]
         after = f"&after={page['next_after']}"
     assert seen == ids
-    assert len(api.call("GET", "/people", "registrar").json()["items"]) == 6
+    assert len(api.call("GET", "/people", "operator").json()["items"]) == 7  # and Tess
 
 
 def test_openapi_docs_and_request_ids(api: Api) -> None:
@@ -180,11 +204,13 @@ PUBLIC = {("GET", "/healthz")}
 
 
 def _request(api: Api, method: str, route: str) -> tuple[str, Any]:
-    """A valid request to each route (a fresh subject where one is changed)."""
-    person = api.teacher() if route.startswith("/teachers/") else api.student()
+    """A valid request to each route (a fresh subject where one is changed), at the school of
+    the registrar's scope."""
+    person = api.teacher_at_school_() if route.startswith("/teachers/") else \
+        api.student_at_school()
     url = route.format(person_id=person)
     body = {
-        "/students": {"display_name": "Ana", "age": "12"},
+        "/students": {"display_name": "Ana", "age": "12", "section_id": str(api.section)},
         "/teachers": {"display_name": "Ben"},
         "/people/{person_id}": {"display_name": "Ana B"} if method == "PATCH" else None,
     }.get(route)
@@ -345,7 +371,8 @@ def test_erased_people_answer_410(api: Api) -> None:
                                     headers={"X-Purpose": "legal_request"}), 410, "subject-erased")
         assert_problem(api.call("PATCH", f"/people/{person}", body={"display_name": "X"}), 410)
     api.services.catch_up()
-    assert api.call("GET", "/people").json()["items"] == []
+    listed = {item["id"] for item in api.call("GET", "/people").json()["items"]}
+    assert listed == {str(api.teacher_at_school)}  # the school's teacher, made by the fixture
 
 
 # -- failures of the machinery -----------------------------------------------------------------

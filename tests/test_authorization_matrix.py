@@ -28,6 +28,8 @@ act on a fresh target made for that one call.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,7 +78,8 @@ CALLERS = (
     Caller("support_with_purpose", "support", purpose=True),
     Caller("support_without_purpose", "support"),
     Caller("researcher", "researcher"),
-    Caller("registrar", "registrar"),
+    Caller("registrar_in", "registrar", scope="school_A"),
+    Caller("registrar_out", "registrar", scope="school_B"),
     Caller("operator", "operator"),
     Caller("service", "service"),
     Caller("custodian_in", "records_custodian", scope="school_A"),
@@ -87,16 +90,22 @@ CALLERS = (
 # -- the rule table ---------------------------------------------------------------------------
 # Who stands in which relation to the world's records. S is a student in section X of teacher
 # T, at school A (district A); O is in section Z of teacher U, at school B (district B).
-_STAFF_SEEING_ANYONE = {"support_with_purpose", "support_without_purpose", "registrar",
-                        "operator"}
+_STAFF_SEEING_ANYONE = {"support_with_purpose", "support_without_purpose", "operator"}
 RELATIONS: dict[str, frozenset[str]] = {
     # ACC-1, ACC-2, linked parents, the student themself, and staff who keep the records.
     "sees_S": frozenset({"student_self", "teacher_of_section", "school_admin_in",
-                         "district_admin_in", "parent_linked", *_STAFF_SEEING_ANYONE}),
+                         "district_admin_in", "parent_linked", "registrar_in",
+                         *_STAFF_SEEING_ANYONE}),
     # A teacher sees themself; administrators their school's or district's teachers.
     "sees_T": frozenset({"teacher_of_section", "school_admin_in", "district_admin_in",
-                         *_STAFF_SEEING_ANYONE}),
+                         "registrar_in", *_STAFF_SEEING_ANYONE}),
     "owns_section": frozenset({"teacher_of_section"}),
+    # A registrar is school staff: they create students in, and rename people of, their school.
+    "places_in_X": frozenset({"registrar_in", "operator"}),
+    "renames_S": frozenset({"registrar_in", "operator"}),
+    # The gallery is open to every signed-in person: P is in it.
+    "sees_P_in_gallery": frozenset({"student_self", "other_student", "teacher_of_section",
+                                    "other_teacher"}),
     "in_section": frozenset({"student_self"}),
     "over_school_A": frozenset({"school_admin_in", "district_admin_in", "operator"}),
     "teaches_S": frozenset({"teacher_of_section"}),
@@ -211,9 +220,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/audit/actors/{actor_id}"): Rule(ACTOR_AUDITORS, 200),
     ("GET", "/audit/disclosures"): Rule(PARTY_AUDITORS, 200),
     ("POST", "/support-sessions"): Rule(SUPPORTERS, 201),
-    ("POST", "/students"): Rule(STAFF, 201),
+    ("POST", "/students"): Rule(STAFF, 201, "places_in_X"),
     ("POST", "/teachers"): Rule(STAFF, 201),
-    ("PATCH", "/people/{person_id}"): Rule(STAFF, 200),
+    ("PATCH", "/people/{person_id}"): Rule(STAFF, 200, "renames_S"),
     ("DELETE", "/people/{person_id}"): Rule(ERASERS, 200, "may_erase_student"),
     # the deletion lifecycle (DEL-1..8)
     ("GET", "/me/deletion"): Rule(PEOPLE, 200),
@@ -253,7 +262,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/me/projects/{project_id}/gallery"): Rule(PEOPLE, 204, "owns_S_project"),
     ("DELETE", "/me/projects/{project_id}/gallery"): Rule(PEOPLE, 204, "owns_S_project"),
     ("POST", "/me/projects/{project_id}/social-posts"): Rule(PEOPLE, 204, "owns_S_project"),
-    ("POST", "/projects/{project_id}/remixes"): Rule(PEOPLE, 201),
+    ("POST", "/projects/{project_id}/remixes"): Rule(PEOPLE, 201, "sees_P_in_gallery"),
     ("POST", "/projects/{project_id}/erasure"): Rule(PEOPLE | {"operator"}, 200,
                                                      "may_erase_S_project"),
     ("GET", "/gallery"): Rule(PUBLIC, 200),
@@ -432,9 +441,20 @@ def _build_world(svc: Services) -> World:
     project = svc.projects.create(student, "app", "Sunny's app", "onClick()")
     media = svc.projects.upload(student, project, PNG, "image/png").media_id
     svc.projects.share_to_gallery(student, project)
+    # A third school that no caller stands in any relation to: its ids are the foreign
+    # targets of `test_no_caller_acts_on_what_they_have_no_relation_to`.
+    school_c = accounts.register_school("Cove School", "East", "public")
+    far_teacher = svc.ledger.register_teacher("Vera Faraway", school_id=school_c)
+    accounts.attest_parental_consent(far_teacher)
+    y = sections.create(far_teacher, "Period 5", "csf", "4", "word")
+    far_student = sections.create_student(far_teacher, y, "Rhea Nobodysees", "18")
+    far_project = svc.projects.create(far_student, "app", "Rhea's app", "onClick()")
+    far_media = svc.projects.upload(far_student, far_project, PNG, "image/png").media_id
+    far_request = svc.rights.file(far_student, "access", "operator", "matrix")
     svc.settle()
     world.ids.update(S=student, O=other_student, T=teacher, U=other_teacher, X=x, Z=z,
-                     A=school_a, B=school_b, P=project, M=media)
+                     A=school_a, B=school_b, P=project, M=media, R=far_student, V=far_teacher,
+                     Y=y, C=school_c, RP=far_project, RM=far_media, RQ=far_request)
     identity = svc.ledger.identity
     world.scopes.update(
         school_A=f"school:{school_a}", school_B=f"school:{school_b}",
@@ -448,6 +468,7 @@ def _build_world(svc: Services) -> World:
         other_student_name="Otto Elsewhere", teacher_name=t.display_name,
         teacher_username=t.username, teacher_email="tamsin@school.example",
         other_teacher_name="Ulrich Otherhall", parent=LINKED_PARENT,
+        far_student_name="Rhea Nobodysees", far_teacher_name="Vera Faraway",
         join_code=sections.section(x).join_code, section_name="Period 1")
     world.auth = {caller.name: world.token(caller) for caller in CALLERS}
     return world
@@ -572,8 +593,9 @@ BUILDERS: dict[tuple[str, str], Build] = {
         f"/sections/{w.ids['X']}/students", None),
     ("POST", "/sections/{section_id}/students"): lambda w, c: (
         f"/sections/{w.ids['X']}/students", {"display_name": "New Kid", "age": "10"}),
+    # Enrolling by id a student already T's (S, in X) into another of T's sections.
     ("PUT", "/sections/{section_id}/students/{student_id}"): lambda w, c: (
-        f"/sections/{w.ids['X']}/students/{w.fresh_student()}", None),
+        f"/sections/{w.fresh_section()}/students/{w.ids['S']}", None),
     ("DELETE", "/sections/{section_id}/students/{student_id}"): lambda w, c: (
         w.removal_of(w.fresh_student(enrolled=True)), None),
     ("POST", "/sections/{section_id}/students/{student_id}/secret"): lambda w, c: (
@@ -582,9 +604,10 @@ BUILDERS: dict[tuple[str, str], Build] = {
         f"/sections/{w.fresh_section()}/race-estimate", {"distribution": {"asian": 50}}),
     ("GET", "/students/{person_id}"): lambda w, c: (f"/students/{w.ids['S']}", None),
     ("GET", "/teachers/{person_id}"): lambda w, c: (f"/teachers/{w.ids['T']}", None),
-    ("POST", "/students"): lambda w, c: ("/students", {"display_name": "Reg", "age": "12"}),
+    ("POST", "/students"): lambda w, c: ("/students", {"display_name": "Reg", "age": "12",
+                                                       "section_id": str(w.ids["X"])}),
     ("POST", "/teachers"): lambda w, c: ("/teachers", {"display_name": "Reg"}),
-    ("PATCH", "/people/{person_id}"): lambda w, c: (f"/people/{w.fresh_student()}", {
+    ("PATCH", "/people/{person_id}"): lambda w, c: (f"/people/{w.fresh_student(enrolled=True)}", {
         "display_name": "Renamed"}),
     ("DELETE", "/people/{person_id}"): lambda w, c: (
         f"/people/{w.fresh_student(enrolled=True, linked=True)}"
@@ -771,3 +794,113 @@ def test_the_rule_table_is_not_trivial() -> None:
     for caller in CALLERS:
         statuses = {expected(rule, caller) for rule in RULES.values()}
         assert len(statuses) > 1, caller.name
+
+
+# -- an id is not a capability ------------------------------------------------------------------
+# Path parameters that name a record, and the record of the same kind in the third school
+# (R in V's section Y at school C), which no caller of the matrix stands in a relation to.
+FOREIGN: dict[str, Callable[[World, str], UUID]] = {
+    "person_id": lambda w, path: w.ids["V" if path.startswith("/teachers/") else "R"],
+    "student_id": lambda w, path: w.ids["R"],
+    "section_id": lambda w, path: w.ids["Y"],
+    "project_id": lambda w, path: w.ids["RP"],
+    "media_id": lambda w, path: w.ids["RM"],
+    "school_id": lambda w, path: w.ids["C"],
+    "request_id": lambda w, path: w.ids["RQ"],
+}
+# Parameters that are not a record's id: a fixed vocabulary, or a position in the public log.
+NOT_A_RECORD = frozenset({"provider", "partner", "table", "measure", "notification_id"})
+# Roles that stand in a relation to everyone: the privacy officer, support (with a purpose
+# where reading), auditors (the trail only).
+EVERYONES = frozenset({"operator", "support", "auditor"})
+# Routes that name a record by id and need no relation, and why.
+OPEN_BY_ID = {
+    ("GET", "/schools/{school_id}"): "a school's name, district and type: no personal data",
+}
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def _id_params(path: str) -> list[str]:
+    return [name for name in _PARAM.findall(path) if name not in NOT_A_RECORD]
+
+
+def test_every_route_naming_a_record_needs_a_relation() -> None:
+    """A route that names a record by id decides whether the caller stands in a relation to
+    it, or only roles that stand in one to everyone may call it: a new route is held to it."""
+    loose = [(method, path) for (method, path), rule in RULES.items()
+             if _id_params(path) and rule.relation is None and (method, path) not in OPEN_BY_ID
+             and (rule.roles is None or not rule.roles <= EVERYONES)]
+    assert loose == []
+    assert set(_PARAM.findall(" ".join(path for _, path in RULES))) <= \
+        set(FOREIGN) | NOT_A_RECORD | {"hold_id", "subject_id", "actor_id"}
+
+
+def _with_id(path: str, url: str, param: str, value: UUID) -> str:
+    """`url` (built for `path`) with the value of `param` replaced."""
+    pattern = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
+    pattern = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/?]+)", pattern)
+    found = re.match(pattern + r"(?P<_query>\?.*)?$", url)
+    assert found is not None, (path, url)
+    start, end = found.span(param)
+    return url[:start] + str(value) + url[end:]
+
+
+def _read_models_digest(world: World) -> str:
+    """Every row of every read-model table but the caller's own bookkeeping (tokens, sign-in
+    throttles), hashed: 'nothing written' beyond the log's length."""
+    db = world.svc.read_models
+    digest = hashlib.sha256()
+    with db.transaction(write=False) as cur:
+        if world.svc.settings.backend == "postgres":
+            cur.execute("SELECT table_name FROM information_schema.tables"
+                        " WHERE table_schema = current_schema() ORDER BY table_name")
+        else:
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        tables = [row[0] for row in cur.fetchall()]
+        for table in tables:
+            if table.startswith(("api_tokens", "sign_in_")):
+                continue
+            cur.execute(f"SELECT * FROM {table}")
+            rows = sorted(repr(tuple(bytes(v) if isinstance(v, memoryview) else v
+                                     for v in row)) for row in cur.fetchall())
+            digest.update(table.encode() + b"\0" + "\n".join(rows).encode())
+    return digest.hexdigest()
+
+
+def test_no_caller_acts_on_what_they_have_no_relation_to(world: World) -> None:
+    """For every route that names a record, and every caller the route lets act on the
+    world's own records: the same request naming the third school's record of that kind
+    answers exactly as a record that does not exist, and writes nothing, neither to the log
+    nor to any read model. Generated from the rule table: a new route is in it."""
+    failures: list[tuple[str, str, str, str, int]] = []
+    tried = 0
+    for (method, path), rule in RULES.items():
+        params = [p for p in _id_params(path) if p in FOREIGN]
+        if rule.relation is None or not params:
+            continue
+        build = BUILDERS.get((method, path), lambda w, c, p=path: (p, None))
+        for caller in CALLERS:
+            if caller.role in EVERYONES or expected(rule, caller) != rule.ok:
+                continue
+            for param in params:
+                url, body = build(world, caller)
+                foreign = _with_id(path, url, param, FOREIGN[param](world, path))
+                made_up = _with_id(path, url, param, uuid4())
+                headers = world.auth[caller.name]
+                before = (world.svc.ledger.recorder.max_notification_id(),
+                          _read_models_digest(world))
+                sent = (dict(content=body.content, headers={
+                    **headers, "Content-Type": body.content_type}) if isinstance(body, Raw)
+                        else dict(json=body, headers=headers))
+                response = world.http.request(method, foreign, **sent)  # type: ignore[arg-type]
+                after = (world.svc.ledger.recorder.max_notification_id(),
+                         _read_models_digest(world))
+                absent = world.http.request(method, made_up, **sent)  # type: ignore[arg-type]
+                tried += 1
+                if response.status_code != 404 or response.content != absent.content:
+                    failures.append((method, path, caller.name, param, response.status_code))
+                elif after != before:
+                    failures.append((method, path, caller.name, param, -1))  # wrote something
+                _restore(world, method, path)
+    assert failures == []
+    assert tried > 50  # the table reaches the routes it should

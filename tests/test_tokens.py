@@ -161,11 +161,15 @@ def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
 
 
 def test_cli_issue_list_revoke(var_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A registrar is school staff: the token names the school (else it is refused, exit 2).
+    assert main(["token", "issue", "--role", "registrar", "--label", "registrar-1"]) == 2
+    capsys.readouterr()
     assert main(["token", "issue", "--role", "registrar", "--label", "registrar-1",
-                 "--ttl-days", "7"]) == 0
+                 "--ttl-days", "7", "--school", str(uuid4())]) == 0
     [issued] = _lines(capsys)
     token = str(issued["token"])
     assert token.startswith("lgr_") and issued["role"] == "registrar"
+    assert issued["scope"] == "school"
     assert (var_dir / "read_models.sqlite3").exists()
 
     db = open_database(Settings.from_env().read_models_url, "ledger")

@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 # Roles a first start hands a token to: staff and services. People sign in themselves, and
 # an administrator's token names the seeded school.
-STAFF_ROLES = (Role.OPERATOR, Role.REGISTRAR, Role.SUPPORT, Role.SERVICE, Role.RESEARCHER,
-               Role.AUDITOR)
+STAFF_ROLES = (Role.OPERATOR, Role.SUPPORT, Role.SERVICE, Role.RESEARCHER, Role.AUDITOR)
 
 
 def introduce(services: Services, base_url: str) -> None:
@@ -65,7 +64,7 @@ def introduce(services: Services, base_url: str) -> None:
         issued = tokens.issue(role, f"first-start-{role}", timedelta(days=1),
                               record_grant=granted)
         print(f"  {role:17} {issued.token}")
-    for role in (Role.SCHOOL_ADMIN, Role.RECORDS_CUSTODIAN):
+    for role in (Role.REGISTRAR, Role.SCHOOL_ADMIN, Role.RECORDS_CUSTODIAN):
         issued = tokens.issue(role, f"first-start-{role}", timedelta(days=1),
                               scope=f"{SCHOOL_SCOPE}:{school['schools'][0]}",
                               record_grant=granted)

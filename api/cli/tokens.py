@@ -6,6 +6,7 @@ their token's scope (api/access.py), so issuing one names it:
     ledger token issue --role school_admin --school <school id>
     ledger token issue --role district_admin --district <district id>
     ledger token issue --role records_custodian --school <school id>
+    ledger token issue --role registrar --school <school id>
     ledger token issue --role parent --parent-email -      # the address is read from stdin
 
 Each token issued is recorded as a permission grant in the ledger first (AUD-5): granted by the
@@ -79,7 +80,8 @@ def _store() -> TokenStore:
 
 # The scope option each scoped role needs; no other role takes one.
 _SCOPE_OPTION = {Role.SCHOOL_ADMIN: "school", Role.DISTRICT_ADMIN: "district",
-                 Role.RECORDS_CUSTODIAN: "school", Role.PARENT: "parent_email"}
+                 Role.RECORDS_CUSTODIAN: "school", Role.REGISTRAR: "school",
+                 Role.PARENT: "parent_email"}
 
 
 def _parent_scope(settings: Settings, db: Database, address: str) -> str:

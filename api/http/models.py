@@ -62,6 +62,9 @@ class NewStudent(_Request):
     display_name: Text = Field(description="free text; first names only are recommended")
     age: Age
     age_given_on: date | None = Field(None, description="when the age was given (default: today)")
+    section_id: UUID | None = Field(
+        None, description="the section to enrol the student in, at the registrar's own school"
+                          " (required of a registrar; the operator may leave it out)")
 
 
 class NewTeacher(_Request):

@@ -38,6 +38,8 @@ router = APIRouter(tags=["people"])
 
 _READ = responses(401, 403, 404, 410, 422, 503)  # 422: FastAPI lists it for any params
 _WRITE = responses(401, 403, 404, 409, 410, 422, 503)
+# AUD-1: what the directory shows of each student it lists.
+DIRECTORY_FIELDS = tuple(sorted(DirectoryItem.model_fields))
 
 
 Creator = Annotated[Principal, Depends(require(Permission.PEOPLE_CREATE))]
@@ -64,16 +66,33 @@ def _created(svc: Services, response: Response, person_id: UUID, who: Principal)
 
 
 @router.post("/students", status_code=201, response_model=PersonOut,
-             responses=responses(401, 403, 422, 503))
+             responses=responses(401, 403, 404, 422, 503))
 def create_student(body: NewStudent, svc: Svc, who: Creator, response: Response) -> PersonOut:
-    person_id = svc.ledger.register_student(body.display_name, body.age, body.age_given_on)
+    """A registrar creates a student in a section of their own school (`section_id`), as the
+    section's teacher would (AGE-1 and the section's sign-in apply); a section elsewhere is
+    404. The operator may create one in no section."""
+    if not svc.access.may_place_at(who, body.section_id):
+        raise not_found("section")
+    if body.section_id is None:
+        person_id = svc.ledger.register_student(body.display_name, body.age, body.age_given_on)
+    else:
+        section = svc.sections.section(body.section_id)
+        person_id = svc.sections.create_student(section.owner_id, section.id,
+                                                body.display_name, body.age, body.age_given_on)
+        svc.settle()
     return _created(svc, response, person_id, who)
 
 
 @router.post("/teachers", status_code=201, response_model=PersonOut,
              responses=responses(401, 403, 422, 503))
 def create_teacher(body: NewTeacher, svc: Svc, who: Creator, response: Response) -> PersonOut:
-    person_id = svc.ledger.register_teacher(body.display_name, body.age, body.age_given_on)
+    """A registrar's teacher is at the registrar's school from the start."""
+    school_id = svc.access.school_of(who)
+    if school_id is not None:
+        svc.accounts.school(school_id)  # a scope naming no school: 422, nothing written
+    person_id = svc.ledger.register_teacher(body.display_name, body.age, body.age_given_on,
+                                            school_id=school_id)
+    svc.settle()
     return _created(svc, response, person_id, who)
 
 
@@ -108,17 +127,26 @@ def get_teacher(person_id: str, svc: Svc, who: Reader, purpose: PurposeHeader = 
 
 @router.patch("/people/{person_id}", response_model=PersonOut, responses=_WRITE)
 def rename(person_id: str, body: Rename, svc: Svc, who: Renamer) -> PersonOut:
+    """The operator renames anyone; a registrar the students and teachers of their school."""
     subject = path_id(person_id)
+    if not svc.access.may_rename(who, subject):
+        raise not_found()
     svc.ledger.rename(subject, body.display_name)
     log.info("renamed id=%s principal=%s", subject, who.id)
     return PersonOut.of(_live(svc, subject))
 
 
 @router.get("/people", response_model=DirectoryPage, responses=responses(401, 403, 422, 503))
-def directory(svc: Svc, who: Lister, kind: Kind | None = None,
+def directory(svc: Svc, who: Lister, request: Request, kind: Kind | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
               after: UUID | None = None) -> DirectoryPage:
-    """The directory (a read model, paged by id). It may lag the latest writes briefly."""
-    entries = svc.directory_reader.entries(kind=kind, limit=limit, after=after)
-    return DirectoryPage(items=[DirectoryItem.of(e) for e in entries],
-                         next_after=entries[-1].id if entries else None)
+    """The directory (a read model, paged by id; it may lag the latest writes briefly): a
+    registrar's lists the students and teachers of their school, the operator's everyone.
+    Each student listed leaves an access record (AUD-1), saved before the page is returned."""
+    among = svc.access.directory_scope(who)
+    entries = svc.directory_reader.entries(kind=kind, limit=limit, after=after, among=among)
+    items = [DirectoryItem.of(e) for e in entries]
+    svc.record_accesses(who, [(item.id, DIRECTORY_FIELDS) for item in items
+                              if item.kind == "student"], "/people", None,
+                        request.state.request_id)
+    return DirectoryPage(items=items, next_after=entries[-1].id if entries else None)
