@@ -229,7 +229,7 @@ def test_first_start_hands_out_staff_tokens_and_teacher_sign_ins(
         out = capsys.readouterr().out
         tokens = dict(line.split()[:2] for line in out.splitlines()
                       if line.startswith("  ") and "lgr_" in line)
-        assert set(tokens) == {*STAFF_ROLES, "school_admin", "records_custodian"}
+        assert set(tokens) == {*STAFF_ROLES, "registrar", "school_admin", "records_custodian"}
         # each recorded as a permission grant first (AUD-5), by the command-line operator
         granted = grants(services)
         assert {g.role for g in granted} == set(tokens)
@@ -244,6 +244,10 @@ def test_first_start_hands_out_staff_tokens_and_teacher_sign_ins(
             school_id = http.get("/me", headers=me).json()["school_id"]
             roster = http.get(f"/schools/{school_id}/roster", headers=admin)
             assert roster.status_code == 200 and roster.json()["sections"]
+            # The registrar's token is the seeded school's: its directory lists its people.
+            registrar = {"Authorization": f"Bearer {tokens['registrar']}"}
+            people = http.get("/people?kind=student", headers=registrar)
+            assert people.status_code == 200 and people.json()["items"]
     finally:
         services.close()
 
