@@ -366,3 +366,13 @@ def test_every_key_that_committed_has_exactly_one_effect(
             expected[level] = expected.get(level, 0) + 1
     assert tries(api, pupil) == expected
 
+
+
+def test_the_header_is_in_the_openapi_of_each_guarded_route(api: Client) -> None:
+    spec = api.call("GET", "/openapi.json").json()
+    for path in ("/me/attempts", "/sign-up/student", "/sign-up/teacher",
+                 "/students/{person_id}/disclosures", "/students/{person_id}/rights-requests"):
+        (header,) = [p for p in spec["paths"][path]["post"].get("parameters", [])
+                     if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header" and not header.get("required", False)
+        assert "retry" in header["description"]
