@@ -376,3 +376,25 @@ def test_the_header_is_in_the_openapi_of_each_guarded_route(api: Client) -> None
                      if p["name"] == "Idempotency-Key"]
         assert header["in"] == "header" and not header.get("required", False)
         assert "retry" in header["description"]
+
+
+def test_a_retried_section_or_project_is_made_once(api: Client) -> None:
+    teacher = api.teacher()
+    me = api.session(teacher)
+    used, body = key(), {"name": "Period 2", "course": "csd", "grade": "7",
+                         "login_type": "email"}
+    first = api.call("POST", "/sections", me, body, {"Idempotency-Key": used})
+    assert first.status_code == 201, first.text
+    written = api.position()
+    again = api.call("POST", "/sections", me, body, {"Idempotency-Key": used})
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert api.position() == written
+    _, auth = student(api)
+    project = {"kind": "app", "name": "Clicker"}
+    made = api.call("POST", "/me/projects", auth, project, {"Idempotency-Key": used})
+    assert made.status_code == 201, made.text
+    written = api.position()
+    remade = api.call("POST", "/me/projects", auth, project, {"Idempotency-Key": used})
+    assert (remade.status_code, remade.json(), remade.headers["Location"]) == (
+        201, made.json(), made.headers["Location"])
+    assert api.position() == written
