@@ -103,7 +103,7 @@ def reset_password(body: PasswordReset, svc: Svc, tokens: Tokens) -> Response:
 
 
 @router.post("/sign-up/student", status_code=201, response_model=AccountOut,
-             responses=responses(409, 422, 503))
+             responses=responses(409, 410, 422, 503))
 def sign_up_student(body: StudentSignUp, svc: Svc, response: Response,
                     idempotency_key: IdempotencyKey = None) -> AccountOut:
     """A personal student account. The email is kept only as a keyed hash (MIN-1) and is never
@@ -117,7 +117,7 @@ def sign_up_student(body: StudentSignUp, svc: Svc, response: Response,
 
 
 @router.post("/sign-up/teacher", status_code=201, response_model=AccountOut,
-             responses=responses(409, 422, 503))
+             responses=responses(409, 410, 422, 503))
 def sign_up_teacher(body: TeacherSignUp, svc: Svc, response: Response,
                     idempotency_key: IdempotencyKey = None) -> AccountOut:
     """A teacher's account: the email is kept sealed (MIN-2), to write to the teacher."""
