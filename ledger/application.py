@@ -15,14 +15,19 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
+from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import Mapper, Recording
 
 from crypto import KeyErased, SubjectKeys
 from crypto.sql import Cursor, Database, SQLiteDatabase
 from ledger import people, usernames
 from ledger.erasure import ErasureRecord
+from ledger.idempotency import IdempotencyKeys, with_pending_record
 from ledger.identity import CLAIMED, TAKEN, USERNAME, IdentityIndex
 from ledger.log import LogPage, LogReader, Replay, Topics
 from ledger.people import Person, Student, Teacher
@@ -115,6 +120,13 @@ class Ledger(Application[UUID]):
         self.keys.sealer(LEDGER_SUBJECT)  # the ledger's own key exists from the start
         assert isinstance(self.mapper, SealedMapper)
         self._log = LogReader(self.recorder, self.mapper, self.keys, settings.backend)
+        self.idempotency = IdempotencyKeys(self)
+
+    def save(self, *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+             **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's save; a command run under an idempotency key (`IdempotencyKeys.once`)
+        also writes the key's record here, in the same transaction as its own events."""
+        return super().save(*with_pending_record(objs), **kwargs)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return sealed_mapper(self.keys, self.construct_transcoder())

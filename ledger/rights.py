@@ -358,10 +358,13 @@ class RightsRequests:
 
     # -- requests ---------------------------------------------------------------------------
     def file(self, subject_id: UUID, kind: str, filed_by: str, filer: str,
-             field: str | None = None, proposed: str | None = None) -> UUID:
+             field: str | None = None, proposed: str | None = None,
+             request_id: UUID | None = None) -> UUID:
         """A new request, received now and due in 30 days. A rectification names the field
         and the value proposed (checked now: a request that could never be granted is not
-        filed). `KeyErased` for an erased subject; `PersonNotFound` for an unknown one."""
+        filed). `KeyErased` for an erased subject; `PersonNotFound` for an unknown one.
+        `request_id`: the new request's id, if the caller chose it (an idempotent retry names
+        it in the key's record before the save)."""
         one_of("kind", kind, KINDS)
         one_of("filed_by", filed_by, FILERS)
         person = self._person(subject_id)
@@ -370,7 +373,7 @@ class RightsRequests:
         elif field is not None or proposed is not None:
             raise InvalidRecord("field", "is given only with a rectification")
         rights = self._file_of(subject_id) or RightsFile(subject_id)
-        request_id, now = uuid4(), self.clock()
+        request_id, now = request_id or uuid4(), self.clock()
         rights._file(subject_id, request_id, kind, filed_by, filer, now, now + RESPONSE_TIME,
                      field, proposed)
         self.ledger.save(rights)

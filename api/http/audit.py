@@ -36,6 +36,7 @@ from api.http.audit_models import (
 )
 from api.http.auth import require
 from api.http.deps import Svc, Tokens, path_id
+from api.http.idempotency import IdempotencyKey, made, once
 from api.http.models import AccessRecordOut, AccessRecordPage
 from api.http.problems import FORBIDDEN, VALIDATION, ProblemError, not_found, responses
 from api.services import Services
@@ -148,7 +149,8 @@ def access_records(person_id: str, svc: Svc, who: Auditor, request: Request,
 @router.post("/students/{person_id}/disclosures", status_code=201,
              response_model=DisclosureCreated, responses=responses(401, 403, 404, 410, 422, 503))
 def record_disclosure(person_id: str, body: NewDisclosure, svc: Svc, who: Discloser_,
-                      request: Request, response: Response) -> DisclosureCreated:
+                      request: Request, response: Response,
+                      idempotency_key: IdempotencyKey = None) -> DisclosureCreated:
     """AUD-2: a disclosure of this student's records outside the school-official path. The
     operator, or the records custodian of the student's school; anyone else: 404 (ACC-5)."""
     subject = path_id(person_id)
@@ -157,13 +159,15 @@ def record_disclosure(person_id: str, body: NewDisclosure, svc: Svc, who: Disclo
             and svc.access.relation(who, subject) == Relation.IN_SCOPE):
         raise not_found()
     _student(svc, subject)
-    record_id = svc.disclosures.record(
-        Disclosure(subject, body.recipient, body.disclosed_on, body.legal_basis,
-                   body.legitimate_interest, body.disclosed, body.redisclosure_parties,
-                   body.threat),
-        # In a support session (AUD-5) the support principal discloses, as the user it acts as.
-        Discloser(who.acted_by or who.id, who.role, request.state.request_id,
-                  who.subject_id if who.acted_by else None))
+    disclosure = Disclosure(subject, body.recipient, body.disclosed_on, body.legal_basis,
+                            body.legitimate_interest, body.disclosed, body.redisclosure_parties,
+                            body.threat)
+    # In a support session (AUD-5) the support principal discloses, as the user it acts as.
+    by = Discloser(who.acted_by or who.id, who.role, request.state.request_id,
+                   who.subject_id if who.acted_by else None)
+    record_id = once(svc, idempotency_key, who, "/students/{person_id}/disclosures",
+                     f"/students/{subject}/disclosures", body,
+                     lambda: svc.disclosures.record(disclosure, by), made, owner_id=subject)
     svc.audit_view.catch_up()  # the discloser reads it in the trail next
     log.info("disclosure recorded id=%s student=%s basis=%s principal=%s", record_id, subject,
              body.legal_basis, who.id)

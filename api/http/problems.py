@@ -31,6 +31,7 @@ from ledger.application import AlreadyInUse, PersonNotFound
 from ledger.audit import AccessNotRecorded
 from ledger.enrolment import ConsentRequired, SectionNotFound
 from ledger.holds import HoldNotFound
+from ledger.idempotency import IdempotencyKeyReused
 from ledger.lifecycle import CascadeChanged, LegalHoldInPlace, NotDeleted, RecoveryWindowClosed
 from ledger.media import MediaTooLarge
 from ledger.password_reset import ResetTokenInvalid
@@ -70,6 +71,7 @@ HOLD_NOT_FOUND = BASE + "hold-not-found"
 REQUEST_STATE = BASE + "request-state"  # RGT: a closed request, a statement too early
 RESTRICTED = BASE + "restricted"  # RGT-3: processing the subject restricted
 ACCESS_NOT_RECORDED = BASE + "access-not-recorded"
+IDEMPOTENCY_KEY_REUSED = BASE + "idempotency-key-reused"
 RETRY_AFTER_SECONDS = "2"
 
 _BIRTH_DATE_KEYS = {"birthdate": "birth_date", "dateofbirth": "date_of_birth", "dob": "dob",
@@ -252,6 +254,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SubjectRestricted, _on_restricted)
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
     app.add_exception_handler(AccessNotRecorded, _on_access_not_recorded)
+    app.add_exception_handler(IdempotencyKeyReused, _on_key_reused)
     for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
         app.add_exception_handler(unavailable, _on_unavailable)
     for conflict in (RecordConflictError, IntegrityError):
@@ -410,6 +413,15 @@ async def _on_access_not_recorded(request: Request, error: Exception) -> JSONRes
     return problem_response(503, ACCESS_NOT_RECORDED, "Access not recorded",
                             "The read's access record could not be saved, so nothing is"
                             " returned. Retry later.", {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _on_key_reused(request: Request, error: Exception) -> JSONResponse:
+    """Says neither what the first request was nor when: only that the key is spent."""
+    return problem_response(
+        422, IDEMPOTENCY_KEY_REUSED, "Idempotency key reused",
+        "This Idempotency-Key was already used on this route for a different request; nothing"
+        " was done. Use a new key for a new request.",
+        errors=[{"field": "Idempotency-Key", "rule": "was used for a different request"}])
 
 
 async def _on_unavailable(request: Request, error: Exception) -> JSONResponse:

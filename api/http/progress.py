@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.http.auth import PurposeHeader, Session, require, signed_in, stated_purpose
 from api.http.deps import Svc, path_id
+from api.http.idempotency import IdempotencyKey, once
 from api.http.models import (
     AttemptBatch,
     AttemptIn,
@@ -64,13 +65,16 @@ def _attempt(body: AttemptIn, now: datetime) -> Attempt:
 
 @router.post("/me/attempts", status_code=201, response_model=StudentProgressOut,
              responses=responses(401, 403, 410, 422, 503))
-def record_attempts(body: AttemptIn | AttemptBatch, svc: Svc, me: Recorder
-                    ) -> StudentProgressOut:
+def record_attempts(body: AttemptIn | AttemptBatch, svc: Svc, me: Recorder,
+                    idempotency_key: IdempotencyKey = None) -> StudentProgressOut:
     """One attempt, or `{"attempts": [...]}` (at most 500, all or nothing). Answers the
-    progress of the levels touched, as the views show it from now on (read-your-writes)."""
+    progress of the levels touched, as the views show it from now on (read-your-writes).
+    With an `Idempotency-Key`, a retry records nothing again and answers the same levels."""
     now = datetime.now(UTC)
     sent = body.attempts if isinstance(body, AttemptBatch) else [body]
-    svc.attempts.record_many(me.person_id, [_attempt(a, now) for a in sent])
+    once(svc, idempotency_key, me.principal, "/me/attempts", "/me/attempts", body,
+         lambda: svc.attempts.record_many(me.person_id, [_attempt(a, now) for a in sent]),
+         lambda used: None, owner_id=me.person_id)
     svc.progress.catch_up()
     touched = {a.level for a in sent}
     levels = svc.progress_reader.grid([me.person_id], sorted(touched)).get(me.person_id, {})

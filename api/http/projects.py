@@ -25,6 +25,7 @@ from api.access import Relation
 from api.http.auth import PurposeHeader, Session, require, signed_in, stated_purpose
 from api.http.deletion import requester
 from api.http.deps import Svc, path_id
+from api.http.idempotency import IdempotencyKey, made, once
 from api.http.models import ErasureOut
 from api.http.problems import VALIDATION, ProblemError, not_found, responses
 from api.http.work_models import (
@@ -65,8 +66,12 @@ def _out(project: Project, with_source: bool) -> ProjectOut:
 
 
 @router.post("/me/projects", status_code=201, response_model=ProjectOut, responses=_WRITE)
-def create_project(body: NewProject, svc: Svc, me: Maker, response: Response) -> ProjectOut:
-    project_id = svc.projects.create(me.person_id, body.kind, body.name, body.source)
+def create_project(body: NewProject, svc: Svc, me: Maker, response: Response,
+                   idempotency_key: IdempotencyKey = None) -> ProjectOut:
+    project_id = once(svc, idempotency_key, me.principal, "/me/projects", "/me/projects", body,
+                      lambda: svc.projects.create(me.person_id, body.kind, body.name,
+                                                  body.source),
+                      made, owner_id=me.person_id)
     svc.projects_view.catch_up()
     response.headers["Location"] = f"/me/projects/{project_id}"
     log.info("project created id=%s owner=%s", project_id, me.person_id)

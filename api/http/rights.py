@@ -19,7 +19,7 @@ import logging
 from datetime import datetime
 from itertools import islice
 from typing import Annotated, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -28,6 +28,7 @@ from api.access import Relation
 from api.exports import Exporter
 from api.http.auth import require
 from api.http.deps import Svc, path_id
+from api.http.idempotency import IdempotencyKey, made, once
 from api.http.problems import FORBIDDEN, VALIDATION, ProblemError, not_found, responses
 from api.http.rights_models import (
     ExtensionIn,
@@ -122,11 +123,15 @@ def _by(who: Principal) -> str:
 @router.post("/students/{person_id}/rights-requests", status_code=201,
              response_model=RightsRequestOut, responses=_WRITE)
 def file_request(person_id: str, body: NewRightsRequest, svc: Svc, who: Requester,
-                 request: Request) -> RightsRequestOut:
+                 request: Request, idempotency_key: IdempotencyKey = None) -> RightsRequestOut:
     """RGT-4: a request about the student, received now and due in 30 days."""
     subject, filed_by = _requester_of(svc, who, person_id)
-    request_id = svc.rights.file(subject, body.kind, filed_by, _by(who), body.field,
-                                 body.proposed_value)
+    chosen = uuid4()  # named in the key's record, which the request is not an aggregate of
+    request_id = once(svc, idempotency_key, who, "/students/{person_id}/rights-requests",
+                      f"/students/{subject}/rights-requests", body,
+                      lambda: svc.rights.file(subject, body.kind, filed_by, _by(who),
+                                              body.field, body.proposed_value, chosen),
+                      made, owner_id=subject, result_id=chosen)
     svc.rights_view.catch_up()
     log.info("rights request filed id=%s request=%s kind=%s principal=%s", subject,
              request_id, body.kind, who.id)

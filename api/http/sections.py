@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.http.auth import Session, signed_in
 from api.http.deps import Svc, Tokens, path_id
+from api.http.idempotency import IdempotencyKey, made, once
 from api.http.models import (
     NewSection,
     NewSectionStudent,
@@ -80,11 +81,14 @@ def _student(svc: Services, me: Session, student_id: UUID) -> RecordOut:
 
 @router.post("/sections", status_code=201, response_model=SectionOut,
              response_model_exclude_none=True, responses=_WRITE)
-def create_section(body: NewSection, svc: Svc, me: Teacher, response: Response) -> SectionOut:
+def create_section(body: NewSection, svc: Svc, me: Teacher, response: Response,
+                   idempotency_key: IdempotencyKey = None) -> SectionOut:
     """A section with a generated join code. Login type: "email" for students with their own
     sign-in, "word" or "picture" for young classes (secrets the ledger generates, MIN-6)."""
-    section_id = svc.sections.create(me.person_id, body.name, body.course, body.grade,
-                                     body.login_type)
+    section_id = once(svc, idempotency_key, me.principal, "/sections", "/sections", body,
+                      lambda: svc.sections.create(me.person_id, body.name, body.course,
+                                                  body.grade, body.login_type),
+                      made, owner_id=me.person_id)
     svc.settle()
     log.info("section created section=%s principal=%s", section_id, me.principal.id)
     response.headers["Location"] = f"/sections/{section_id}"

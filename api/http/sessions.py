@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from api.http.auth import authenticated
 from api.http.deps import Svc, Tokens
+from api.http.idempotency import IdempotencyKey, made, once
 from api.http.models import (
     AccountOut,
     PasswordReset,
@@ -102,23 +103,30 @@ def reset_password(body: PasswordReset, svc: Svc, tokens: Tokens) -> Response:
 
 
 @router.post("/sign-up/student", status_code=201, response_model=AccountOut,
-             responses=responses(409, 422, 503))
-def sign_up_student(body: StudentSignUp, svc: Svc, response: Response) -> AccountOut:
+             responses=responses(409, 410, 422, 503))
+def sign_up_student(body: StudentSignUp, svc: Svc, response: Response,
+                    idempotency_key: IdempotencyKey = None) -> AccountOut:
     """A personal student account. The email is kept only as a keyed hash (MIN-1) and is never
     shown again; under 13, a parent's email is required. Then `POST /sign-in`."""
-    person_id = svc.accounts.sign_up_student(body.display_name, body.age, body.email,
-                                             body.password, parent_email=body.parent_email,
-                                             gender=body.gender)
+    route = "/sign-up/student"
+    person_id = once(svc, idempotency_key, None, route, route, body, lambda: (
+        svc.accounts.sign_up_student(body.display_name, body.age, body.email, body.password,
+                                     parent_email=body.parent_email, gender=body.gender)),
+        made)
     return _signed_up(svc, response, person_id)
 
 
 @router.post("/sign-up/teacher", status_code=201, response_model=AccountOut,
-             responses=responses(409, 422, 503))
-def sign_up_teacher(body: TeacherSignUp, svc: Svc, response: Response) -> AccountOut:
+             responses=responses(409, 410, 422, 503))
+def sign_up_teacher(body: TeacherSignUp, svc: Svc, response: Response,
+                    idempotency_key: IdempotencyKey = None) -> AccountOut:
     """A teacher's account: the email is kept sealed (MIN-2), to write to the teacher."""
-    person_id = svc.accounts.sign_up_teacher(body.display_name, body.email, body.password,
-                                             school_id=body.school_id,
-                                             email_opt_in=body.email_opt_in, gender=body.gender)
+    route = "/sign-up/teacher"
+    person_id = once(svc, idempotency_key, None, route, route, body, lambda: (
+        svc.accounts.sign_up_teacher(body.display_name, body.email, body.password,
+                                     school_id=body.school_id, email_opt_in=body.email_opt_in,
+                                     gender=body.gender)),
+        made)
     return _signed_up(svc, response, person_id)
 
 
