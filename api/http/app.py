@@ -28,6 +28,7 @@ from api.http import (
     tree_heads,
 )
 from api.http.context import RequestContext
+from api.http.limits import BodyLimit
 from api.services import Services
 from api.tokens import TokenStore
 
@@ -45,5 +46,7 @@ def create_app(services: Services) -> FastAPI:
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
                    projects, coursework, tree_heads, rights, audit, analytics):
         app.include_router(module.router)
+    # Added last, so outermost: its headers go on every response, the body limit's 413 too.
+    app.add_middleware(BodyLimit, settings=services.settings)
     app.add_middleware(RequestContext)
     return app
