@@ -8,7 +8,7 @@ the order a newcomer meets them: health; signing up, in and out (sessions); one'
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from api.http import (
@@ -46,16 +46,16 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
                    projects, coursework, tree_heads, rights, audit, analytics):
+        _document_body_limit(module.router)
         app.include_router(module.router)
-    _document_body_limit(app)
     # Added last, so outermost: its headers go on every response, the body limit's 413 too.
     app.add_middleware(BodyLimit, settings=services.settings)
     app.add_middleware(RequestContext)
     return app
 
 
-def _document_body_limit(app: FastAPI) -> None:
+def _document_body_limit(router: APIRouter) -> None:
     """Every route that takes a body may answer 413 (api/http/limits.py), said once here."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.methods & {"POST", "PUT", "PATCH"}:
+    for route in router.routes:
+        if isinstance(route, APIRoute) and (route.methods or set()) & {"POST", "PUT", "PATCH"}:
             route.responses.setdefault(413, problems.responses(413)[413])

@@ -203,6 +203,9 @@ def _field(error: Mapping[str, Any]) -> str:
     loc: Sequence[Any] = error.get("loc", ())
     if error.get("type") == "extra_forbidden":  # never echo an unknown key
         return _birth_date_key(loc[-1]) or _contact_key(loc[-1]) or str(loc[0])
+    if len(loc) >= 3 and isinstance(loc[1], str) and loc[1][:1].isupper() \
+            and isinstance(loc[2], str):
+        return loc[2]  # a member of a union of bodies (`AttemptIn | AttemptBatch`), then ours
     if len(loc) >= 2 and isinstance(loc[1], str):
         return loc[1]  # a field or parameter name of ours
     return str(loc[0]) if loc else "request"
