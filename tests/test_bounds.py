@@ -123,25 +123,21 @@ def test_a_declared_body_over_the_limit_is_refused_unread(api: Client) -> None:
 
 
 def test_a_streamed_body_is_cut_off_at_the_limit(api: Client) -> None:
-    sent = 0
-
     def chunks() -> Iterator[bytes]:
-        nonlocal sent
         yield b'{"login": "'
         for _ in range(10_000):  # 40 MiB if it were all read
-            sent += 1
             yield b"a" * 4096
         yield b'", "password": "x"}'
 
     response = api.http.post("/sign-in", content=chunks(),
                              headers={"content-type": "application/json"})
     problem(response, 413, "body-too-large")
-    assert "transfer-encoding" not in response.request.headers or sent < 10_000 or True
+    assert response.request.headers.get("transfer-encoding") == "chunked"  # no length given
     assert response.headers["x-frame-options"] == "DENY"
 
 
 def test_a_project_source_and_an_upload_keep_their_larger_limits(api: Client) -> None:
-    student, me = _student(api)
+    _, me = _student(api)
     source = "x" * (200 * 1024)  # more than the small limit, within a project's
     made = api.call("POST", "/me/projects", me, {"kind": "app", "name": "Big", "source": source})
     assert made.status_code == 201, made.text
@@ -179,7 +175,7 @@ def test_a_long_display_name_is_refused_and_nothing_written(api: Client) -> None
                                   "0001-01-01T00:00:00+01:00", "2012-12-31T23:59:59Z",
                                   "2026-03-01T10:00:00", "3000-01-01T00:00:00Z"])
 def test_an_attempt_at_a_time_the_ledger_cannot_use_is_refused(api: Client, when: str) -> None:
-    student, me = _student(api)
+    _, me = _student(api)
     before = api.position()
     _refused(api.call("POST", "/me/attempts", me, {
         "level": "csf/unit-1/level-1", "result": "solved", "attempted_at": when}),
@@ -277,16 +273,17 @@ _WHEN = st.one_of(
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)))
 
 
+_PROPERTY_STUDENTS: dict[str, Any] = {}
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=_TEXT, level=_TEXT, code=_TEXT, answer=_TEXT, when=_WHEN)
 def test_property_any_text_or_time_is_kept_exactly_or_refused(
         api: Client, name: str, level: str, code: str, answer: str, when: datetime) -> None:
-    me = api.session(api.people_for_properties) if hasattr(api, "people_for_properties") \
-        else None
-    if me is None:
-        student, me = _student(api)
-        api.people_for_properties = student  # type: ignore[attr-defined]
+    if api.svc.settings.var_dir not in _PROPERTY_STUDENTS:  # one student per backend
+        _PROPERTY_STUDENTS[api.svc.settings.var_dir] = _student(api)[0]
+    me = api.session(_PROPERTY_STUDENTS[api.svc.settings.var_dir])
     before = api.position()
     renamed = api.call("PATCH", "/me", me, {"display_name": name})
     assert renamed.status_code in (204, 200, 422), renamed.text
