@@ -13,6 +13,7 @@ import io
 from html import escape
 from typing import Any
 
+from api.spreadsheet import guard
 from projections.analytics import AnalyticsReader, Crosstab
 from projections.suppression import suppress
 
@@ -68,10 +69,10 @@ def as_csv(table: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     first = table["by"][0]
-    writer.writerow([first, *table["columns"], "total"])
+    writer.writerow([guard(str(first)), *(guard(str(c)) for c in table["columns"]), "total"])
     for label, cells, total in zip(table["rows"], table["cells"], table["row_totals"],
                                    strict=True):
-        writer.writerow([label, *(_cell(c) for c in cells), _cell(total)])
+        writer.writerow([guard(str(label)), *(_cell(c) for c in cells), _cell(total)])
     writer.writerow(["total", *(_cell(c) for c in table["column_totals"]),
                      _cell(table["grand_total"])])
     return out.getvalue()

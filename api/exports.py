@@ -33,6 +33,7 @@ import orjson
 from api import audit_queries
 from api.http.models import RecordOut
 from api.services import Services
+from api.spreadsheet import guard
 from ledger.people import Person
 from ledger.progress import Progress, progress_id_for
 from ledger.rights import Statement
@@ -239,7 +240,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return guard(value)
     text = orjson.dumps(value).decode()
     return text[1:-1] if text.startswith('"') else text  # a UUID or a time: no quotes
 

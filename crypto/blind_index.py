@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import unicodedata
 from collections.abc import Mapping
 
 VERSION_BYTES = 2
 
 
 def normalise_email(address: str) -> str:
-    return address.strip().lower()
+    """NFKC first, so that a full-width or compatibility spelling of an address gets the same
+    token as the plain one (the ledger refuses invisible characters before this is asked)."""
+    return unicodedata.normalize("NFKC", address).strip().lower()
 
 
 class BlindIndex:

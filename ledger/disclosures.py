@@ -28,6 +28,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate, event
 
 from crypto.blind_index import BlindIndex
+from ledger import bounds
 from ledger.application import Ledger
 from ledger.people import InvalidRecord, short_text
 
@@ -171,6 +172,7 @@ def validated(disclosure: Disclosure, today: date) -> Disclosure:
     interest = short_text("legitimate_interest", disclosure.legitimate_interest, MAX_INTEREST)
     if disclosure.disclosed_on > today:
         raise InvalidRecord("disclosed_on", "must not be in the future")
+    bounds.day_happened("disclosed_on", disclosure.disclosed_on, today)
     if len(disclosure.redisclosure_parties) > MAX_REDISCLOSURE_PARTIES:
         raise InvalidRecord("redisclosure_parties",
                             f"must name at most {MAX_REDISCLOSURE_PARTIES} parties")

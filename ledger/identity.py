@@ -15,6 +15,7 @@ with it, and backed up with the keys rather than with the events.
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,7 +34,11 @@ PARENT_EMAIL = "parent_email"  # not unique: one parent, several children
 PROVIDER = "provider"
 JOIN_CODE = "join_code"
 CLAIMED, ALREADY_THEIRS, TAKEN = "claimed", "already_theirs", "taken"
-_NORMALISE = {USERNAME: str.lower, STUDENT_EMAIL: normalise_email,
+def _username(value: str) -> str:
+    return unicodedata.normalize("NFKC", value).strip().lower()
+
+
+_NORMALISE = {USERNAME: _username, STUDENT_EMAIL: normalise_email,
               TEACHER_EMAIL: normalise_email, PARENT_EMAIL: normalise_email}
 
 _DDL = (

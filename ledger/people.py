@@ -20,9 +20,14 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger import bounds
+from ledger.bounds import InvalidRecord
+
+__all__ = ["InvalidRecord"]  # the domain's refusal, defined with the bounds it enforces
+
 AGES = (*(str(n) for n in range(4, 21)), "21+")
 ADULT_AGES = ("18", "19", "20", "21+")
-MAX_DISPLAY_NAME = 100
+MAX_DISPLAY_NAME = bounds.MAX_DISPLAY_NAME
 # Fixed lists: free text here would invite more than the policy allows.
 GENDERS = ("female", "male", "nonbinary", "not_listed", "prefer_not_to_say")
 RACES = ("american_indian", "asian", "black", "hispanic", "hawaiian", "white", "other",
@@ -36,19 +41,13 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}\.[^@\s.]{1,63}$")
 _REGION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
 
-class InvalidRecord(ValueError):
-    """A value that the policy does not allow. `field` says which, `rule` says why."""
-
-    def __init__(self, field: str, rule: str) -> None:
-        super().__init__(f"{field}: {rule}")
-        self.field = field
-        self.rule = rule
-
-
 # -- values -------------------------------------------------------------------------------
 def display_name(value: str) -> str:
     """MIN-7: free text, but short, printable, and not blank."""
-    name = unicodedata.normalize("NFC", value).strip()
+    name = bounds.unicode_text("display_name", value)
+    if len(name) > 4 * MAX_DISPLAY_NAME:  # before normalising: no work on a megabyte
+        raise InvalidRecord("display_name", f"must be at most {MAX_DISPLAY_NAME} characters")
+    name = unicodedata.normalize("NFC", name).strip()
     if not name:
         raise InvalidRecord("display_name", "must not be blank")
     if len(name) > MAX_DISPLAY_NAME:
@@ -61,7 +60,10 @@ def display_name(value: str) -> str:
 def short_text(field: str, value: str, max_chars: int) -> str:
     """A name of a thing (a section, a project, a school): 1 to `max_chars` printable
     characters."""
-    text = unicodedata.normalize("NFC", value).strip()
+    text = bounds.unicode_text(field, value)
+    if len(text) > 4 * max_chars:  # before normalising: no work on a megabyte
+        raise InvalidRecord(field, f"must be 1-{max_chars} characters")
+    text = unicodedata.normalize("NFC", text).strip()
     if not text or len(text) > max_chars:
         raise InvalidRecord(field, f"must be 1-{max_chars} characters")
     if any(unicodedata.category(c).startswith("C") for c in text):
@@ -82,7 +84,7 @@ def day_given(value: date) -> date:
     day = value.date() if isinstance(value, datetime) else value
     if not isinstance(day, date) or day > datetime.now(UTC).date() + timedelta(days=1):
         raise InvalidRecord("age_given_on", "must be the day the age was given, not later")
-    return day
+    return bounds.day_happened("age_given_on", day)
 
 
 def is_under_13(age_value: str | None) -> bool:
@@ -101,8 +103,12 @@ def one_of(field: str, value: str | None, allowed: tuple[str, ...]) -> str | Non
 
 
 def email(field: str, value: str) -> str:
-    address = value.strip()
-    if len(address) > 254 or not _EMAIL.match(address):
+    """An address as given, NFKC-normalised and trimmed; refused with anything invisible in
+    it, so that no second spelling of one address can claim a second account."""
+    if len(value) > 4 * bounds.MAX_EMAIL:  # before normalising: no work on a megabyte
+        raise InvalidRecord(field, "must be an email address")
+    address = bounds.identifier(field, value, bounds.MAX_EMAIL)
+    if not _EMAIL.match(address):
         raise InvalidRecord(field, "must be an email address")
     return address
 
@@ -291,7 +297,9 @@ class Person(Aggregate):
     # Third-party sign-in (AGE-5): the provider's subject id is the consent's state.
     def connect_provider(self, provider: str, provider_subject: str) -> bool:
         one_of("provider", provider, PROVIDERS)
-        if not provider_subject or len(provider_subject) > 255:
+        provider_subject = bounds.identifier("provider_subject", provider_subject,
+                                             bounds.MAX_PROVIDER_SUBJECT)
+        if not provider_subject:
             raise InvalidRecord("provider_subject", "must be 1-255 characters")
         return self.change_consent(f"sign_in:{provider}", provider_subject)
 

@@ -18,14 +18,15 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger import bounds
 from ledger.people import InvalidRecord, one_of
 
 PROGRESS_NAMESPACE = UUID("0c7a5f7e-3b1d-4f3a-8e2c-6d9b1a4e5f21")
 RESULTS = ("failed", "solved", "optimal")  # in order: a better result ranks higher
 _RANK = {result: rank for rank, result in enumerate(RESULTS)}
-MAX_CODE_BYTES = 64 * 1024
-MAX_ANSWERS = 50
-MAX_ANSWER_CHARS = 2_000
+MAX_CODE_BYTES = bounds.MAX_CODE_BYTES
+MAX_ANSWERS = bounds.MAX_ITEMS
+MAX_ANSWER_CHARS = bounds.MAX_FREE_TEXT
 MAX_SECONDS = 24 * 3600
 MAX_HINTS = 1_000
 _LEVEL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}(/[a-z0-9][a-z0-9_.-]{0,39}){0,4}$")
@@ -59,18 +60,21 @@ class Attempt:
 def valid_attempt(attempt: Attempt) -> Attempt:
     level_id(attempt.level)
     one_of("result", attempt.result, RESULTS)
-    if attempt.attempted_at.tzinfo is None:
-        raise InvalidRecord("attempted_at", "must carry a time zone")
+    bounds.happened("attempted_at", attempt.attempted_at)
     if attempt.seconds is not None and not 0 <= attempt.seconds <= MAX_SECONDS:
         raise InvalidRecord("seconds", f"must be 0 to {MAX_SECONDS}")
     if not 0 <= attempt.hints <= MAX_HINTS:
         raise InvalidRecord("hints", f"must be 0 to {MAX_HINTS}")
     if len(attempt.code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
         raise InvalidRecord("code", f"must be at most {MAX_CODE_BYTES} bytes")
+    bounds.unicode_text("code", attempt.code)
     if len(attempt.answers) > MAX_ANSWERS or any(
             len(q) > 200 or len(a) > MAX_ANSWER_CHARS for q, a in attempt.answers.items()):
         raise InvalidRecord("answers", f"at most {MAX_ANSWERS}, each at most"
                                        f" {MAX_ANSWER_CHARS} characters")
+    for question, answer in attempt.answers.items():
+        bounds.free_text("answers", question, 200)
+        bounds.free_text("answers", answer, MAX_ANSWER_CHARS, multiline=True)
     return attempt
 
 
@@ -192,7 +196,9 @@ class Progress(Aggregate):
 
 
 def free_text(field: str, value: str) -> str:
-    text = value.strip()
+    if len(value) > 4 * MAX_ANSWER_CHARS:  # before normalising: no work on a megabyte
+        raise InvalidRecord(field, f"must be 1-{MAX_ANSWER_CHARS} characters")
+    text = bounds.free_text(field, value, 4 * MAX_ANSWER_CHARS, multiline=True).strip()
     if not text or len(text) > MAX_ANSWER_CHARS:
         raise InvalidRecord(field, f"must be 1-{MAX_ANSWER_CHARS} characters")
     return text

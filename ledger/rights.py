@@ -47,7 +47,7 @@ from uuid import UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from crypto import KeyErased
-from ledger import people
+from ledger import bounds, people
 from ledger.accounts import Accounts
 from ledger.application import ErasedPerson, Ledger
 from ledger.people import InvalidRecord, Person, Student, Teacher, one_of, short_text
@@ -388,8 +388,7 @@ class RightsRequests:
         rights, request = self._open(subject_id, request_id)
         why = short_text("reason", reason, MAX_REASON)
         now = self.clock()
-        if due_at.tzinfo is None:
-            raise InvalidRecord("due_at", "must carry a time zone")
+        bounds.ahead("due_at", due_at, now)  # before any comparison: 9999-12-31-12:00 overflows
         if now > request.due_at:
             raise InvalidRecord("due_at", "an extension is given before the request falls due")
         if due_at <= request.due_at:

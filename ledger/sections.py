@@ -12,6 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger import bounds
 from ledger.people import RACES, InvalidRecord, one_of, short_text
 
 SECTION_LOGIN_TYPES = ("email", "word", "picture")  # word and picture: for young classes
@@ -30,7 +31,8 @@ def new_join_code() -> str:
 
 
 def normalise_join_code(code: str) -> str:
-    return code.strip().upper()
+    """NFKC, so that a full-width code typed on a phone is the same code."""
+    return bounds.identifier("join_code", code, bounds.MAX_JOIN_CODE).upper()
 
 
 def section_name(value: str) -> str:

@@ -7,6 +7,9 @@ LEDGER_KEYSTORE_URL     default: var/keys.sqlite3 on SQLite; the same PostgreSQL
 LEDGER_KEYSTORE_SCHEMA  PostgreSQL schema of the key store (default: <LEDGER_SCHEMA>_keys)
 LEDGER_MEDIA_URL        uploads (default: var/media.sqlite3; the events' PostgreSQL database)
 LEDGER_MAX_UPLOAD_BYTES the largest upload accepted (default: 5 MiB)
+LEDGER_MAX_BODY_BYTES   the largest JSON request body (default: 64 KiB)
+LEDGER_MAX_LARGE_BODY_BYTES  the largest body of a project's source or a batch of attempts
+                        (default: 4 MiB)
 LEDGER_KEK_FILE         the KEK keyring file (default: var/kek.json, mode 0600)
 LEDGER_KEK              a KEK keyring given inline ("1:<base64>,..."); overrides the file
 LEDGER_SIGNING_KEY_FILE the ledger's Ed25519 signing key (default: var/signing-key.json, mode 0600)
@@ -54,6 +57,8 @@ class Settings:
     key_sync_seconds: float = 1.0
     media_url: str = ""
     max_upload_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 64 * 1024
+    max_large_body_bytes: int = 4 * 1024 * 1024
     signing_key_file: str = ""
     signing_key_inline: str | None = field(default=None, repr=False)
     retention_file: str = DEFAULT_RETENTION
@@ -79,6 +84,9 @@ class Settings:
             key_sync_seconds=_number(env, "LEDGER_KEY_SYNC_SECONDS", "1.0", float),
             media_url=env.get("LEDGER_MEDIA_URL", ""),
             max_upload_bytes=_number(env, "LEDGER_MAX_UPLOAD_BYTES", str(5 * 1024 * 1024), int),
+            max_body_bytes=_number(env, "LEDGER_MAX_BODY_BYTES", str(64 * 1024), int),
+            max_large_body_bytes=_number(env, "LEDGER_MAX_LARGE_BODY_BYTES",
+                                         str(4 * 1024 * 1024), int),
             signing_key_file=env.get("LEDGER_SIGNING_KEY_FILE", ""),
             signing_key_inline=env.get("LEDGER_SIGNING_KEY") or None,
             retention_file=env.get("LEDGER_RETENTION", DEFAULT_RETENTION),
@@ -94,7 +102,8 @@ class Settings:
               read_models_url: str = "",
               keystore_schema: str = "", kek_file: str = "", kek_inline: str | None = None,
               var_dir: str = "var", key_sync_seconds: float = 1.0, media_url: str = "",
-              max_upload_bytes: int = 5 * 1024 * 1024, signing_key_file: str = "",
+              max_upload_bytes: int = 5 * 1024 * 1024, max_body_bytes: int = 64 * 1024,
+              max_large_body_bytes: int = 4 * 1024 * 1024, signing_key_file: str = "",
               signing_key_inline: str | None = None, retention_file: str = DEFAULT_RETENTION,
               keep_residue: bool = True, purge_every_hours: float = 24.0,
               seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0,
@@ -118,6 +127,9 @@ class Settings:
             )
         if max_upload_bytes <= 0:
             raise SettingsError("LEDGER_MAX_UPLOAD_BYTES must be positive")
+        if not 1024 <= max_body_bytes <= max_large_body_bytes:
+            raise SettingsError("LEDGER_MAX_BODY_BYTES must be at least 1024 and at most"
+                                " LEDGER_MAX_LARGE_BODY_BYTES")
         if not 0 <= purge_every_hours < 24 * 366:
             raise SettingsError("LEDGER_PURGE_EVERY_HOURS must be 0 (never) or a number of hours")
         if not 0 < seal_every_seconds <= 3600:
@@ -132,6 +144,8 @@ class Settings:
             database_url=database_url,
             media_url=media_url,
             max_upload_bytes=max_upload_bytes,
+            max_body_bytes=max_body_bytes,
+            max_large_body_bytes=max_large_body_bytes,
             read_models_url=read_models_url,
             schema=_schema("LEDGER_SCHEMA", schema),
             keystore_url=keystore_url,

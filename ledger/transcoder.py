@@ -16,7 +16,6 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import (
-    DatetimeAsISO,
     DecimalAsStr,
     Transcoder,
     Transcoding,
@@ -24,6 +23,8 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 from eventsourcing.utils import get_topic, resolve_topic
+
+from ledger.bounds import InvalidRecord, storable
 
 _PLAIN = frozenset((str, int, bool, type(None)))
 # orjson writes NaN and infinities as `null`: a float is plain only if finite (see `_tag`).
@@ -44,6 +45,24 @@ class EnumAsTopicValue(Transcoding):
     def decode(self, data: list[Any]) -> Enum:
         enum_class = resolve_topic(data[0])
         return enum_class(data[1])  # type: ignore[no-any-return]
+
+
+class DatetimeAsISO(Transcoding):
+    """The library's, refusing at write time what could not be read back exactly: an event
+    that is stored must be readable for ever, so year 1 at +01:00 (no place in UTC) is an
+    `InvalidRecord`, and nothing is stored."""
+
+    type = datetime
+    name = "datetime_iso"
+
+    def encode(self, obj: datetime) -> str:
+        # Offsets are under a day: only the first and last years can leave the range.
+        if obj.year in (1, 9999) and not storable(obj):
+            raise InvalidRecord("datetime", "must be a time the ledger can store and read back")
+        return obj.isoformat()
+
+    def decode(self, data: str) -> datetime:
+        return datetime.fromisoformat(data)
 
 
 class DateAsISO(Transcoding):

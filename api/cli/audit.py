@@ -24,6 +24,7 @@ from uuid import UUID, uuid4
 
 from api.audit_queries import AuditQueries, TrailItem, TrailPage
 from api.services import Services
+from api.spreadsheet import guard, guard_any
 from api.tokens import COMMAND_LINE_OPERATOR
 from crypto import KeyErased
 from ledger.application import ErasedPerson, PersonNotFound
@@ -120,7 +121,7 @@ def write(out: TextIO, form: str, items: Iterator[TrailItem]) -> int:
     for item in items:
         values = row(item)
         if writer is not None:
-            writer.writerow({k: ";".join(v) if isinstance(v, list) else v
+            writer.writerow({k: guard(";".join(v)) if isinstance(v, list) else guard_any(v)
                              for k, v in values.items()})
         else:
             out.write(json.dumps(values) + "\n")

@@ -5,14 +5,15 @@ disclosure (the 99.31 paragraphs, the threat of a health or safety emergency) ar
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from api.audit_queries import TrailItem, TrailPage
 from api.http.auth import SUPPORT_PURPOSES
-from api.http.models import ShortText, Text, _Request
+from api.http.models import DayHappened, ShortText, Text, _Request
+from ledger.bounds import MAX_ITEMS, MAX_NAME
 from ledger.disclosures import LEGAL_BASES, MAX_THREAT
 
 SupportPurpose = Literal["account_recovery", "technical_issue", "legal_request",
@@ -23,13 +24,14 @@ assert set(get_args(SupportPurpose)) == set(SUPPORT_PURPOSES)  # one list of cod
 class NewDisclosure(_Request):
     recipient: ShortText = Field(description="the party disclosed to: an organisation or a"
                                              " person (at most 200 characters)")
-    disclosed_on: date
+    disclosed_on: DayHappened
     legal_basis: str = Field(max_length=20, description="the 34 CFR 99.31 paragraph, one of "
                                                         + ", ".join(LEGAL_BASES))
     legitimate_interest: Text = Field(max_length=500)
     redisclosure_parties: list[ShortText] = Field(default_factory=list, max_length=20,
                                                   description="parties allowed to re-disclose")
-    disclosed: list[str] = Field(min_length=1, max_length=50,
+    disclosed: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(
+        min_length=1, max_length=MAX_ITEMS,
                                  description="the fields or resources disclosed")
     threat: Text | None = Field(default=None, max_length=MAX_THREAT,
                                 description="required for a health or safety emergency"

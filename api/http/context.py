@@ -1,4 +1,13 @@
-"""Request ids, the access log and the last-resort error handler, as one ASGI middleware.
+"""Request ids, security headers, the access log and the last-resort error handler, as one
+ASGI middleware.
+
+Every response, errors included (the 500 below, Starlette's 404 and 405, the body limit's 413),
+leaves with the security headers: `nosniff`, no framing, no referrer, a CSP that allows nothing
+(the API serves JSON, never a page), and `Cache-Control: no-store`, because nearly every answer
+carries personal data or a token and a shared cache must keep none of them. Two exceptions,
+both without personal data: the ledger's public key may be cached (it changes only when the
+signing key does), and the `/docs` and `/redoc` pages get a CSP that lets them load Swagger UI
+and ReDoc from their CDN (jsDelivr) and run their inline start-up script.
 
 The access log names the route template (`/students/{person_id}`), never the raw path or query,
 and the principal id, never a name. An unexpected exception is logged by type, place and
@@ -22,6 +31,26 @@ from api.http.problems import INTERNAL, problem_response
 log = logging.getLogger("api.http")
 
 HEADER = "X-Request-ID"
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net;"
+            " style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com;"
+            " font-src https://fonts.gstatic.com; img-src 'self' data: https:;"
+            " connect-src 'self'; worker-src blob:; frame-ancestors 'none'")
+_DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+_CACHEABLE = {"/ledger/public-key": "public, max-age=300"}
+_ALWAYS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+           "Referrer-Policy": "no-referrer"}
+
+
+def secure(headers: MutableHeaders, path: str, status: int) -> None:
+    """Set the security headers of a response to `path` (see the module's docstring)."""
+    for name, value in _ALWAYS.items():
+        headers[name] = value
+    headers["Content-Security-Policy"] = DOCS_CSP if path in _DOCS_PAGES else API_CSP
+    cacheable = _CACHEABLE.get(path) if status == 200 else None
+    headers["Cache-Control"] = cacheable or "no-store"
+    if cacheable is None:
+        headers["Pragma"] = "no-cache"  # HTTP/1.0 caches know no Cache-Control
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -55,7 +84,9 @@ class RequestContext:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started, status = True, int(message["status"])
-                MutableHeaders(scope=message)[HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[HEADER] = request_id
+                secure(headers, str(scope.get("path", "")), status)
             await send(message)
 
         began = time.perf_counter()

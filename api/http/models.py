@@ -16,7 +16,27 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from crypto import passwords
+from ledger import bounds
+from ledger.bounds import (
+    MAX_CODE_BYTES,
+    MAX_CODE_WORD,
+    MAX_DISPLAY_NAME,
+    MAX_EMAIL,
+    MAX_FREE_TEXT,
+    MAX_ITEMS,
+    MAX_JOIN_CODE,
+    MAX_LEVEL,
+    MAX_LOGIN,
+    MAX_NAME,
+    MAX_POLICY_VERSION,
+    MAX_PROVIDER_SUBJECT,
+    MAX_REASON,
+    MAX_SECRET,
+    MAX_TOKEN,
+    MAX_USERNAME,
+)
 from ledger.people import Person, Student, Teacher
+from ledger.progress import MAX_HINTS, MAX_SECONDS
 from ledger.receipts import SignedReceipt
 from ledger.schools import School
 from projections.directory import DirectoryEntry
@@ -45,10 +65,54 @@ def _password_length(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(unicode_text)]
+def _identifier(max_chars: int, *, spaces: bool = False) -> AfterValidator:
+    """The ledger's rule for identifiers (NFKC, trimmed, nothing invisible); the field's name
+    is pydantic's, the rule ours, and the value is never quoted."""
+    def check(value: str) -> str:
+        try:
+            return bounds.identifier("value", value, max_chars, spaces=spaces)
+        except bounds.InvalidRecord as refused:
+            raise ValueError(refused.rule) from None
+    return AfterValidator(check)
+
+
+def _refusal_as_value_error(check: Any) -> AfterValidator:
+    def run(value: Any) -> Any:
+        try:
+            return check("value", value)
+        except bounds.InvalidRecord as refused:
+            raise ValueError(refused.rule) from None
+    return AfterValidator(run)
+
+
+# A time something happened, a day it happened, a time set ahead: the ledger's ranges.
+Happened = Annotated[datetime, _refusal_as_value_error(bounds.happened)]
+DayHappened = Annotated[date, _refusal_as_value_error(bounds.day_happened)]
+Ahead = Annotated[datetime, _refusal_as_value_error(bounds.ahead)]
+
+# Every text field is bounded with the ledger's constants (ledger/bounds.py); the domain
+# enforces the same bounds again, after normalising.
+# a name of a thing: a section, a school, a district, a project
+Text = Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_NAME)]
 ShortText = Annotated[str, AfterValidator(unicode_text), Field(max_length=320)]
-Password = Annotated[str, AfterValidator(unicode_text), AfterValidator(_password_length)]
+DisplayName = Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_DISPLAY_NAME)]
+FreeText = Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_FREE_TEXT)]
+# a value from one of the ledger's fixed lists
+CodeWord = Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_CODE_WORD)]
+Email = Annotated[str, Field(max_length=MAX_EMAIL), _identifier(MAX_EMAIL)]
+Login = Annotated[str, Field(max_length=MAX_LOGIN), _identifier(MAX_LOGIN)]
+Username = Annotated[str, Field(max_length=MAX_USERNAME), _identifier(MAX_USERNAME)]
+JoinCode = Annotated[str, Field(max_length=MAX_JOIN_CODE), _identifier(MAX_JOIN_CODE)]
+Secret = Annotated[str, Field(max_length=MAX_SECRET), _identifier(MAX_SECRET, spaces=True)]
+ResetToken = Annotated[str, Field(max_length=MAX_TOKEN), _identifier(MAX_TOKEN)]
+ProviderSubject = Annotated[str, Field(max_length=MAX_PROVIDER_SUBJECT),
+                            _identifier(MAX_PROVIDER_SUBJECT)]
+PolicyVersion = Annotated[str, Field(max_length=MAX_POLICY_VERSION),
+                          _identifier(MAX_POLICY_VERSION)]
+Password = Annotated[str, Field(max_length=passwords.MAX_PASSWORD_BYTES),
+                     AfterValidator(unicode_text), AfterValidator(_password_length)]
 Age = Annotated[str, BeforeValidator(_age_as_text), AfterValidator(unicode_text),
+                Field(max_length=8),
                 Field(description='a whole number from 4 to 20, or "21+"; never a birth date',
                       examples=["12", "21+"])]
 Kind = Literal["student", "teacher"]
@@ -59,22 +123,24 @@ class _Request(BaseModel):
 
 
 class NewStudent(_Request):
-    display_name: Text = Field(description="free text; first names only are recommended")
+    display_name: DisplayName = Field(description="free text; first names only are"
+                                                  " recommended")
     age: Age
-    age_given_on: date | None = Field(None, description="when the age was given (default: today)")
+    age_given_on: DayHappened | None = Field(None, description="when the age was given"
+                                                                " (default: today)")
     section_id: UUID | None = Field(
         None, description="the section to enrol the student in, at the registrar's own school"
                           " (required of a registrar; the operator may leave it out)")
 
 
 class NewTeacher(_Request):
-    display_name: Text
+    display_name: DisplayName
     age: Age = "21+"
-    age_given_on: date | None = None
+    age_given_on: DayHappened | None = None
 
 
 class Rename(_Request):
-    display_name: Text
+    display_name: DisplayName
 
 
 class PersonOut(BaseModel):
@@ -140,16 +206,16 @@ class DirectoryPage(BaseModel):
 
 # -- sessions and sign-up ------------------------------------------------------------------
 class SignInBody(_Request):
-    login: ShortText = Field(description="a username or an email address")
+    login: Login = Field(description="a username or an email address")
     password: Password
 
 
 class ResetRequest(_Request):
-    email: ShortText
+    email: Email
 
 
 class PasswordReset(_Request):
-    token: ShortText = Field(description="the one-time token from the reset mail")
+    token: ResetToken = Field(description="the one-time token from the reset mail")
     password: Password
 
 
@@ -157,9 +223,9 @@ class SectionSignInBody(_Request):
     """A young section's sign-in (MIN-6): the section's code, a username, the secret words or
     picture the teacher handed out."""
 
-    join_code: ShortText
-    username: ShortText
-    secret: ShortText
+    join_code: JoinCode
+    username: Username
+    secret: Secret
 
 
 class SessionOut(BaseModel):
@@ -170,21 +236,21 @@ class SessionOut(BaseModel):
 
 
 class StudentSignUp(_Request):
-    display_name: Text
+    display_name: DisplayName
     age: Age
-    email: ShortText = Field(description="kept only as a keyed hash, never returned (MIN-1)")
+    email: Email = Field(description="kept only as a keyed hash, never returned (MIN-1)")
     password: Password
-    parent_email: ShortText | None = Field(None, description="required under 13")
-    gender: str | None = None
+    parent_email: Email | None = Field(None, description="required under 13")
+    gender: CodeWord | None = None
 
 
 class TeacherSignUp(_Request):
-    display_name: Text
-    email: ShortText = Field(description="kept sealed, used to write to you (MIN-2)")
+    display_name: DisplayName
+    email: Email = Field(description="kept sealed, used to write to you (MIN-2)")
     password: Password
     school_id: UUID | None = None
     email_opt_in: bool = False
-    gender: str | None = None
+    gender: CodeWord | None = None
 
 
 class AccountOut(BaseModel):
@@ -197,11 +263,11 @@ class AccountOut(BaseModel):
 class ProfileChange(_Request):
     """Only the fields sent change; `null` clears gender or race."""
 
-    display_name: Text | None = None
-    gender: str | None = None
-    race: str | None = Field(None, description="students 13 or older only (AGE-2)")
+    display_name: DisplayName | None = None
+    gender: CodeWord | None = None
+    race: CodeWord | None = Field(None, description="students 13 or older only (AGE-2)")
     age: Age | None = None
-    age_given_on: date | None = None
+    age_given_on: DayHappened | None = None
 
 
 class PasswordChange(_Request):
@@ -209,15 +275,15 @@ class PasswordChange(_Request):
 
 
 class EmailChange(_Request):
-    email: ShortText
+    email: Email
 
 
 class ParentEmail(_Request):
-    parent_email: ShortText
+    parent_email: Email
 
 
 class ProviderLink(_Request):
-    provider_subject: ShortText
+    provider_subject: ProviderSubject
 
 
 class OptIn(_Request):
@@ -225,11 +291,11 @@ class OptIn(_Request):
 
 
 class StudyContact(_Request):
-    contact: ShortText = Field(description="an email address; 18 or older only (AGE-6)")
+    contact: Email = Field(description="an email address; 18 or older only (AGE-6)")
 
 
 class Attestation(_Request):
-    policy_version: ShortText
+    policy_version: PolicyVersion
 
 
 class SchoolChoice(_Request):
@@ -303,32 +369,33 @@ class RecordOut(BaseModel):
 # -- sections ------------------------------------------------------------------------------
 class NewSection(_Request):
     name: Text
-    course: ShortText
-    grade: ShortText
-    login_type: ShortText = Field(description="email, word or picture")
+    course: CodeWord
+    grade: CodeWord
+    login_type: CodeWord = Field(description="email, word or picture")
 
 
 class SectionChange(_Request):
     name: Text | None = None
-    course: ShortText | None = None
-    grade: ShortText | None = None
+    course: CodeWord | None = None
+    grade: CodeWord | None = None
 
 
 class NewSectionStudent(_Request):
-    display_name: Text
+    display_name: DisplayName
     age: Age | None = Field(None, description="none given counts as under 13 (MIN-3)")
-    age_given_on: date | None = None
-    gender: str | None = None
+    age_given_on: DayHappened | None = None
+    gender: CodeWord | None = None
 
 
 class RaceEstimate(_Request):
     """AGE-2: a class of under-13s, as whole percents per race code; never per student."""
 
-    distribution: dict[str, int]
+    distribution: dict[CodeWord, Annotated[int, Field(ge=0, le=100)]] = Field(
+        max_length=MAX_ITEMS)
 
 
 class JoinSection(_Request):
-    join_code: ShortText
+    join_code: JoinCode
 
 
 class SectionOut(BaseModel):
@@ -365,7 +432,7 @@ class SecretOut(BaseModel):
 class NewSchool(_Request):
     name: Text
     district: Text
-    school_type: ShortText
+    school_type: CodeWord
 
 
 class SchoolOut(BaseModel):
@@ -407,15 +474,17 @@ Result = Literal["failed", "solved", "optimal"]
 class AttemptIn(_Request):
     """One try at a level. The code and answers rest sealed under the student's key."""
 
-    level: Text = Field(max_length=240, examples=["csf-2024/unit-3/lesson-2/level-5"])
+    level: Annotated[str, Field(max_length=MAX_LEVEL)] = Field(
+        examples=["csf-2024/unit-3/lesson-2/level-5"])
     result: Result
-    attempted_at: datetime | None = Field(
+    attempted_at: Happened | None = Field(
         None, description="ISO 8601 with a time zone (default: now)")
-    seconds: int | None = Field(None, description="time to completion")
-    hints: int = 0
-    code: Text = ""
-    answers: dict[Text, Text] = Field(default_factory=dict,
-                                      description="assessment question -> answer")
+    seconds: int | None = Field(None, ge=0, le=MAX_SECONDS, description="time to completion")
+    hints: int = Field(0, ge=0, le=MAX_HINTS)
+    code: Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_CODE_BYTES)] = ""
+    answers: dict[Annotated[str, AfterValidator(unicode_text), Field(max_length=200)],
+                  FreeText] = Field(default_factory=dict, max_length=MAX_ITEMS,
+                                    description="assessment question -> answer")
 
 
 class AttemptBatch(_Request):
@@ -519,7 +588,8 @@ class RemovalPreview(BaseModel):
 
 
 class HoldIn(_Request):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[str, AfterValidator(unicode_text), Field(min_length=1,
+                                                               max_length=MAX_REASON)]
 
 
 class HoldOut(BaseModel):

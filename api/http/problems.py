@@ -60,6 +60,7 @@ SIGN_IN_FAILED = BASE + "sign-in-failed"
 TOO_MANY_ATTEMPTS = BASE + "too-many-attempts"
 RESET_TOKEN_INVALID = BASE + "reset-token-invalid"
 UPLOAD_TOO_LARGE = BASE + "upload-too-large"
+BODY_TOO_LARGE = BASE + "body-too-large"
 ALREADY_IN_USE = BASE + "already-in-use"
 CONSENT_REQUIRED = BASE + "consent-required"
 PURPOSE_REQUIRED = BASE + "purpose-required"
@@ -172,13 +173,20 @@ def _rule(error: Mapping[str, Any]) -> str:
         return str(ctx.get("error", "is not valid"))
     if kind == "literal_error" or kind == "enum":
         return f"must be one of {ctx.get('expected', 'the listed values')}"
-    if kind.startswith(("date_", "datetime_")):
+    if kind.startswith("datetime_"):
+        return "must be a date and time with a time zone (ISO 8601)"
+    if kind.startswith("date_"):
         return "must be a date (YYYY-MM-DD)"
+    if kind == "timezone_aware":
+        return "must carry a time zone"
     bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
               "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
     if kind in bounds:
         words, key = bounds[kind]
         return f"must be {words} {ctx.get(key)}"
+    if kind in ("too_long", "too_short"):
+        return f"must have {'at most' if kind.endswith('long') else 'at least'}" \
+               f" {ctx.get('max_length', ctx.get('min_length'))} items"
     if kind in ("string_too_long", "string_too_short"):
         return f"must be {'at most' if kind.endswith('long') else 'at least'}" \
                f" {ctx.get('max_length', ctx.get('min_length'))} characters"
@@ -197,6 +205,9 @@ def _field(error: Mapping[str, Any]) -> str:
     loc: Sequence[Any] = error.get("loc", ())
     if error.get("type") == "extra_forbidden":  # never echo an unknown key
         return _birth_date_key(loc[-1]) or _contact_key(loc[-1]) or str(loc[0])
+    if len(loc) >= 3 and isinstance(loc[1], str) and loc[1][:1].isupper() \
+            and isinstance(loc[2], str):
+        return loc[2]  # a member of a union of bodies (`AttemptIn | AttemptBatch`), then ours
     if len(loc) >= 2 and isinstance(loc[1], str):
         return loc[1]  # a field or parameter name of ours
     return str(loc[0]) if loc else "request"
@@ -443,6 +454,8 @@ _HTTP = {
     403: (FORBIDDEN, "Forbidden", "This token's role does not allow this request."),
     404: (NOT_FOUND, "Not found", "There is no such resource."),
     405: (METHOD_NOT_ALLOWED, "Method not allowed", "This resource does not allow the method."),
+    413: (BODY_TOO_LARGE, "Request body too large",
+          "The request body is larger than this route accepts."),
 }
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.models import Text
+from api.http.models import Ahead, Text
 from ledger.rights import Restriction, RightsRequest, Statement
 from projections.rights import RequestEntry
 
@@ -31,7 +31,7 @@ class NewRightsRequest(_Request):
 
 
 class ExtensionIn(_Request):
-    due_at: datetime = Field(description="the new due date: later than the current one, at"
+    due_at: Ahead = Field(description="the new due date: later than the current one, at"
                                          " most 45 days after receipt")
     reason: Text = Field(max_length=500, description="told to the requester")
 

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from api.http.models import Text, _Request
+from api.http.models import FreeText, Text, _Request, unicode_text
+from ledger.bounds import MAX_ITEMS, MAX_LEVEL, MAX_SOURCE_BYTES
 from projections.projects import GalleryCard, ProjectSummary
 
 ProjectKind = Literal["app", "animation", "story", "code_art"]
-LongText = Text
+# A project's source: the domain counts its UTF-8 bytes; here its characters, which are fewer.
+Source = Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_SOURCE_BYTES)]
+Level = Annotated[str, AfterValidator(unicode_text), Field(max_length=MAX_LEVEL)]
 
 
 class NewProject(_Request):
     kind: ProjectKind
     name: Text
-    source: LongText = ""
+    source: Source = ""
 
 
 class ProjectRename(_Request):
@@ -26,7 +29,7 @@ class ProjectRename(_Request):
 
 
 class ProjectSource(_Request):
-    source: LongText
+    source: Source
 
 
 class Remix(_Request):
@@ -84,18 +87,19 @@ class MediaOut(BaseModel):
 
 
 class PromptAnswer(_Request):
-    prompt: Text = Field(description='a course prompt id, as "csd/unit-1/reflection"')
-    text: LongText
+    prompt: Level = Field(description='a course prompt id, as "csd/unit-1/reflection"')
+    text: FreeText
 
 
 class SurveyAnswers(_Request):
-    survey: Text
-    answers: dict[str, LongText]
+    survey: Level
+    answers: dict[Annotated[str, Field(max_length=MAX_LEVEL)], FreeText] = Field(
+        max_length=MAX_ITEMS)
 
 
 class NewFeedback(_Request):
-    level: Text
-    comment: LongText
+    level: Level
+    comment: FreeText
 
 
 class FeedbackOut(BaseModel):
