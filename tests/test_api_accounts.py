@@ -142,7 +142,8 @@ def test_MIN_1_a_students_email_is_never_returned_nor_stored_in_the_clear(
         assert session["person_id"] == student["id"] and session["kind"] == "student"
         me = api.call("GET", "/me", {"Authorization": f"Bearer {session['token']}"})
         changed = api.call("PUT", "/me/email", {"Authorization": f"Bearer {session['token']}"},
-                           {"email": "sam.renewed@home.example"})
+                           {"email": "sam.renewed@home.example",
+                            "current_password": PASSWORD})
         assert changed.status_code == 204
         operator = api.call("GET", f"/students/{student['id']}", api.staff("operator"))
     assert me.status_code == 200 and me.json()["email_on_file"] is True
@@ -607,7 +608,8 @@ def test_logs_carry_ids_never_personal_values(api: Client,
                           me).json()["secret"]
         api.call("GET", f"/sections/{section_id}/students", me)
         api.call("PATCH", "/me", me, {"display_name": NAME + " II", "gender": "female"})
-        api.call("PUT", "/me/email", me, {"email": "q2@home.example"})
+        api.call("PUT", "/me/email", me, {"email": "q2@home.example",
+                                          "current_password": PASSWORD})
         api.call("POST", "/sign-in/section", body={
             "join_code": section.json()["join_code"], "username": pupil["username"],
             "secret": "wrong " + secret})
