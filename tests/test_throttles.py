@@ -277,7 +277,7 @@ def test_an_untrusted_peers_forwarded_for_is_ignored(http: Client) -> None:
 
 def _request(settings: Settings, peer: str, forwarded: str | None) -> Request:
     class App:
-        class state:  # noqa: N801 - the attribute FastAPI's app has
+        class state:  # named as the attribute of a FastAPI app
             services = type("Svc", (), {"settings": settings})()
 
     headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
