@@ -39,6 +39,7 @@ from ledger.retention import RetentionSchedule
 from ledger.rights import ExtensionNotices, RightsRequests
 from ledger.settings import Settings
 from ledger.signin import SignIn
+from ledger.throttle import Throttle
 from projections.analytics import AnalyticsReader, AnalyticsView
 from projections.audit import AuditIndex, AuditReader
 from projections.directory import DirectoryEntry, DirectoryReader, StudentDirectory
@@ -157,6 +158,7 @@ class Services:
         lifecycle = Lifecycle(ledger, RetentionSchedule.load(settings.retention_file), holds,
                               roster_reader, residues, clock, mailer)
         analytics = AnalyticsView()
+        throttle = Throttle(read_models)  # one for every door: an account's failures add up
 
         rights = RightsRequests(ledger, Accounts(ledger), clock, notices=mailer if isinstance(
             mailer, ExtensionNotices) else None)
@@ -170,9 +172,9 @@ class Services:
             roster_reader=roster_reader,
             access=Access(roster_reader, ledger.identity),
             accounts=Accounts(ledger),
-            sections=Sections(ledger),
-            sign_in=SignIn(ledger),
-            password_resets=PasswordResets(ledger, mailer),
+            sections=Sections(ledger, throttle),
+            sign_in=SignIn(ledger, throttle),
+            password_resets=PasswordResets(ledger, mailer, throttle),
             attempts=Attempts(ledger),
             progress=ProjectionRunner(ledger, read_models, progress),
             progress_reader=ProgressReader(read_models, progress),

@@ -23,6 +23,8 @@ from ledger.sections import (
     validate,
 )
 from ledger.sign_in_secrets import new_secret
+from ledger.signin import account_key, address_buckets
+from ledger.throttle import ACCOUNT, Bucket, Throttle
 
 JOIN_CODE_ATTEMPTS = 20
 
@@ -41,7 +43,8 @@ class ConsentRequired(PermissionError):
 
 
 class Sections:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, throttle: Throttle | None = None) -> None:
+        self.throttle = throttle or Throttle(ledger.read_models)
         self.ledger = ledger
 
     def section(self, section_id: UUID, teacher_id: UUID | None = None) -> Section:
@@ -111,12 +114,17 @@ class Sections:
         if section.enrol(student.id, "added"):
             self.ledger.save(section)
 
-    def join(self, student_id: UUID, join_code: str) -> UUID:
-        """A student joins with the code; an unknown code is `SectionNotFound`."""
+    def join(self, student_id: UUID, join_code: str, client: str | None = None) -> UUID:
+        """A student joins with the code; an unknown code is `SectionNotFound`, and a failure
+        throttled per joining account, per client address (`client`, never kept) and overall,
+        as sign-ins are: codes are not to be found by trying them."""
         student: Student = self.ledger.live(student_id, Student)
+        joiner = Bucket(self.ledger.identity.token("throttle", f"joiner {student_id}"), ACCOUNT)
+        counted = self.throttle.attempt([joiner, *address_buckets(self.ledger, client)])
         found = self.ledger.identity.find(JOIN_CODE, normalise_join_code(join_code))
         if found is None:
             raise SectionNotFound()
+        self.throttle.succeeded(counted)
         section = self.section(found)
         if section.enrol(student.id, "joined"):
             self.ledger.save(section)
@@ -144,6 +152,8 @@ class Sections:
         secret = new_secret(section.login_type)
         student.set_secret(section.login_type, secret)
         self.ledger.save(student)
+        # The guesses at the old secret are moot; the child must not wait for them.
+        self.throttle.forget(account_key(self.ledger, student_id))
         return secret
 
     def estimate_race(self, teacher_id: UUID, section_id: UUID,

@@ -6,7 +6,8 @@ that signs in with a password, a one-time token is made and handed to the `Maile
 address *as the request gave it*: the address is never stored, and the answer is the same
 whether or not an account was found, so the endpoint tells no one who has an account. Only the
 token's SHA-256 rests, for an hour, and it goes when used, when a newer one is made, or when
-its person is erased. Requests are throttled per address like sign-ins.
+its person is erased. Requests are throttled per address typed, like sign-ins; a completed
+reset forgets the account's failed sign-ins.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from ledger.accounts import valid_password
 from ledger.application import ErasedPerson, Ledger
 from ledger.identity import STUDENT_EMAIL, TEACHER_EMAIL
 from ledger.people import Person
-from ledger.throttle import Throttle
+from ledger.signin import account_key
+from ledger.throttle import Bucket, Delays, Throttle
 
 log = logging.getLogger("ledger.password_reset")
 
 TOKEN_TTL = timedelta(hours=1)
+# Requests per address typed: five mails, then a quarter of an hour's wait, growing.
+REQUESTS = Delays(free=5, first=timedelta(minutes=15), longest=timedelta(hours=4),
+                  forget_after=timedelta(days=1))
 _DDL = ("CREATE TABLE IF NOT EXISTS password_resets (token_hash TEXT PRIMARY KEY,"
         " subject_id TEXT NOT NULL, expires_at TEXT NOT NULL)")
 
@@ -84,7 +89,8 @@ class PasswordResets:
         """Mail a reset token to `address` if it belongs to a password account; else nothing.
         The same outcome either way, in what it returns and in the work it does first."""
         valid = people.email("email", address)
-        self.throttle.attempt(self.ledger.identity.token("reset", valid.lower()))
+        self.throttle.attempt([Bucket(self.ledger.identity.token("reset", valid.lower()),
+                                      REQUESTS)], overall=False)
         person = self._account(valid)
         if person is None:
             return
@@ -116,6 +122,8 @@ class PasswordResets:
             raise ResetTokenInvalid()
         person.set_password(passwords.hash_password(new_password))
         self.ledger.save(person)
+        # Whoever holds the mailbox holds the account: the failures against it are forgotten.
+        self.throttle.forget(account_key(self.ledger, subject))
         log.info("password reset completed id=%s", subject)
         return subject
 

@@ -22,10 +22,13 @@ LEDGER_SEAL_EVERY_SECONDS  how often `ledger serve` seals new events into the Me
 LEDGER_TREE_HEAD_EVERY_MINUTES  how often `ledger serve` signs a tree head (default 60; 0: never)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
+LEDGER_TRUSTED_PROXIES  addresses or CIDRs, comma-separated, of the proxies in front whose
+                        X-Forwarded-For is believed (default: none; then the peer is the client)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +70,7 @@ class Settings:
     seal_every_seconds: float = 1.0  # the longest a stored event waits for its leaf (LED-2)
     tree_head_every_minutes: float = 60.0
     analytics_min_cell: int = 10  # ANA-2: smaller counts are withheld
+    trusted_proxies: tuple[str, ...] = ()  # networks, as CIDRs
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -95,6 +99,8 @@ class Settings:
             seal_every_seconds=_number(env, "LEDGER_SEAL_EVERY_SECONDS", "1", float),
             tree_head_every_minutes=_number(env, "LEDGER_TREE_HEAD_EVERY_MINUTES", "60", float),
             analytics_min_cell=_number(env, "LEDGER_ANALYTICS_MIN_CELL", "10", int),
+            trusted_proxies=tuple(part for part in env.get("LEDGER_TRUSTED_PROXIES", "").split(",")
+                                  if part.strip()),
         )
 
     @classmethod
@@ -107,7 +113,8 @@ class Settings:
               signing_key_inline: str | None = None, retention_file: str = DEFAULT_RETENTION,
               keep_residue: bool = True, purge_every_hours: float = 24.0,
               seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0,
-              analytics_min_cell: int = 10) -> Settings:
+              analytics_min_cell: int = 10,
+              trusted_proxies: tuple[str, ...] = ()) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -162,6 +169,7 @@ class Settings:
             seal_every_seconds=seal_every_seconds,
             tree_head_every_minutes=tree_head_every_minutes,
             analytics_min_cell=analytics_min_cell,
+            trusted_proxies=tuple(_network(part) for part in trusted_proxies),
         )
 
     @property
@@ -174,6 +182,14 @@ def _number(env: Mapping[str, str], name: str, default: str, kind: type[N]) -> N
         return kind(env.get(name, default))
     except ValueError:
         raise SettingsError(f"{name} must be a number") from None
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise SettingsError("LEDGER_TRUSTED_PROXIES must be addresses or CIDRs, comma-separated"
+                            ) from None
 
 
 def _schema(name: str, value: str) -> str:

@@ -1,103 +1,174 @@
-"""Repeated sign-in failures are throttled per account identifier (not per address: an IP is
-personal data, and a school's students share one). The bucket is a blind-index token of the
-identifier, so this table holds no username in the clear.
+"""Failed attempts (sign-ins, re-authentication, join codes) are throttled with growing delays,
+per subject, in buckets that hold no plaintext.
 
-After `limit` failures within `window`, sign-in for that identifier is refused until the
-window that began with the first failure ends, right password or not. `attempt` counts an
-attempt before its password is checked, so that attempts made at once are counted too;
-`check` and `failed` are the two halves of it for a caller that counts only afterwards.
+A bucket is keyed by a blind-index token (`ledger.identity.token`) of what it counts: an
+account id, an identifier nobody holds, a client address. The address itself is stored
+nowhere (MIN-5): only its keyed token, and only until the bucket's row expires. One further
+bucket counts every failure of the current minute, whoever made it (`overall_per_minute`),
+keyed by the minute alone.
+
+`Delays` are growing, not a lock: the first `free` failures cost nothing; then each failure
+makes its subject wait `first`, doubling with every further failure up to `longest`. A refused
+attempt (429) counts nothing, so nobody can keep a subject waiting longer than the delay its
+failures earned; the count is forgotten `forget_after` the last failure (waiting a little
+resets nothing), when a success proves the secret, or when `forget` is called (a teacher's
+new secret, a completed password reset).
+
+`attempt` counts an attempt as a failure in all its buckets before the secret is checked, in
+one transaction, so that attempts made at once get no more checks than one after another;
+`succeeded` takes the count back (and forgets the account's). Expired rows are deleted as
+attempts come in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from crypto.sql import Database
 
-DEFAULT_LIMIT = 5
-DEFAULT_WINDOW = timedelta(minutes=15)
+_DDL = ("CREATE TABLE IF NOT EXISTS throttle_buckets (bucket {blob} PRIMARY KEY,"
+        " failures INTEGER NOT NULL, blocked_until TEXT NOT NULL, expires TEXT NOT NULL)")
+_INDEX = "CREATE INDEX IF NOT EXISTS throttle_buckets_expires ON throttle_buckets (expires)"
+# The identifier-keyed table of before growing delays: its rows say nothing any more.
+_RETIRED = "DROP TABLE IF EXISTS sign_in_failures"
 
-_DDL = ("CREATE TABLE IF NOT EXISTS sign_in_failures (bucket {blob} PRIMARY KEY,"
-        " window_start TEXT NOT NULL, failures INTEGER NOT NULL)")
+OVERALL_PER_MINUTE = 600
+_OVERALL = b"overall failures "
+
+
+@dataclass(frozen=True)
+class Delays:
+    free: int
+    first: timedelta
+    longest: timedelta
+    forget_after: timedelta
+
+    def wait_after(self, failures: int) -> timedelta:
+        """How long the subject waits after its `failures`th failure."""
+        if failures < self.free:
+            return timedelta(0)
+        doublings = failures - self.free
+        if doublings >= 40:  # far past any `longest`; and the shift stays small
+            return self.longest
+        return min(self.first * (1 << doublings), self.longest)
+
+
+# A password account, by whatever identifier names it (and an identifier nobody holds, alike).
+ACCOUNT = Delays(free=5, first=timedelta(minutes=1), longest=timedelta(minutes=15),
+                 forget_after=timedelta(days=1))
+# One client address: a school's classes share one, so more free failures, shorter waits.
+ADDRESS = Delays(free=30, first=timedelta(seconds=1), longest=timedelta(minutes=5),
+                 forget_after=timedelta(minutes=30))
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: bytes  # a keyed token: never a value in the clear
+    delays: Delays
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What an `attempt` counted, for `succeeded` to take back."""
+
+    keys: tuple[bytes, ...]
+    at: datetime
 
 
 class SignInThrottled(Exception):
     def __init__(self, retry_after: timedelta) -> None:
-        super().__init__("too many failed sign-ins; wait before trying again")
+        super().__init__("too many failed attempts; wait before trying again")
         self.retry_after_seconds = max(1, int(retry_after.total_seconds()) + 1)
 
 
 class Throttle:
-    def __init__(self, db: Database, limit: int = DEFAULT_LIMIT,
-                 window: timedelta = DEFAULT_WINDOW,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime] | None = None,
+                 overall_per_minute: int = OVERALL_PER_MINUTE) -> None:
         self.db = db
-        self.limit = limit
-        self.window = window
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.overall_per_minute = overall_per_minute
         with db.transaction() as cur:
             if db.backend == "postgres":
                 cur.execute("SELECT pg_advisory_xact_lock(4245)")
             cur.execute(_DDL.format(blob="BYTEA" if db.backend == "postgres" else "BLOB"))
+            cur.execute(_INDEX)
+            cur.execute(_RETIRED)
 
-    def check(self, bucket: bytes) -> None:
-        """`SignInThrottled` if the bucket has used up its failures in the current window."""
-        with self.db.transaction(write=False) as cur:
-            cur.execute("SELECT window_start, failures FROM sign_in_failures WHERE bucket = ?",
-                        (bucket,))
-            row = cur.fetchone()
-        if row is None:
-            return
-        ends = datetime.fromisoformat(row[0]) + self.window
+    def attempt(self, buckets: Sequence[Bucket], overall: bool = True) -> Counted:
+        """Count an attempt as a failure in every bucket (and, with `overall`, in the
+        minute's), or `SignInThrottled`, counting nothing, if any of them is still waiting."""
         now = self.clock()
-        if int(row[1]) >= self.limit and now < ends:
-            raise SignInThrottled(ends - now)
-
-    def attempt(self, bucket: bytes) -> None:
-        """Count an attempt as a failure before its secret is checked (`succeeded` forgets it):
-        `SignInThrottled` if the bucket's failures are used up. Atomic, so a burst of attempts
-        at once gets no more checks than one after another."""
-        now = self.clock()
+        minute_ends = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        plans: dict[bytes, Delays | None] = {b.key: b.delays for b in buckets}
+        if overall:
+            plans[_overall_key(now)] = None
+        keys = sorted(plans)  # one lock order for every transaction: no deadlocks
+        marks = ", ".join("?" for _ in keys)
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM sign_in_failures WHERE window_start < ?",
-                        (_stamp(now - self.window),))
-            cur.execute("INSERT INTO sign_in_failures (bucket, window_start, failures)"
-                        " VALUES (?, ?, 0) ON CONFLICT DO NOTHING", (bucket, _stamp(now)))
+            cur.execute("DELETE FROM throttle_buckets WHERE expires <= ?", (_stamp(now),))
+            cur.execute("INSERT INTO throttle_buckets (bucket, failures, blocked_until, expires)"
+                        f" VALUES {', '.join('(?, 0, ?, ?)' for _ in keys)}"
+                        " ON CONFLICT DO NOTHING",
+                        [v for key in keys for v in (key, _stamp(now), _stamp(now))])
             lock = " FOR UPDATE" if self.db.backend == "postgres" else ""
-            cur.execute("SELECT window_start, failures FROM sign_in_failures WHERE bucket = ?"
-                        + lock, (bucket,))
-            start, failures = cur.fetchone()
-            ends = datetime.fromisoformat(start) + self.window
-            if ends <= now:
-                cur.execute("UPDATE sign_in_failures SET window_start = ?, failures = 1"
-                            " WHERE bucket = ?", (_stamp(now), bucket))
-            elif int(failures) >= self.limit:
-                raise SignInThrottled(ends - now)
-            else:
-                cur.execute("UPDATE sign_in_failures SET failures = failures + 1"
-                            " WHERE bucket = ?", (bucket,))
+            cur.execute("SELECT bucket, failures, blocked_until FROM throttle_buckets"
+                        f" WHERE bucket IN ({marks}) ORDER BY bucket{lock}", keys)
+            rows = {bytes(row[0]): (int(row[1]), datetime.fromisoformat(row[2]))
+                    for row in cur.fetchall()}
+            waits = [until - now for _, until in rows.values() if until > now]
+            if waits:
+                raise SignInThrottled(max(waits))
+            updates = []
+            for key in keys:
+                failures = rows[key][0] + 1
+                delays = plans[key]
+                if delays is None:
+                    blocked = minute_ends if failures >= self.overall_per_minute else now
+                    expires = minute_ends
+                else:
+                    blocked = now + delays.wait_after(failures)
+                    expires = now + delays.forget_after
+                updates.append((failures, _stamp(blocked), _stamp(expires), key))
+            cur.executemany("UPDATE throttle_buckets SET failures = ?, blocked_until = ?,"
+                            " expires = ? WHERE bucket = ?", updates)
+        return Counted(tuple(keys), now)
 
-    def failed(self, bucket: bytes) -> None:
-        now = self.clock()
+    def succeeded(self, counted: Counted, forget: bytes | None = None) -> None:
+        """The attempt was not a failure after all: its counts are taken back (the wait it
+        may have started too: it was allowed when it came), and `forget`'s bucket, the
+        account the secret was proven for, starts again from nothing."""
+        keys = [key for key in counted.keys if key != forget]
+        at = _stamp(counted.at)
         with self.db.transaction() as cur:
-            # Rows whose window has ended say nothing any more: none is kept past its use (a
-            # bucket is a token of an identifier, perhaps of someone erased since).
-            cur.execute("DELETE FROM sign_in_failures WHERE window_start < ?",
-                        (_stamp(now - self.window),))
-            cur.execute("SELECT window_start FROM sign_in_failures WHERE bucket = ?", (bucket,))
-            row = cur.fetchone()
-            if row is None or datetime.fromisoformat(row[0]) + self.window <= now:
-                cur.execute("DELETE FROM sign_in_failures WHERE bucket = ?", (bucket,))
-                cur.execute("INSERT INTO sign_in_failures (bucket, window_start, failures)"
-                            " VALUES (?, ?, 1)", (bucket, _stamp(now)))
-            else:
-                cur.execute("UPDATE sign_in_failures SET failures = failures + 1"
-                            " WHERE bucket = ?", (bucket,))
+            if forget is not None:
+                cur.execute("DELETE FROM throttle_buckets WHERE bucket = ?", (forget,))
+            if keys:
+                cur.execute("UPDATE throttle_buckets SET failures = failures - 1,"
+                            " blocked_until = CASE WHEN blocked_until > ? THEN ?"
+                            " ELSE blocked_until END"
+                            f" WHERE failures > 0 AND bucket IN ({', '.join('?' for _ in keys)})",
+                            (at, at, *keys))
 
-    def succeeded(self, bucket: bytes) -> None:
+    def forget(self, key: bytes) -> None:
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM sign_in_failures WHERE bucket = ?", (bucket,))
+            cur.execute("DELETE FROM throttle_buckets WHERE bucket = ?", (key,))
+
+    def failures(self, keys: Iterable[bytes], at_least: int) -> dict[bytes, int]:
+        """The buckets among `keys` with `at_least` failures not yet forgotten."""
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT bucket, failures FROM throttle_buckets WHERE failures >= ?"
+                        f" AND expires > ? AND bucket IN ({', '.join('?' for _ in wanted)})",
+                        (at_least, _stamp(self.clock()), *wanted))
+            return {bytes(row[0]): int(row[1]) for row in cur.fetchall()}
+
+
+def _overall_key(now: datetime) -> bytes:
+    return _OVERALL + now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M").encode()
 
 
 def _stamp(moment: datetime) -> str:

@@ -208,6 +208,8 @@ RULES: dict[tuple[str, str], Rule] = {
                                                                      "owns_section"),
     ("POST", "/sections/{section_id}/students/{student_id}/secret"): Rule(TEACHER, 200,
                                                                           "owns_section"),
+    ("GET", "/sections/{section_id}/secrets-under-attack"): Rule(TEACHER, 200,
+                                                                 "owns_section"),
     ("PUT", "/sections/{section_id}/race-estimate"): Rule(TEACHER, 204, "owns_section"),
     # people
     ("GET", "/students/{person_id}"): Rule(READERS, 200, "sees_S", purpose=True),
@@ -563,9 +565,11 @@ BUILDERS: dict[tuple[str, str], Build] = {
         "display_name": "Newcomer", "email": _unique("t") + "@school.example",
         "password": PASSWORD}),
     ("PATCH", "/me"): lambda w, c: ("/me", {"gender": "prefer_not_to_say"}),
-    ("PUT", "/me/password"): lambda w, c: ("/me/password", {"password": PASSWORD}),
+    # Re-authentication: the callers with a password (T) give it; the others have none yet.
+    ("PUT", "/me/password"): lambda w, c: ("/me/password", {"password": PASSWORD,
+                                                            "current_password": PASSWORD}),
     ("PUT", "/me/email"): lambda w, c: ("/me/email", {
-        "email": _unique("me") + "@home.example"}),
+        "email": _unique("me") + "@home.example", "current_password": PASSWORD}),
     ("PUT", "/me/providers/{provider}"): lambda w, c: ("/me/providers/google", {
         "provider_subject": _unique("g")}),
     ("DELETE", "/me/providers/{provider}"): lambda w, c: ("/me/providers/google", None),
@@ -600,6 +604,8 @@ BUILDERS: dict[tuple[str, str], Build] = {
         w.removal_of(w.fresh_student(enrolled=True)), None),
     ("POST", "/sections/{section_id}/students/{student_id}/secret"): lambda w, c: (
         f"/sections/{w.ids['X']}/students/{w.fresh_student(enrolled=True)}/secret", None),
+    ("GET", "/sections/{section_id}/secrets-under-attack"): lambda w, c: (
+        f"/sections/{w.ids['X']}/secrets-under-attack", None),
     ("PUT", "/sections/{section_id}/race-estimate"): lambda w, c: (
         f"/sections/{w.fresh_section()}/race-estimate", {"distribution": {"asian": 50}}),
     ("GET", "/students/{person_id}"): lambda w, c: (f"/students/{w.ids['S']}", None),

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.access import STAFF_ERASURE_REASON
 from api.http.auth import Session, require, signed_in
-from api.http.deps import Svc, Tokens, path_id
+from api.http.deps import ClientAddress, Svc, Tokens, path_id
 from api.http.models import (
     DeletionOut,
     DeletionPreview,
@@ -121,10 +121,10 @@ def erase_me_now(svc: Svc, me: Me, tokens: Tokens,
 
 @router.post("/recovery", response_model=RecoveryOut, responses=responses(401, 409, 410, 422,
                                                                           429, 503))
-def recover_own(body: SignInBody, svc: Svc) -> RecoveryOut:
+def recover_own(body: SignInBody, svc: Svc, client: ClientAddress) -> RecoveryOut:
     """DEL-2: your deleted account back, exactly as it was, with your username or email and
     password; then sign in. 409 recovery-window-closed once the window is over."""
-    person = svc.sign_in.account_to_recover(body.login, body.password)
+    person = svc.sign_in.account_to_recover(body.login, body.password, client)
     recovered = svc.lifecycle.recover(person.id, f"{person.kind}:{person.id}")
     svc.settle()
     log.info("recovered id=%s with=%d", person.id, len(recovered) - 1)

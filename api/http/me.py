@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.http.auth import Session, signed_in
-from api.http.deps import Svc, path_id
+from api.http.deps import ClientAddress, Svc, path_id
 from api.http.models import (
     Attestation,
     Consent,
@@ -92,15 +92,27 @@ def change_profile(body: ProfileChange, svc: Svc, me: Writer) -> RecordOut:
     return _record(svc, me)
 
 
-@router.put("/me/password", status_code=204, responses=_WRITE)
-def change_password(body: PasswordChange, svc: Svc, me: Writer) -> Response:
+_REAUTHENTICATED = responses(401, 403, 409, 410, 422, 429, 503)
+
+
+@router.put("/me/password", status_code=204, responses=_REAUTHENTICATED)
+def change_password(body: PasswordChange, svc: Svc, me: Writer,
+                    client: ClientAddress) -> Response:
+    """With the current password (`current_password`), unless the account has none yet (a
+    student whose teacher made the account, adding a personal login): a stolen session alone
+    does not take the account. A wrong one is 403 reauthentication-failed, counted as a failed
+    sign-in to the account (429 too-many-attempts after a few), and changes nothing."""
+    svc.sign_in.confirm_password(me.person_id, body.current_password, client)
     svc.accounts.set_password(me.person_id, body.password)
     return _done("password changed", me)
 
 
-@router.put("/me/email", status_code=204, responses=_WRITE)
-def change_email(body: EmailChange, svc: Svc, me: Writer) -> Response:
-    """A student's is kept only as its keyed hash (MIN-1); a teacher's sealed (MIN-2)."""
+@router.put("/me/email", status_code=204, responses=_REAUTHENTICATED)
+def change_email(body: EmailChange, svc: Svc, me: Writer, client: ClientAddress) -> Response:
+    """A student's is kept only as its keyed hash (MIN-1); a teacher's sealed (MIN-2). The
+    email resets the password, so changing it takes the current password too, if there is one
+    (as `PUT /me/password`)."""
+    svc.sign_in.confirm_password(me.person_id, body.current_password, client)
     svc.accounts.set_email(me.person_id, body.email)
     return _done("email changed", me)
 
@@ -180,10 +192,13 @@ def withdraw_study_contact(svc: Svc, me: StudentSelf) -> Response:
     return _done("study contact withdrawn", me)
 
 
-@router.post("/sections/join", response_model=Joined, responses=responses(401, 403, 404, 503))
-def join_section(body: JoinSection, svc: Svc, me: StudentSelf) -> Joined:
-    """With the section's join code; an unknown code is 404, like any section not found."""
-    section_id = svc.sections.join(me.person_id, body.join_code)
+@router.post("/sections/join", response_model=Joined,
+             responses=responses(401, 403, 404, 429, 503))
+def join_section(body: JoinSection, svc: Svc, me: StudentSelf, client: ClientAddress) -> Joined:
+    """With the section's join code; an unknown code is 404, like any section not found, and
+    counts as a failed attempt: 429 too-many-attempts after a few (per student, per client
+    address, overall), so codes are not found by trying them."""
+    section_id = svc.sections.join(me.person_id, body.join_code, client)
     svc.settle()
     log.info("joined section=%s id=%s principal=%s", section_id, me.person_id, me.principal.id)
     return Joined(section_id=section_id)

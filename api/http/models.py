@@ -270,12 +270,18 @@ class ProfileChange(_Request):
     age_given_on: DayHappened | None = None
 
 
+_CURRENT = Field(default=None, description="the account's current password (re-authentication);"
+                 " not needed while the account has none")
+
+
 class PasswordChange(_Request):
     password: Password
+    current_password: Password | None = _CURRENT
 
 
 class EmailChange(_Request):
     email: Email
+    current_password: Password | None = _CURRENT
 
 
 class ParentEmail(_Request):
@@ -426,6 +432,14 @@ class SecretOut(BaseModel):
     student_id: UUID
     secret_kind: str | None
     secret: str
+
+
+class SecretUnderAttack(BaseModel):
+    """A student of the section whose secret is being guessed at: the failed sign-ins to
+    their account not yet forgotten. Nothing of who tried, nor from where."""
+
+    student_id: UUID
+    failed_sign_ins: int
 
 
 # -- schools -------------------------------------------------------------------------------

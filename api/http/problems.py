@@ -38,7 +38,7 @@ from ledger.password_reset import ResetTokenInvalid
 from ledger.people import InvalidRecord
 from ledger.project_service import ProjectNotFound
 from ledger.rights import RequestNotFound, RequestStateConflict, SubjectRestricted
-from ledger.signin import SignInFailed
+from ledger.signin import ReauthenticationFailed, SignInFailed
 from ledger.throttle import SignInThrottled
 
 log = logging.getLogger("api.http")
@@ -58,6 +58,7 @@ SERVICE_UNAVAILABLE = BASE + "service-unavailable"
 INTERNAL = BASE + "internal"
 SIGN_IN_FAILED = BASE + "sign-in-failed"
 TOO_MANY_ATTEMPTS = BASE + "too-many-attempts"
+REAUTHENTICATION_FAILED = BASE + "reauthentication-failed"
 RESET_TOKEN_INVALID = BASE + "reset-token-invalid"
 UPLOAD_TOO_LARGE = BASE + "upload-too-large"
 BODY_TOO_LARGE = BASE + "body-too-large"
@@ -252,6 +253,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsentRequired, _on_consent_required)
     app.add_exception_handler(SignInFailed, _on_sign_in_failed)
     app.add_exception_handler(SignInThrottled, _on_throttled)  # type: ignore[arg-type]
+    app.add_exception_handler(ReauthenticationFailed, _on_reauthentication_failed)
     app.add_exception_handler(ResetTokenInvalid, _on_reset_token_invalid)
     app.add_exception_handler(PasswordTooLong, _on_password_too_long)
     app.add_exception_handler(KeyErased, _on_erased)
@@ -342,9 +344,18 @@ async def _on_sign_in_failed(request: Request, error: Exception) -> JSONResponse
 
 
 async def _on_throttled(request: Request, error: SignInThrottled) -> JSONResponse:
+    """Says neither which count ran out (the account's, the address's, everyone's) nor whether
+    the account exists."""
     return problem_response(429, TOO_MANY_ATTEMPTS, "Too many attempts",
-                            "Too many attempts for this account; wait before trying again.",
+                            "Too many failed attempts; wait before trying again.",
                             {"Retry-After": str(error.retry_after_seconds)})
+
+
+async def _on_reauthentication_failed(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(403, REAUTHENTICATION_FAILED, "Current password required",
+                            "This change needs the account's current password, in"
+                            " current_password; the one given is missing or does not match.",
+                            errors=[{"field": "current_password", "rule": "must match"}])
 
 
 async def _on_reset_token_invalid(request: Request, error: Exception) -> JSONResponse:

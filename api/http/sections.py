@@ -25,6 +25,7 @@ from api.http.models import (
     RecordOut,
     RemovalPreview,
     SecretOut,
+    SecretUnderAttack,
     SectionChange,
     SectionOut,
 )
@@ -43,6 +44,7 @@ _WRITE = responses(401, 403, 404, 409, 410, 422, 503)
 # AUD-1: what a removal preview and a new secret return of the student.
 PREVIEW_FIELDS = ("deletes_account", "confirmation")
 SECRET_FIELDS = ("student_id", "secret_kind", "secret")
+UNDER_ATTACK_FIELDS = ("student_id", "failed_sign_ins")
 
 
 def returned(row: RecordOut) -> list[str]:
@@ -221,6 +223,23 @@ def reset_secret(section_id: str, student_id: str, svc: Svc, me: Teacher, reques
                       SECRET_FIELDS, None, request.state.request_id)
     log.info("secret reset id=%s section=%s principal=%s", pid, sid, me.principal.id)
     return out
+
+
+@router.get("/sections/{section_id}/secrets-under-attack",
+            response_model=list[SecretUnderAttack], responses=_READ)
+def secrets_under_attack(section_id: str, svc: Svc, me: Teacher, request: Request
+                         ) -> list[SecretUnderAttack]:
+    """MIN-6: the section's students whose secret someone keeps guessing at (15 or more
+    failed sign-ins not yet forgotten): give them a new one (`POST .../secret`), which also
+    forgets the failures. Empty when no one is under attack."""
+    section = svc.sections.section(path_id(section_id, "section"), me.person_id)
+    attacked = svc.sign_in.secrets_under_attack(section.students)
+    rows = [SecretUnderAttack(student_id=student, failed_sign_ins=attacked[student])
+            for student in section.students if student in attacked]
+    svc.record_accesses(me.principal, [(row.student_id, UNDER_ATTACK_FIELDS) for row in rows],
+                        "/sections/{section_id}/secrets-under-attack", None,
+                        request.state.request_id)
+    return rows
 
 
 @router.put("/sections/{section_id}/race-estimate", status_code=204, responses=_WRITE)

@@ -3,9 +3,10 @@
 A session is a bearer token like any other (api/tokens.py), issued for the person's role
 (student or teacher), naming them (`subject_id`), for 12 hours. Signing in records the time and
 a coarse region only (MIN-5): the region comes from a trusted proxy's `X-Region` header (say
-"US-WA"), which the ledger validates; the client's IP address is never read here, nor stored.
-Failures answer one body whatever went wrong (401 sign-in-failed), and repeated ones 429 with
-Retry-After (api/http/problems.py).
+"US-WA"), which the ledger validates. The client's address is read only to throttle failures
+by (a keyed token of it, `api/http/deps.py`), never stored nor logged. Failures answer one
+body whatever went wrong (401 sign-in-failed), and repeated ones 429 with Retry-After
+(api/http/problems.py), per account, per client address and overall.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from api.http.auth import authenticated
-from api.http.deps import Svc, Tokens
+from api.http.deps import ClientAddress, Svc, Tokens
 from api.http.idempotency import IdempotencyKey, made, once
 from api.http.models import (
     AccountOut,
@@ -58,19 +59,20 @@ def _session(request: Request, tokens: TokenStore, person: Person) -> SessionOut
 
 @router.post("/sign-in", response_model=SessionOut, responses=responses(401, 422, 429, 503))
 def sign_in(body: SignInBody, svc: Svc, tokens: Tokens, request: Request,
-            region: Region = None) -> SessionOut:
+            client: ClientAddress, region: Region = None) -> SessionOut:
     """By username or email address, and password (MIN-6)."""
-    person = svc.sign_in.with_password(body.login, body.password, region)
+    person = svc.sign_in.with_password(body.login, body.password, region, client)
     return _session(request, tokens, person)
 
 
 @router.post("/sign-in/section", response_model=SessionOut,
              responses=responses(401, 422, 429, 503))
 def sign_in_to_section(body: SectionSignInBody, svc: Svc, tokens: Tokens, request: Request,
-                       region: Region = None) -> SessionOut:
+                       client: ClientAddress, region: Region = None) -> SessionOut:
     """A young section's students: the section's join code, a username and the secret words
     or picture their teacher handed out (MIN-6)."""
-    person = svc.sign_in.with_secret(body.join_code, body.username, body.secret, region)
+    person = svc.sign_in.with_secret(body.join_code, body.username, body.secret, region,
+                                     client)
     return _session(request, tokens, person)
 
 
