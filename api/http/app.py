@@ -8,6 +8,8 @@ the order a newcomer meets them: health; signing up, in and out (sessions); one'
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from api.http import (
@@ -46,4 +48,11 @@ def create_app(services: Services) -> FastAPI:
                    projects, coursework, tree_heads, rights, audit, analytics):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
