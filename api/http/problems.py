@@ -156,7 +156,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for status in statuses}
 
 
-# The problems any route with a request body can answer, whatever else it lists: FastAPI parses
+# The problems any route with a JSON request body can answer, whatever else it lists: FastAPI parses
 # the body before the route runs (and lists its own 422 shape, which is not ours).
 _BODY_PROBLEMS = {
     400: "a problem (application/problem+json): the body is not valid JSON (malformed-body)",
@@ -166,14 +166,14 @@ _BODY_PROBLEMS = {
 
 
 def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI document, corrected once for every route: a route with a request body lists
+    """The OpenAPI document, corrected once for every route: a route with a JSON body lists
     the 400 of a malformed body and the 422 of an invalid one, and every 422 is a problem
     (FastAPI documents its own `HTTPValidationError` body, which this API never sends)."""
     problem = responses(422)[422]["content"]
     for path_item in openapi.get("paths", {}).values():
         for operation in path_item.values():
             answers = operation.setdefault("responses", {})
-            if "requestBody" in operation:
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 for status, description in _BODY_PROBLEMS.items():
                     answers.setdefault(str(status), {"description": description,
                                                      "content": problem})
