@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,11 +89,12 @@ class World:
         }
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, World, str]]:
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Any, World, Any]]:
+    """A fresh seeded ledger for each test (the fuzz erases and deletes what it finds)."""
     real, cheap = passwords.hash_password, passwords.ScryptCost(log2_n=4)
     passwords.hash_password = lambda pw, cost=cheap: real(pw, cost)  # type: ignore[assignment]
-    services = Services.open(make_settings("sqlite", str(tmp_path_factory.mktemp("fuzz"))))
+    services = Services.open(make_settings("sqlite", str(tmp_path)))
     try:
         seeded = World(services)
         app = create_app(services)
