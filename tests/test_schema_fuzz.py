@@ -7,14 +7,18 @@ schema says; and, for every 4xx, be `application/problem+json` with `type`, `tit
 and `detail`.
 
 The ledger is a fresh SQLite one in a temporary directory, seeded with a small world (a school,
-a teacher with a section, a student in it, a project) whose ids the fuzz mixes into path
-parameters so that requests reach real code, not only the 404 of an unknown id. Every case
-carries an operator token (every permission) and an `X-Purpose`, which support-only reads need;
-a second, smaller pass sends no token. This file runs on SQLite only: the PostgreSQL backend is
-covered by the other suites, and the fuzz is about the HTTP contract, not the store.
+a teacher with a section, a student in it with a project, an upload and a rights request, a
+student on legal hold) whose ids the fuzz puts in path parameters two times in three, so that
+requests reach real code, not only the 404 of an unknown id. Each case is sent by one of four
+callers, drawn with the case: the operator (every permission), the seeded teacher, the seeded
+student (the `/me` and section routes answer 403 to staff), or no one (no token: every route
+must answer its documented 401, or serve the public). Every case also carries an `X-Purpose`,
+which support-only reads need.
 
-Bounded in time: a few examples per operation, derandomized (the same cases every run), no
-deadline.
+This file runs on SQLite only: the PostgreSQL backend is covered by the other suites, and the
+fuzz is about the HTTP contract, not the store. Bounded in time (under a minute here): 20
+examples per operation and mode, derandomized (the same cases every run), no deadline.
+`LEDGER_FUZZ_EXAMPLES=200 LEDGER_FUZZ_SEED=7` runs deeper, other cases, by hand.
 """
 
 from __future__ import annotations

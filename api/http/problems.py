@@ -156,8 +156,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for status in statuses}
 
 
-# The problems any route with a JSON request body can answer, whatever else it lists: FastAPI parses
-# the body before the route runs (and lists its own 422 shape, which is not ours).
+# The problems any route with a JSON request body can answer, whatever else it lists: FastAPI
+# parses the body before the route runs (and documents its own 422 shape, which is not ours).
 _BODY_PROBLEMS = {
     400: "a problem (application/problem+json): the body is not valid JSON (malformed-body)",
     422: "a problem (application/problem+json): the request breaks the rules listed in"
