@@ -8,8 +8,9 @@ the order a newcomer meets them: health; signing up, in and out (sessions); one'
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from typing import Any
+
+from fastapi import FastAPI
 
 from api.http import (
     analytics,
@@ -46,16 +47,16 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
                    projects, coursework, tree_heads, rights, audit, analytics):
-        _document_body_limit(module.router)
         app.include_router(module.router)
-    # Added last, so outermost: its headers go on every response, the body limit's 413 too.
     app.add_middleware(BodyLimit, settings=services.settings)
+    # Added last, so outermost: its headers go on every response, the body limit's 413 too.
     app.add_middleware(RequestContext)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
-
-def _document_body_limit(router: APIRouter) -> None:
-    """Every route that takes a body may answer 413 (api/http/limits.py), said once here."""
-    for route in router.routes:
-        if isinstance(route, APIRoute) and (route.methods or set()) & {"POST", "PUT", "PATCH"}:
-            route.responses.setdefault(413, problems.responses(413)[413])

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.access import STAFF_ERASURE_REASON
 from api.http.auth import Session, require, signed_in
-from api.http.deps import ClientAddress, Svc, Tokens, path_id
+from api.http.deps import MAX_POSITION, ClientAddress, Svc, Tokens, path_id
 from api.http.models import (
     DeletionOut,
     DeletionPreview,
@@ -215,7 +215,7 @@ def lift_hold(person_id: str, hold_id: UUID, body: HoldIn, svc: Svc, who: HoldKe
 # -- receipts (DEL-8) -------------------------------------------------------------------------
 @router.get("/erasure-receipts", response_model=ReceiptPage,
             responses=responses(401, 403, 422, 503))
-def receipts(svc: Svc, who: ReceiptReader, after: Annotated[int, Query(ge=0)] = 0,
+def receipts(svc: Svc, who: ReceiptReader, after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ReceiptPage:
     """Every erasure's signed receipt, in the order they were made."""
     svc.lifecycle_view.catch_up()

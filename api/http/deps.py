@@ -40,6 +40,11 @@ def token_store(request: Request) -> TokenStore:
 Tokens = Annotated[TokenStore, Depends(token_store)]
 
 
+# The largest position (a notification id, a tree size, a page cursor) the stores' 64-bit
+# integers hold: a larger one in a query is a 422, not an overflow in the database driver.
+MAX_POSITION = 2**63 - 1
+
+
 def path_id(text: str, what: str = "person") -> UUID:
     """The UUID in a path segment, or the 404 of a `what` that does not exist."""
     try:

@@ -160,6 +160,38 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for status in statuses}
 
 
+# The problems any route with a JSON request body can answer, whatever else it lists: FastAPI
+# parses the body before the route runs (and documents its own 422 shape, which is not ours).
+_BODY_PROBLEMS = {
+    400: "a problem (application/problem+json): the body is not valid JSON (malformed-body)",
+    422: "a problem (application/problem+json): the request breaks the rules listed in"
+         " `errors` (validation)",
+}
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document, corrected once for every route: a route with a JSON body lists
+    the 400 of a malformed body and the 422 of an invalid one, every route that may take a
+    body the 413 of one over its limit (api/http/limits.py), and every 422 is a problem
+    (FastAPI documents its own `HTTPValidationError` body, which this API never sends)."""
+    problem = responses(422)[422]["content"]
+    for path_item in openapi.get("paths", {}).values():
+        for method, operation in path_item.items():
+            answers = operation.setdefault("responses", {})
+            if method in ("post", "put", "patch"):
+                answers.setdefault("413", responses(413)[413])
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                for status, description in _BODY_PROBLEMS.items():
+                    answers.setdefault(str(status), {"description": description,
+                                                     "content": problem})
+            if "422" in answers:
+                answers["422"]["content"] = problem
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return openapi
+
+
 def request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 

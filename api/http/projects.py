@@ -43,7 +43,7 @@ from api.services import Services
 from api.tokens import Permission, Principal, Role
 from ledger.application import ERASURE_REASONS
 from ledger.lifecycle import LegalHoldInPlace
-from ledger.media import MediaTooLarge
+from ledger.media import MEDIA_KINDS, MediaTooLarge
 from ledger.project_service import ProjectNotFound
 from ledger.projects import Project
 
@@ -54,6 +54,8 @@ Maker = Annotated[Session, Depends(signed_in(Permission.PROJECTS_WRITE))]
 Reader = Annotated[Principal, Depends(require(Permission.PROGRESS_READ))]
 ProjectEraser = Annotated[Principal, Depends(require(Permission.PROJECTS_WRITE))]
 _WRITE = responses(401, 403, 404, 410, 422, 503)
+# An upload and a download are the raw bytes, of one of the accepted types (not JSON).
+_MEDIA_BYTES = {kind: {"schema": {"type": "string", "format": "binary"}} for kind in MEDIA_KINDS}
 # AUD-1: what a read of a student's projects returns of each, as its access record names it.
 PROJECT_FIELDS = ("id", "kind", "name", "remixed_from", "shared_at")
 
@@ -129,7 +131,8 @@ def remix(project_id: str, body: Remix, svc: Svc, me: Maker, response: Response
 
 
 @router.post("/me/projects/{project_id}/media", status_code=201, response_model=MediaOut,
-             responses=responses(401, 403, 404, 410, 413, 422, 503))
+             responses=responses(401, 403, 404, 410, 413, 422, 503),
+             openapi_extra={"requestBody": {"required": True, "content": _MEDIA_BYTES}})
 async def upload(project_id: str, request: Request, svc: Svc, me: Maker) -> MediaOut:
     """The raw bytes of an image, sound or video, with its Content-Type (AGE-4: 13 or older,
     or under 13 in a teacher's section). Larger than the limit: 413, nothing kept."""
@@ -148,7 +151,8 @@ async def upload(project_id: str, request: Request, svc: Svc, me: Maker) -> Medi
     return MediaOut(id=stored.media_id, content_type=stored.content_type, size=stored.size)
 
 
-@router.get("/me/media/{media_id}", responses=_WRITE)
+@router.get("/me/media/{media_id}", response_class=Response, responses={
+    **_WRITE, 200: {"content": _MEDIA_BYTES, "description": "the bytes, as uploaded"}})
 def my_media(media_id: str, svc: Svc, me: Maker) -> Response:
     found = svc.projects.media.get(path_id(media_id, "media"))
     if found is None or found[0].owner_id != me.person_id:

@@ -289,8 +289,9 @@ def export(person_id: str, svc: Svc, who: Exporting, request: Request) -> Stream
                                                              f' filename="{student.id}.json"'})
 
 
-@router.get("/students/{person_id}/export/{table}.csv", responses={
-    **_READ, 200: {"content": {"text/csv": {}}, "description": "one table, streamed"}})
+@router.get("/students/{person_id}/export/{table}.csv", response_class=StreamingResponse,
+            responses={**_READ, 200: {"content": {"text/csv": {}},
+                                      "description": "one table, streamed"}})
 def export_table(person_id: str, table: str, svc: Svc, who: Exporting, request: Request
                  ) -> StreamingResponse:
     """RGT-1: one table of the export as CSV (the tables are the JSON document's sections)."""

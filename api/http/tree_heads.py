@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
 from api.http.auth import require
-from api.http.deps import Svc
+from api.http.deps import MAX_POSITION, Svc
 from api.http.problems import NOT_FOUND as _NOT_FOUND
 from api.http.problems import ProblemError, responses
 from api.tokens import Permission, Principal
@@ -23,7 +23,6 @@ from ledger.merkle_log import TreeHead
 from ledger.proofs import NotProvable, prove_consistency, prove_inclusion
 
 router = APIRouter(tags=["tamper-evident log"])
-MAX_POSITION = 2**63 - 1  # the stores' 64-bit integers
 
 Prover = Annotated[Principal, Depends(require(Permission.LEDGER_PROVE))]
 Signer = Annotated[Principal, Depends(require(Permission.TREE_HEADS_SIGN))]
