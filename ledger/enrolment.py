@@ -123,6 +123,7 @@ class Sections:
         counted = self.throttle.attempt([joiner, *address_buckets(self.ledger, client)])
         found = self.ledger.identity.find(JOIN_CODE, normalise_join_code(join_code))
         if found is None:
+            self.throttle.failed(counted)
             raise SectionNotFound()
         self.throttle.succeeded(counted)
         section = self.section(found)

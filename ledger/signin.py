@@ -113,6 +113,7 @@ class SignIn:
         counted = self.throttle.attempt([own, *self._from(client)])  # failed until it succeeds
         if not passwords.verify_password(password, stored or _DECOY_HASH) or person is None \
                 or stored is None:
+            self.throttle.failed(counted)
             raise SignInFailed()
         self._succeeded(counted, own)
         return person
@@ -129,6 +130,7 @@ class SignIn:
         counted = self.throttle.attempt([own, *self._from(client)])
         if student is None or student.secret is None \
                 or not sign_in_secrets.matches(secret, student.secret) or student.deleted:
+            self.throttle.failed(counted)
             raise SignInFailed()
         self._succeeded(counted, own)
         return self._record(student, f"secret_{student.secret_kind}", region)
@@ -147,6 +149,7 @@ class SignIn:
         own = self._account(person)
         counted = self.throttle.attempt([own, *self._from(client)])
         if not passwords.verify_password(password, stored):
+            self.throttle.failed(counted)
             raise ReauthenticationFailed()
         self._succeeded(counted, own)
 

@@ -5,7 +5,8 @@ A bucket is keyed by a blind-index token (`ledger.identity.token`) of what it co
 account id, an identifier nobody holds, a client address. The address itself is stored
 nowhere (MIN-5): only its keyed token, and only until the bucket's row expires. One further
 bucket counts every failure of the current minute, whoever made it (`overall_per_minute`),
-keyed by the minute alone.
+keyed by the minute alone: it is read as an attempt comes and written only when one fails
+(`failed`), so that successful sign-ins, however many at once, never queue on its row.
 
 `Delays` are growing, not a lock: the first `free` failures cost nothing; then each failure
 makes its subject wait `first`, doubling with every further failure up to `longest`. A refused
@@ -14,10 +15,10 @@ failures earned; the count is forgotten `forget_after` the last failure (waiting
 resets nothing), when a success proves the secret, or when `forget` is called (a teacher's
 new secret, a completed password reset).
 
-`attempt` counts an attempt as a failure in all its buckets before the secret is checked, in
-one transaction, so that attempts made at once get no more checks than one after another;
-`succeeded` takes the count back (and forgets the account's). Expired rows are deleted as
-attempts come in.
+`attempt` counts an attempt as a failure in its subjects' buckets before the secret is
+checked, in one transaction, so that attempts made at once get no more checks than one after
+another; `succeeded` takes the count back (and forgets the account's), `failed` adds the
+failure to the minute's. Expired rows are deleted as attempts come in.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Counted:
 
     keys: tuple[bytes, ...]
     at: datetime
+    overall: bool  # whether a failure counts in the minute's bucket too
 
 
 class SignInThrottled(Exception):
@@ -100,14 +102,17 @@ class Throttle:
         """Count an attempt as a failure in every bucket (and, with `overall`, in the
         minute's), or `SignInThrottled`, counting nothing, if any of them is still waiting."""
         now = self.clock()
-        minute_ends = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        plans: dict[bytes, Delays | None] = {b.key: b.delays for b in buckets}
-        if overall:
-            plans[_overall_key(now)] = None
+        plans = {b.key: b.delays for b in buckets}
         keys = sorted(plans)  # one lock order for every transaction: no deadlocks
         marks = ", ".join("?" for _ in keys)
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM throttle_buckets WHERE expires <= ?", (_stamp(now),))
+            if overall:
+                cur.execute("SELECT blocked_until FROM throttle_buckets WHERE bucket = ?",
+                            (_overall_key(now),))
+                row = cur.fetchone()
+                if row is not None and datetime.fromisoformat(row[0]) > now:
+                    raise SignInThrottled(datetime.fromisoformat(row[0]) - now)
             cur.execute("INSERT INTO throttle_buckets (bucket, failures, blocked_until, expires)"
                         f" VALUES {', '.join('(?, 0, ?, ?)' for _ in keys)}"
                         " ON CONFLICT DO NOTHING",
@@ -124,16 +129,28 @@ class Throttle:
             for key in keys:
                 failures = rows[key][0] + 1
                 delays = plans[key]
-                if delays is None:
-                    blocked = minute_ends if failures >= self.overall_per_minute else now
-                    expires = minute_ends
-                else:
-                    blocked = now + delays.wait_after(failures)
-                    expires = now + delays.forget_after
-                updates.append((failures, _stamp(blocked), _stamp(expires), key))
+                blocked = now + delays.wait_after(failures)
+                updates.append((failures, _stamp(blocked), _stamp(now + delays.forget_after),
+                                key))
             cur.executemany("UPDATE throttle_buckets SET failures = ?, blocked_until = ?,"
                             " expires = ? WHERE bucket = ?", updates)
-        return Counted(tuple(keys), now)
+        return Counted(tuple(keys), now, overall)
+
+    def failed(self, counted: Counted) -> None:
+        """The attempt failed: its subjects' buckets counted it already; the minute's counts
+        it now, and past `overall_per_minute` makes everyone wait for the next minute."""
+        if not counted.overall:
+            return
+        now = self.clock()
+        minute_ends = _stamp(now.replace(second=0, microsecond=0) + timedelta(minutes=1))
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO throttle_buckets (bucket, failures, blocked_until, expires)"
+                        " VALUES (?, 1, ?, ?) ON CONFLICT (bucket) DO UPDATE"
+                        " SET failures = throttle_buckets.failures + 1,"
+                        " blocked_until = CASE WHEN throttle_buckets.failures + 1 >= ?"
+                        " THEN excluded.expires ELSE excluded.blocked_until END",
+                        (_overall_key(now), minute_ends if self.overall_per_minute <= 1
+                         else _stamp(now), minute_ends, self.overall_per_minute))
 
     def succeeded(self, counted: Counted, forget: bytes | None = None) -> None:
         """The attempt was not a failure after all: its counts are taken back (the wait it
