@@ -8,13 +8,14 @@ effect the same caller reads next (a section created, a student enrolled) is fol
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from api.access import Access
+from api.metrics import PurgeMetrics, RequestMetrics
+from api.supervision import Supervision
 from api.tokens import Principal, TokenStore
 from crypto.sql import Database
 from ledger.accounts import Accounts
@@ -120,8 +121,10 @@ class Services:
     grants: Grants
     analytics_view: ProjectionRunner  # ANA: de-identified counts
     analytics_reader: AnalyticsReader
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    # Background loops (projections, purge, sealer) and what /metrics counts of this process.
+    supervision: Supervision = field(default_factory=Supervision)
+    request_metrics: RequestMetrics = field(default_factory=RequestMetrics)
+    purge_metrics: PurgeMetrics = field(default_factory=PurgeMetrics)
 
     @classmethod
     def open(cls, settings: Settings, mailer: Mailer | None = None,
@@ -218,59 +221,64 @@ class Services:
         return [self.directory, self.roster, self.progress, self.projects_view,
                 self.lifecycle_view, self.audit_view, self.rights_view, self.analytics_view]
 
-    def start_projections(self) -> None:
+    def start_projections(self, poll_seconds: float = 0.2) -> None:
+        """A supervised loop per read model (`api.supervision`): it survives any error of the
+        databases or the key store, backing off while one is down, and its state shows in
+        `/readyz` and `/metrics`. The loop calls `catch_up` (the runner's `run_once` until the
+        log's end) rather than `run_forever`, so that every failure reaches the supervisor."""
         for runner in self.runners:
-            thread = threading.Thread(target=runner.run_forever, args=(self._stop,),
-                                      name=f"projection-{runner.projection.name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self.supervision.start(f"projection-{runner.projection.name}", runner.catch_up,
+                                   every=poll_seconds)
 
     def start_purge_schedule(self) -> None:
         """Run the purge job every `LEDGER_PURGE_EVERY_HOURS` (DEL-9), first one period after
         start. A run is the same as `ledger purge`: over the cap, it refuses and says so in
-        the log (ids and counts only), for an operator to look at."""
+        the log (ids and counts only), for an operator to look at. A run that fails is tried
+        again after the supervisor's backoff (at most 30 s apart), not a whole period later."""
         hours = self.settings.purge_every_hours
         if hours <= 0:
             return
+        self.supervision.start("purge-schedule", self.run_purge, every=hours * 3600,
+                               first_after=hours * 3600)
 
-        def every_period() -> None:
-            while not self._stop.wait(hours * 3600):
-                try:
-                    report = self.purge_job.run()
-                    log.info("purge run: %d purged, %d held, %d failed, %d soft-deleted for"
-                             " inactivity", report.count("purged"), report.count("held"),
-                             report.count("failed"), len(report.soft_deleted_for_inactivity))
-                except PurgeCapExceeded as refused:
-                    log.warning("purge run refused: %d due, cap %d", refused.due, refused.cap)
-                except Exception as error:  # the next period tries again
-                    log.warning("purge run failed (%s)", type(error).__name__)
-
-        thread = threading.Thread(target=every_period, name="purge-schedule", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    def run_purge(self) -> None:
+        """One scheduled purge run, counted in `purge_metrics` by outcome; raises if it fails
+        (for the supervisor to back off)."""
+        try:
+            report = self.purge_job.run()
+        except PurgeCapExceeded as refused:  # a refusal is an answer, not a failure to retry
+            self.purge_metrics.runs["refused"] += 1
+            log.warning("purge run refused: %d due, cap %d", refused.due, refused.cap)
+            return
+        except Exception:
+            self.purge_metrics.runs["failed"] += 1
+            raise
+        self.purge_metrics.runs["ok"] += 1
+        for result in ("purged", "held", "failed"):
+            self.purge_metrics.subjects[result] += report.count(result)
+        self.purge_metrics.subjects["soft_deleted"] += len(report.soft_deleted_for_inactivity)
+        log.info("purge run: %d purged, %d held, %d failed, %d soft-deleted for"
+                 " inactivity", report.count("purged"), report.count("held"),
+                 report.count("failed"), len(report.soft_deleted_for_inactivity))
 
     def start_tree_keeping(self) -> None:
         """Seal new events into the Merkle log every `LEDGER_SEAL_EVERY_SECONDS`, and sign a
-        tree head every `LEDGER_TREE_HEAD_EVERY_MINUTES` (LED-2)."""
+        tree head every `LEDGER_TREE_HEAD_EVERY_MINUTES` (LED-2); supervised."""
         seal_every = self.settings.seal_every_seconds
         sign_every = self.settings.tree_head_every_minutes * 60
+        last_signed = time.monotonic()
 
         def keep_tree() -> None:
-            last_signed = time.monotonic()
-            while not self._stop.wait(seal_every):
-                try:
-                    if sign_every and time.monotonic() - last_signed >= sign_every:
-                        head = self.merkle_log.sign_head()  # seals first
-                        last_signed = time.monotonic()
-                        log.info("tree head signed: size %d", head.tree_size)
-                    else:
-                        self.merkle_log.seal()
-                except Exception as error:  # the next period tries again
-                    log.warning("sealing failed (%s)", type(error).__name__)
+            nonlocal last_signed
+            if sign_every and time.monotonic() - last_signed >= sign_every:
+                head = self.merkle_log.sign_head()  # seals first
+                last_signed = time.monotonic()
+                log.info("tree head signed: size %d", head.tree_size)
+            else:
+                self.merkle_log.seal()
 
-        thread = threading.Thread(target=keep_tree, name="merkle-sealer", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self.supervision.start("merkle-sealer", keep_tree, every=seal_every,
+                               first_after=seal_every)
 
     def catch_up(self) -> None:
         for runner in self.runners:
@@ -356,9 +364,7 @@ class Services:
                 for student, view in placed if student in entries]
 
     def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self.supervision.stop()
         self.media.db.close()
         self.merkle_log.db.close()
         self.ledger.close()  # and the read models, which it opened

@@ -82,6 +82,10 @@ class SubjectKeys:
         self._reserved: list[UUID] = []
         self._reserve_lock = threading.Lock()
         self._erased: set[bytes] = set()
+        # Lookups of a key answered from memory or sent to the store (/metrics). Unlocked: a
+        # lost increment under a race costs a metric a count, and a lock would cost every read.
+        self.cache_hits = 0
+        self.cache_misses = 0
         self._listeners: list[Callable[[UUID], None]] = []
         store.record_kek_version(keyring.current_version)
         self._last_seq = self._latest_seq()
@@ -106,7 +110,9 @@ class SubjectKeys:
         subject = subject_id.bytes
         aead = self._cipher(subject)
         if aead is not None:
+            self.cache_hits += 1
             return aead
+        self.cache_misses += 1
         stored = self.store.load(subject_id)
         if stored is None:
             stored = self._create([subject_id], fresh=False, owner=owner)[0]
@@ -135,7 +141,9 @@ class SubjectKeys:
     def opener_for_bytes(self, subject: bytes) -> Aead:
         aead = self._cipher(subject)
         if aead is not None:
+            self.cache_hits += 1
             return aead
+        self.cache_misses += 1
         subject_id = UUID(bytes=subject)
         stored = self.store.load(subject_id)
         if stored is None:
@@ -194,6 +202,8 @@ class SubjectKeys:
                 found[subject] = Aead(data_key)
             else:
                 ask.add(subject)
+        self.cache_hits += len(subjects) - len(ask)
+        self.cache_misses += len(ask)
         for subject, stored in (self.fetch_wrapped(ask) if ask else {}).items():
             aead = opener_of_wrapped(self.keyring, stored) if stored is not None else None
             # Erased while it was being read: the key is void.

@@ -280,6 +280,13 @@ class KeyStore:
         with self._transaction(write=False) as cur:
             return self._tombstone(cur, subject_id)
 
+    def erased_count(self) -> int:
+        """How many subjects' keys were erased (people, and the keys they owned)."""
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT COUNT(*) FROM erased_subjects")
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
     def tombstones_after(self, seq: int) -> list[Tombstone]:
         with self._transaction(write=False) as cur:
             cur.execute(

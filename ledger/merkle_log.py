@@ -164,6 +164,11 @@ class MerkleLog:
             if len(rows) < _PAGE:
                 return added
 
+    def sealed_through(self) -> int:
+        """The notification id of the last sealed event (0: none yet)."""
+        with self.db.transaction(write=False) as cur:
+            return self._sealed_end(cur)[1]
+
     def _sealed_end(self, cur: Cursor) -> tuple[int, int]:
         """(the next leaf's position, the last sealed notification id)."""
         cur.execute("SELECT first_position + leaves, last_id FROM merkle_leaf_runs"

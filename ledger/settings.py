@@ -20,6 +20,8 @@ LEDGER_ANALYTICS_MIN_CELL  the smallest count an analytics table shows (default 
 LEDGER_PURGE_EVERY_HOURS  how often `ledger serve` runs the purge job (default 24; 0: never)
 LEDGER_SEAL_EVERY_SECONDS  how often `ledger serve` seals new events into the Merkle log (default 1)
 LEDGER_TREE_HEAD_EVERY_MINUTES  how often `ledger serve` signs a tree head (default 60; 0: never)
+LEDGER_READY_MAX_LAG    events a read model may be behind the log before /readyz says not ready
+                        (default 1000)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
 LEDGER_TRUSTED_PROXIES  addresses or CIDRs, comma-separated, of the proxies in front whose
@@ -71,6 +73,7 @@ class Settings:
     tree_head_every_minutes: float = 60.0
     analytics_min_cell: int = 10  # ANA-2: smaller counts are withheld
     trusted_proxies: tuple[str, ...] = ()  # networks, as CIDRs
+    ready_max_lag: int = 1000  # events behind the log; more: not ready (/readyz)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -101,6 +104,7 @@ class Settings:
             analytics_min_cell=_number(env, "LEDGER_ANALYTICS_MIN_CELL", "10", int),
             trusted_proxies=tuple(part for part in env.get("LEDGER_TRUSTED_PROXIES", "").split(",")
                                   if part.strip()),
+            ready_max_lag=_number(env, "LEDGER_READY_MAX_LAG", "1000", int),
         )
 
     @classmethod
@@ -114,7 +118,7 @@ class Settings:
               keep_residue: bool = True, purge_every_hours: float = 24.0,
               seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0,
               analytics_min_cell: int = 10,
-              trusted_proxies: tuple[str, ...] = ()) -> Settings:
+              trusted_proxies: tuple[str, ...] = (), ready_max_lag: int = 1000) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -145,6 +149,8 @@ class Settings:
         if not 0 <= tree_head_every_minutes <= 60 * 24 * 31:
             raise SettingsError("LEDGER_TREE_HEAD_EVERY_MINUTES must be 0 (never) or a number of"
                              " minutes")
+        if ready_max_lag < 0:
+            raise SettingsError("LEDGER_READY_MAX_LAG must be a count of events, 0 or more")
         if not 2 <= analytics_min_cell <= 1000:
             raise SettingsError("LEDGER_ANALYTICS_MIN_CELL must be a count from 2 to 1000")
         return cls(
@@ -170,6 +176,7 @@ class Settings:
             tree_head_every_minutes=tree_head_every_minutes,
             analytics_min_cell=analytics_min_cell,
             trusted_proxies=tuple(_network(part) for part in trusted_proxies),
+            ready_max_lag=ready_max_lag,
         )
 
     @property

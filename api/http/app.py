@@ -50,7 +50,7 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(module.router)
     app.add_middleware(BodyLimit, settings=services.settings)
     # Added last, so outermost: its headers go on every response, the body limit's 413 too.
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, metrics=services.request_metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -27,6 +27,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.problems import INTERNAL, problem_response
+from api.metrics import RequestMetrics
 
 log = logging.getLogger("api.http")
 
@@ -68,8 +69,9 @@ def _where(error: BaseException) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,6 +105,11 @@ class RequestContext:
             await response(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", "-")
+            seconds = time.perf_counter() - began
             log.info("request_id=%s method=%s route=%s status=%d principal=%s ms=%.1f",
                      request_id, scope.get("method"), route, status,
-                     state.get("principal_id", "-"), (time.perf_counter() - began) * 1000)
+                     state.get("principal_id", "-"), seconds * 1000)
+            if self.metrics is not None:
+                # A path no route matched is one series, never the raw path (it may hold ids).
+                self.metrics.observe(str(scope.get("method")),
+                                     route if route != "-" else "(unmatched)", status, seconds)

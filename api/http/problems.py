@@ -55,6 +55,7 @@ METHOD_NOT_ALLOWED = BASE + "method-not-allowed"
 CONFLICT = BASE + "conflict"
 KEY_STORE_UNAVAILABLE = BASE + "key-store-unavailable"
 SERVICE_UNAVAILABLE = BASE + "service-unavailable"
+NOT_READY = BASE + "not-ready"  # /readyz: a store, a read model's lag or a background loop
 INTERNAL = BASE + "internal"
 SIGN_IN_FAILED = BASE + "sign-in-failed"
 TOO_MANY_ATTEMPTS = BASE + "too-many-attempts"
