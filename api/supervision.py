@@ -123,6 +123,14 @@ class Supervision:
         loop.thread.start()
 
     def _run(self, loop: Loop) -> None:
+        try:
+            self._follow(loop)
+        except BaseException as error:  # SystemExit and the like: the thread ends here
+            loop.last_error = type(error).__name__
+            log.error("loop %s ended (%s); the watchdog starts it again", loop.name,
+                      loop.last_error)
+
+    def _follow(self, loop: Loop) -> None:
         loop.state = LoopState.RUNNING
         wait = loop.first_after
         while not self._stop.wait(wait):

@@ -2,7 +2,8 @@
 metrics (`GET /metrics`, Prometheus text, for the service role and the operator).
 
 Liveness touches no store: the process answers. Readiness asks each store, each read model's
-lag behind the log (`LEDGER_READY_MAX_LAG`), and each supervised background loop's state
+lag behind the log (`LEDGER_READY_MAX_LAG`; judged where this process follows the log, i.e.
+`start_projections` ran), and each supervised background loop's state
 (api/supervision.py); it answers 503 while any of them is not well. Neither carries personal
 data: check names, states, counts and error classes only.
 """
@@ -82,9 +83,15 @@ def readiness(svc: Services, request: Request) -> list[Check]:
         end = svc.ledger.recorder.max_notification_id() or 0
         limit = svc.settings.ready_max_lag
         for runner in svc.runners:
+            name = runner.projection.name
             lag = max(0, end - runner.position())
-            checks.append(Check(f"projection:{runner.projection.name}", lag <= limit,
-                                "ok" if lag <= limit else "behind", {"lag": lag}))
+            # Judged only where this process follows the log: a process that does not (a
+            # command, a test that settles by hand) is not made unready by work it never does.
+            followed = f"projection-{name}" in svc.supervision.loops
+            ok = lag <= limit or not followed
+            checks.append(Check(f"projection:{name}", ok,
+                                "ok" if lag <= limit else "behind" if followed else "not_followed",
+                                {"lag": lag}))
     checks += [_loop(loop) for loop in svc.supervision.loops.values()]
     return checks
 
