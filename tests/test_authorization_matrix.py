@@ -170,6 +170,9 @@ class Rule:
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(PUBLIC, 200),
+    ("GET", "/livez"): Rule(PUBLIC, 200),
+    ("GET", "/readyz"): Rule(PUBLIC, 200),
+    ("GET", "/metrics"): Rule(frozenset({"service", "operator"}), 200),  # HEALTH_READ
     ("POST", "/sign-in"): Rule(PUBLIC, 200),
     ("POST", "/sign-in/section"): Rule(PUBLIC, 200),
     ("POST", "/sign-up/student"): Rule(PUBLIC, 201),
