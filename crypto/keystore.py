@@ -63,6 +63,10 @@ def _ddl(backend: str) -> list[str]:
         " kek_version INTEGER, erased_at TEXT NOT NULL)",
         # The newest KEK version in use: a process with an older keyring must not wrap new keys.
         "CREATE TABLE IF NOT EXISTS kek_versions (version INTEGER PRIMARY KEY)",
+        # A check value per key file (the signing key, each KEK version), recorded when the
+        # file is first used: a different file put in its place is then told apart.
+        "CREATE TABLE IF NOT EXISTS key_file_checks ("
+        " name TEXT PRIMARY KEY, check_value TEXT NOT NULL)",
     ]
 
 
@@ -327,6 +331,41 @@ class KeyStore:
             cur.execute("SELECT 1 FROM kek_versions WHERE version = ?", (version,))
             if cur.fetchone() is None:
                 cur.execute("INSERT INTO kek_versions (version) VALUES (?)", (version,))
+
+    def holds_anything(self, checks_like: str) -> bool:
+        """Whether a ledger has used this key store: a key, a tombstone or a check value
+        named like `checks_like` (of the file in question: the first start records the KEK's
+        before the signing key's file is made). Only when none is there may that file be made."""
+        with self._transaction(write=False) as cur:
+            for table in ("data_keys", "erased_subjects"):
+                cur.execute(f"SELECT 1 FROM {table} LIMIT 1")
+                if cur.fetchone() is not None:
+                    return True
+            cur.execute("SELECT 1 FROM key_file_checks WHERE name LIKE ? LIMIT 1", (checks_like,))
+            return cur.fetchone() is not None
+
+    def newest_kek_version(self) -> int | None:
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT max(version) FROM kek_versions")
+            newest = cur.fetchone()[0]
+            return int(newest) if newest is not None else None
+
+    def check_key_file(self, name: str, check_value: str) -> bool:
+        """Record `check_value` for `name` if none is yet; whether it matches the recorded one
+        (of two processes recording at once, both compare with the one that won)."""
+        with self._transaction() as cur:
+            cur.execute("SELECT check_value FROM key_file_checks WHERE name = ?", (name,))
+            row = cur.fetchone()
+            if row is None:
+                if self.db.backend == "postgres":
+                    cur.execute("INSERT INTO key_file_checks (name, check_value) VALUES (?, ?)"
+                                " ON CONFLICT (name) DO NOTHING", (name, check_value))
+                else:
+                    cur.execute("INSERT OR IGNORE INTO key_file_checks (name, check_value)"
+                                " VALUES (?, ?)", (name, check_value))
+                cur.execute("SELECT check_value FROM key_file_checks WHERE name = ?", (name,))
+                row = cur.fetchone()
+            return bool(row[0] == check_value)
 
     def count_live(self) -> int:
         with self._transaction(write=False) as cur:

@@ -99,11 +99,12 @@ class Ledger(Application[UUID]):
         self.keys = keys or open_subject_keys(settings)
         # Another process can open the same keys (a rebuild's worker) only if they are these.
         self.keys_opened_from_settings = keys is None
+        # Before anything makes a key: a first start is known by a key store with none.
+        self.signer = open_signer(settings, self.keys.store)
         # Blind indexes rest with the read models: rows that go at erasure, never in the log.
         self.read_models = read_models or open_database(settings.read_models_url,
                                                         settings.schema)
         self.identity = IdentityIndex(self.read_models, self.keys)
-        self.signer = open_signer(settings)
         # name -> forget(...) -> rows deleted: what each erasure's receipt reports. Those named
         # in `_in_read_models` take a cursor and run in one read-models transaction.
         self._erasure_hooks: dict[str, Callable[..., Any]] = {
