@@ -103,15 +103,20 @@ class KeyStore:
                 cur.execute(statement)
             self._add_owner_column(cur)
             cur.execute(_OWNER_INDEX)
+            cur.execute("CREATE INDEX IF NOT EXISTS erased_subjects_by_owner"
+                        " ON erased_subjects (owner_id)")
 
     def _add_owner_column(self, cur: Cursor) -> None:
-        """Upgrade a key store made before keys had owners: existing keys have none."""
-        if self.db.backend == "postgres":
-            cur.execute("ALTER TABLE data_keys ADD COLUMN IF NOT EXISTS owner_id TEXT")
-            return
-        cur.execute("PRAGMA table_info(data_keys)")
-        if "owner_id" not in {row[1] for row in cur.fetchall()}:
-            cur.execute("ALTER TABLE data_keys ADD COLUMN owner_id TEXT")
+        """Upgrade a key store made before keys had owners: existing keys have none. A
+        tombstone keeps its key's owner, so that a receipt completed after a crash still
+        counts the owned keys that went with the owner's."""
+        for table in ("data_keys", "erased_subjects"):
+            if self.db.backend == "postgres":
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS owner_id TEXT")
+                continue
+            cur.execute(f"PRAGMA table_info({table})")
+            if "owner_id" not in {row[1] for row in cur.fetchall()}:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN owner_id TEXT")
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Cursor]:
@@ -231,9 +236,13 @@ class KeyStore:
             tombstones = self._erase_set(cur, list(dict.fromkeys(subject_ids)))
             owned_by = self._owned_by(cur, subject_ids)
             owned_ids = sorted(owned_by)
-            owned = self._erase_set(cur, owned_ids)
+            owned = self._erase_set(cur, owned_ids, owned_by)
+            # From the tombstones, not from what this run deleted: a run that completes one
+            # that crashed finds the owned keys gone already, and the receipt must count them.
+            counts = Counter(UUID(row[0]) for row in _select_where_in(
+                cur, "SELECT owner_id FROM erased_subjects", "owner_id",
+                [str(o) for o in dict.fromkeys(subject_ids)]))
         self._scrub("data_keys")
-        counts = Counter(owned_by.values())
         return Erasure([tombstones[s] for s in subject_ids], [owned[s] for s in owned_ids],
                        {s: counts[s] for s in subject_ids})
 
@@ -251,7 +260,8 @@ class KeyStore:
                                 [str(o) for o in dict.fromkeys(owners)])
         return {UUID(row[0]): UUID(row[1]) for row in rows}
 
-    def _erase_set(self, cur: Cursor, subject_ids: list[UUID]) -> dict[UUID, Tombstone]:
+    def _erase_set(self, cur: Cursor, subject_ids: list[UUID],
+                   owners: dict[UUID, UUID] | None = None) -> dict[UUID, Tombstone]:
         """Delete the keys of `subject_ids` (distinct) and leave a tombstone for each that
         has none yet, a few statements for the whole set; every subject's tombstone."""
         ids = [str(s) for s in subject_ids]
@@ -267,9 +277,11 @@ class KeyStore:
         _delete_where_in(cur, "data_keys", "subject_id", fresh_ids)
         erased_at = datetime.now(UTC).isoformat()
         # In the order given, so that tombstone numbers follow it.
-        cur.executemany("INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        [(str(s), *keys.get(s, (None, None)), erased_at) for s in fresh])
+        owner = owners or {}
+        cur.executemany("INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at,"
+                        " owner_id) VALUES (?, ?, ?, ?, ?)",
+                        [(str(s), *keys.get(s, (None, None)), erased_at,
+                          str(owner[s]) if s in owner else None) for s in fresh])
         done.update({t.subject_id: t for t in map(_tombstone, _select_where_in(
             cur, _SELECT_TOMBSTONE, "subject_id", fresh_ids))})
         return done
