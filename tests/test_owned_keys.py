@@ -100,10 +100,11 @@ def test_an_owners_erasure_is_one_transaction_with_their_keys(
     sealed = {owner: _sealed(keys, owner), owned: _sealed(keys, owned, owner=owner)}
     real = KeyStore._erase_set
 
-    def failing(store: KeyStore, cur: Cursor, subject_ids: list[UUID]) -> Any:
+    def failing(store: KeyStore, cur: Cursor, subject_ids: list[UUID],
+                owners: dict[UUID, UUID] | None = None) -> Any:
         if owned in subject_ids:
             raise RuntimeError("crash while destroying an owned key")
-        return real(store, cur, subject_ids)
+        return real(store, cur, subject_ids, owners)
 
     monkeypatch.setattr(KeyStore, "_erase_set", failing)
     with pytest.raises(RuntimeError):
