@@ -27,3 +27,9 @@ class KeyNotFound(KeyStoreError):
 
 class SealBroken(ValueError):
     """A sealed value failed authentication: altered, truncated, or moved elsewhere."""
+
+
+class KeyFileRefused(ValueError):
+    """A key file (the KEK keyring, the signing key) that cannot be used as it is: missing
+    once the ledger exists, malformed, or not the one this ledger was started with. The
+    message names the setting, the file and what to do; never any key material."""

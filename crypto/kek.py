@@ -11,6 +11,9 @@ Sources: a key file (JSON, mode 0600, created on first use) or the environment
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import json
 import os
 import threading
@@ -44,19 +47,25 @@ class Keyring:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_file(cls, path: str) -> Keyring:
-        """Load the keyring file, creating it with one fresh KEK if it does not exist."""
+    def from_file(cls, path: str, *, create: bool = True) -> Keyring:
+        """Load the keyring file, creating it with one fresh KEK if it does not exist and
+        `create` allows (FileNotFoundError if not). ValueError if it cannot be read."""
         if not os.path.exists(path):
+            if not create:
+                raise FileNotFoundError(path)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             ring = cls({1: new_key()}, path)
             if ring._save(create=True):
                 return ring
             # Another process created the file first: everyone must use that one.
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-        versions = {
-            int(v): (base64.b64decode(k) if k is not None else None) for v, k in raw["kek"].items()
-        }
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+            versions = {int(v): (base64.b64decode(k, validate=True) if k is not None else None)
+                        for v, k in raw["kek"].items()}
+        except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+            # The parser's message may quote the file, and the file is key material.
+            raise ValueError("the KEK file is malformed") from None
         return cls(versions, path)
 
     @classmethod
@@ -79,6 +88,19 @@ class Keyring:
     def live_versions(self) -> list[int]:
         return sorted(v for v, k in self._versions.items() if k is not None)
 
+    @property
+    def versions(self) -> list[int]:
+        """Every version the keyring knows, retired ones included."""
+        return sorted(self._versions)
+
+    def check_value(self, version: int) -> str:
+        """A value that tells this version's key apart from any other and reveals nothing of
+        it (an HMAC under the key of a fixed label), for recording beside the wrapped keys."""
+        key = self._versions[version]
+        if key is None:
+            raise KekRetired(f"KEK version {version} is retired or unknown")
+        return hmac.new(key, b"ledger kek check value", hashlib.sha256).hexdigest()[:32]
+
     def wrap(self, data_key: bytes, subject_id: UUID, key_id: UUID) -> tuple[int, bytes]:
         version = self.current_version
         aad = _wrap_aad(subject_id, key_id, version)
@@ -100,7 +122,7 @@ class Keyring:
         """Pick up versions that another process added to or retired from the key file."""
         if self._path is None:
             return
-        fresh = Keyring.from_file(self._path)
+        fresh = Keyring.from_file(self._path, create=False)
         with self._lock:
             self._versions, self._aeads = fresh._versions, fresh._aeads
 

@@ -289,6 +289,8 @@ class SubjectKeys:
         old_versions = self.keyring.live_versions
         new_version = self.keyring.add_version()
         self.store.record_kek_version(new_version)
+        # Recorded now, so that a different file put in place before the next start is refused.
+        self.store.check_key_file(f"kek:{new_version}", self.keyring.check_value(new_version))
         rewrapped = []
         for key in self.store.keys_wrapped_under(old_versions):
             data_key = self.keyring.unwrap(key.wrapped, key.subject_id, key.key_id,

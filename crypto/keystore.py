@@ -63,6 +63,10 @@ def _ddl(backend: str) -> list[str]:
         " kek_version INTEGER, erased_at TEXT NOT NULL)",
         # The newest KEK version in use: a process with an older keyring must not wrap new keys.
         "CREATE TABLE IF NOT EXISTS kek_versions (version INTEGER PRIMARY KEY)",
+        # A check value per key file (the signing key, each KEK version), recorded when the
+        # file is first used: a different file put in its place is then told apart.
+        "CREATE TABLE IF NOT EXISTS key_file_checks ("
+        " name TEXT PRIMARY KEY, check_value TEXT NOT NULL)",
     ]
 
 
@@ -99,15 +103,20 @@ class KeyStore:
                 cur.execute(statement)
             self._add_owner_column(cur)
             cur.execute(_OWNER_INDEX)
+            cur.execute("CREATE INDEX IF NOT EXISTS erased_subjects_by_owner"
+                        " ON erased_subjects (owner_id)")
 
     def _add_owner_column(self, cur: Cursor) -> None:
-        """Upgrade a key store made before keys had owners: existing keys have none."""
-        if self.db.backend == "postgres":
-            cur.execute("ALTER TABLE data_keys ADD COLUMN IF NOT EXISTS owner_id TEXT")
-            return
-        cur.execute("PRAGMA table_info(data_keys)")
-        if "owner_id" not in {row[1] for row in cur.fetchall()}:
-            cur.execute("ALTER TABLE data_keys ADD COLUMN owner_id TEXT")
+        """Upgrade a key store made before keys had owners: existing keys have none. A
+        tombstone keeps its key's owner, so that a receipt completed after a crash still
+        counts the owned keys that went with the owner's."""
+        for table in ("data_keys", "erased_subjects"):
+            if self.db.backend == "postgres":
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS owner_id TEXT")
+                continue
+            cur.execute(f"PRAGMA table_info({table})")
+            if "owner_id" not in {row[1] for row in cur.fetchall()}:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN owner_id TEXT")
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Cursor]:
@@ -227,9 +236,13 @@ class KeyStore:
             tombstones = self._erase_set(cur, list(dict.fromkeys(subject_ids)))
             owned_by = self._owned_by(cur, subject_ids)
             owned_ids = sorted(owned_by)
-            owned = self._erase_set(cur, owned_ids)
+            owned = self._erase_set(cur, owned_ids, owned_by)
+            # From the tombstones, not from what this run deleted: a run that completes one
+            # that crashed finds the owned keys gone already, and the receipt must count them.
+            counts = Counter(UUID(row[0]) for row in _select_where_in(
+                cur, "SELECT owner_id FROM erased_subjects", "owner_id",
+                [str(o) for o in dict.fromkeys(subject_ids)]))
         self._scrub("data_keys")
-        counts = Counter(owned_by.values())
         return Erasure([tombstones[s] for s in subject_ids], [owned[s] for s in owned_ids],
                        {s: counts[s] for s in subject_ids})
 
@@ -247,7 +260,8 @@ class KeyStore:
                                 [str(o) for o in dict.fromkeys(owners)])
         return {UUID(row[0]): UUID(row[1]) for row in rows}
 
-    def _erase_set(self, cur: Cursor, subject_ids: list[UUID]) -> dict[UUID, Tombstone]:
+    def _erase_set(self, cur: Cursor, subject_ids: list[UUID],
+                   owners: dict[UUID, UUID] | None = None) -> dict[UUID, Tombstone]:
         """Delete the keys of `subject_ids` (distinct) and leave a tombstone for each that
         has none yet, a few statements for the whole set; every subject's tombstone."""
         ids = [str(s) for s in subject_ids]
@@ -263,9 +277,11 @@ class KeyStore:
         _delete_where_in(cur, "data_keys", "subject_id", fresh_ids)
         erased_at = datetime.now(UTC).isoformat()
         # In the order given, so that tombstone numbers follow it.
-        cur.executemany("INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        [(str(s), *keys.get(s, (None, None)), erased_at) for s in fresh])
+        owner = owners or {}
+        cur.executemany("INSERT INTO erased_subjects (subject_id, key_id, kek_version, erased_at,"
+                        " owner_id) VALUES (?, ?, ?, ?, ?)",
+                        [(str(s), *keys.get(s, (None, None)), erased_at,
+                          str(owner[s]) if s in owner else None) for s in fresh])
         done.update({t.subject_id: t for t in map(_tombstone, _select_where_in(
             cur, _SELECT_TOMBSTONE, "subject_id", fresh_ids))})
         return done
@@ -334,6 +350,41 @@ class KeyStore:
             cur.execute("SELECT 1 FROM kek_versions WHERE version = ?", (version,))
             if cur.fetchone() is None:
                 cur.execute("INSERT INTO kek_versions (version) VALUES (?)", (version,))
+
+    def holds_anything(self, checks_like: str) -> bool:
+        """Whether a ledger has used this key store: a key, a tombstone or a check value
+        named like `checks_like` (of the file in question: the first start records the KEK's
+        before the signing key's file is made). Only when none is there may that file be made."""
+        with self._transaction(write=False) as cur:
+            for table in ("data_keys", "erased_subjects"):
+                cur.execute(f"SELECT 1 FROM {table} LIMIT 1")
+                if cur.fetchone() is not None:
+                    return True
+            cur.execute("SELECT 1 FROM key_file_checks WHERE name LIKE ? LIMIT 1", (checks_like,))
+            return cur.fetchone() is not None
+
+    def newest_kek_version(self) -> int | None:
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT max(version) FROM kek_versions")
+            newest = cur.fetchone()[0]
+            return int(newest) if newest is not None else None
+
+    def check_key_file(self, name: str, check_value: str) -> bool:
+        """Record `check_value` for `name` if none is yet; whether it matches the recorded one
+        (of two processes recording at once, both compare with the one that won)."""
+        with self._transaction() as cur:
+            cur.execute("SELECT check_value FROM key_file_checks WHERE name = ?", (name,))
+            row = cur.fetchone()
+            if row is None:
+                if self.db.backend == "postgres":
+                    cur.execute("INSERT INTO key_file_checks (name, check_value) VALUES (?, ?)"
+                                " ON CONFLICT (name) DO NOTHING", (name, check_value))
+                else:
+                    cur.execute("INSERT OR IGNORE INTO key_file_checks (name, check_value)"
+                                " VALUES (?, ?)", (name, check_value))
+                cur.execute("SELECT check_value FROM key_file_checks WHERE name = ?", (name,))
+                row = cur.fetchone()
+            return bool(row[0] == check_value)
 
     def count_live(self) -> int:
         with self._transaction(write=False) as cur:

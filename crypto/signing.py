@@ -110,9 +110,12 @@ class LedgerSigner:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_file(cls, path: str) -> LedgerSigner:
-        """Load the key file, creating it with a fresh key if it does not exist."""
+    def from_file(cls, path: str, *, create: bool = True) -> LedgerSigner:
+        """Load the key file, creating it with a fresh key if it does not exist and `create`
+        allows (FileNotFoundError if not)."""
         if not os.path.exists(path):
+            if not create:
+                raise FileNotFoundError(path)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             fresh = Ed25519PrivateKey.generate()
             if _create_key_file(path, fresh):

@@ -24,7 +24,7 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmuta
 from eventsourcing.persistence import Mapper, Recording
 
 from crypto import KeyErased, SubjectKeys
-from crypto.sql import Cursor, Database, SQLiteDatabase
+from crypto.sql import Cursor, Database, SQLiteDatabase, delete_naming
 from ledger import people, usernames
 from ledger.erasure import ErasureRecord
 from ledger.idempotency import IdempotencyKeys, with_pending_record
@@ -47,6 +47,30 @@ from ledger.transcoder import OrjsonTranscoder
 # A claim is made a moment before its save; one this old with no events never got saved.
 ORPHAN_CLAIM_AGE = timedelta(minutes=10)
 ERASURE_REASONS = RECEIPT_REASONS
+
+
+# Rows deleted by an erasure whose receipt is not saved yet: ids and counts only.
+ERASURE_COUNTS = "erasure_counts"
+_ERASURE_COUNTS_DDL = (f"CREATE TABLE IF NOT EXISTS {ERASURE_COUNTS} (subject_id TEXT NOT NULL,"
+                       " store TEXT NOT NULL, deleted INTEGER NOT NULL,"
+                       " PRIMARY KEY (subject_id, store))")
+
+
+def _add_counts(cur: Cursor, store: str, subject_ids: Sequence[UUID],
+                counts: Mapping[UUID, int]) -> dict[UUID, int]:
+    """Add this run's counts of `store` to those recorded; the totals, per subject."""
+    ids = [str(s) for s in dict.fromkeys(subject_ids)]
+    before: dict[str, int] = {}
+    for part in range(0, len(ids), 500):
+        chunk = ids[part:part + 500]
+        cur.execute(f"SELECT subject_id, deleted FROM {ERASURE_COUNTS} WHERE store = ?"
+                    f" AND subject_id IN ({','.join('?' * len(chunk))})", [store, *chunk])
+        before.update({row[0]: int(row[1]) for row in cur.fetchall()})
+    totals = {UUID(s): before.get(s, 0) + counts[UUID(s)] for s in ids}
+    cur.executemany(f"INSERT INTO {ERASURE_COUNTS} (subject_id, store, deleted) VALUES (?, ?, ?)"
+                    " ON CONFLICT (subject_id, store) DO UPDATE SET deleted = excluded.deleted",
+                    [(str(s), store, n) for s, n in totals.items()])
+    return totals
 
 
 class AlreadyInUse(ValueError):
@@ -99,11 +123,14 @@ class Ledger(Application[UUID]):
         self.keys = keys or open_subject_keys(settings)
         # Another process can open the same keys (a rebuild's worker) only if they are these.
         self.keys_opened_from_settings = keys is None
+        # Before anything makes a key: a first start is known by a key store with none.
+        self.signer = open_signer(settings, self.keys.store)
         # Blind indexes rest with the read models: rows that go at erasure, never in the log.
         self.read_models = read_models or open_database(settings.read_models_url,
                                                         settings.schema)
         self.identity = IdentityIndex(self.read_models, self.keys)
-        self.signer = open_signer(settings)
+        with self.read_models.transaction() as cur:
+            cur.execute(_ERASURE_COUNTS_DDL)
         # name -> forget(...) -> rows deleted: what each erasure's receipt reports. Those named
         # in `_in_read_models` take a cursor and run in one read-models transaction.
         self._erasure_hooks: dict[str, Callable[..., Any]] = {
@@ -303,8 +330,8 @@ class Ledger(Application[UUID]):
         receipt is in the log, it is the answer. `person`: the subject as the caller just read
         them, if it did (one read fewer).
         """
-        if reason not in ERASURE_REASONS:
-            raise people.InvalidRecord("reason", f"must be one of {', '.join(ERASURE_REASONS)}")
+        request = ErasureRequest(subject_id, reason, requester, requested_at)
+        self._check_before_destroying([request])
         if self.keys.is_erased(subject_id):
             done = self.receipt_of(subject_id)
             if done is not None:
@@ -314,20 +341,33 @@ class Ledger(Application[UUID]):
             # Not erased yet, and not an owned key (a project's): it must be a person, so that
             # no other key (the ledger's own, a blind-index secret) is ever erased here.
             self.person(subject_id)  # PersonNotFound for an id that never existed
-        return self._erase([ErasureRequest(subject_id, reason, requester, requested_at)])[0]
+        return self._erase([request])[0]
 
     def erase_subjects(self, erasures: Sequence[ErasureRequest]) -> list[SignedReceipt]:
         """Erase several people at once (the purge job): one key-store transaction and scrub,
         one transaction for the rows beside the log, one save of the receipts. For people
         the caller has just read as live; if anything fails, run `erase_subject` for each
         (it finishes whatever this left half-done)."""
+        self._check_before_destroying(erasures)
+        return self._erase(erasures)
+
+    def _check_before_destroying(self, erasures: Sequence[ErasureRequest]) -> None:
+        """Every check a receipt makes, made before any key goes: an erasure refused after
+        its key was destroyed would leave a person with no key and no receipt."""
         for erasure in erasures:
             if erasure.reason not in ERASURE_REASONS:
                 raise people.InvalidRecord("reason", "must be one of "
                                                      f"{', '.join(ERASURE_REASONS)}")
-        return self._erase(erasures)
+            try:
+                ErasureReceipt(subject_id=erasure.subject_id, reason=erasure.reason,
+                               requester=erasure.requester, requested_at=erasure.requested_at,
+                               erased_at=datetime.now(UTC), key_id=None, kek_version=None,
+                               destroyed={}, ledger_key_id=self.signer.public_key.key_id)
+            except ValueError as error:  # its messages name the field, never the value
+                raise people.InvalidRecord("erasure", str(error)) from None
 
     def _erase(self, erasures: Sequence[ErasureRequest]) -> list[SignedReceipt]:
+        self._check_before_destroying(erasures)
         ids = [e.subject_id for e in erasures]
         destroyed = self.keys.erase_many(ids)
         deleted = self._forget_everywhere(ids)
@@ -340,6 +380,8 @@ class Ledger(Application[UUID]):
         self.save(*(ErasureRecord(e.subject_id, e.reason, d.key_id, d.kek_version,
                                   d.erased_at, r.to_dict())
                     for e, d, r in zip(erasures, destroyed, receipts, strict=True)))
+        with self.read_models.transaction() as cur:  # the receipts hold the counts now
+            delete_naming(cur, ERASURE_COUNTS, ["subject_id"], [str(i) for i in ids])
         return receipts
 
     def receipt_of(self, subject_id: UUID) -> SignedReceipt | None:
@@ -362,24 +404,33 @@ class Ledger(Application[UUID]):
         self._in_read_models.add(name)
 
     def _forget_everywhere(self, subject_ids: list[UUID]) -> list[dict[str, int]]:
-        """Run every erasure hook for each subject: what each deleted, per subject."""
+        """Run every erasure hook for each subject: what each deleted, per subject, counting
+        what a run that crashed before its receipt deleted already (ERASURE_COUNTS)."""
+        deleted = self._forget_read_models(subject_ids)
+        for name, forget in self._erasure_hooks.items():
+            if name not in self._in_read_models:
+                counts = forget(subject_ids)
+                with self.read_models.transaction() as cur:
+                    totals = _add_counts(cur, name, subject_ids, counts)
+                for rows, subject_id in zip(deleted, subject_ids, strict=True):
+                    rows[name] = totals[subject_id]
+        return [{name: rows[name] for name in self._erasure_hooks} for rows in deleted]
+
+    def _forget_read_models(self, subject_ids: list[UUID]) -> list[dict[str, int]]:
+        """The hooks on rows in the read-models database, in one transaction with the record
+        of their counts, so a retry after a crash reports what went, not the zero it finds."""
         deleted: list[dict[str, int]] = [{} for _ in subject_ids]
         with self.read_models.transaction() as cur:
             for name, forget in self._erasure_hooks.items():
                 if name in self._in_read_models:
-                    counts = forget(cur, subject_ids)
+                    totals = _add_counts(cur, name, subject_ids, forget(cur, subject_ids))
                     for rows, subject_id in zip(deleted, subject_ids, strict=True):
-                        rows[name] = counts[subject_id]
+                        rows[name] = totals[subject_id]
         if isinstance(self.read_models, SQLiteDatabase):
             # secure_delete zeroes the rows in the file, but their old pages stay in the
             # write-ahead log until a checkpoint: fold it in now, as the key store does.
             self.read_models.checkpoint()
-        for name, forget in self._erasure_hooks.items():
-            if name not in self._in_read_models:
-                counts = forget(subject_ids)
-                for rows, subject_id in zip(deleted, subject_ids, strict=True):
-                    rows[name] = counts[subject_id]
-        return [{name: rows[name] for name in self._erasure_hooks} for rows in deleted]
+        return deleted
 
     def close(self) -> None:
         super().close()

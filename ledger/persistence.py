@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 from eventsourcing.persistence import ApplicationRecorder
 
 from crypto import SubjectKeys
+from crypto.errors import KeyFileRefused
 from crypto.kek import Keyring
 from crypto.keystore import KeyStore
 from crypto.signing import LedgerSigner
@@ -87,15 +88,66 @@ def open_database(url: str, schema: str) -> Database:
     return SQLiteDatabase(sqlite_path(url))
 
 
-def open_keyring(settings: Settings) -> Keyring:
-    if settings.kek_inline:
-        return Keyring.from_environment(settings.kek_inline)
-    return Keyring.from_file(settings.kek_file)
+# What an operator reads when a key file is missing from a ledger that exists: a new key in
+# its place would make every wrapped key (the KEK) or every receipt and tree head (the signing
+# key) look erased or forged, so the only way on is the original file.
+_MISSING = ("{setting} names {path}, which is missing, but this ledger already exists: restore"
+            " that file from your backup and start again (a new key would make {loss})")
+_DIFFERENT = ("{setting} names {path}, which is not the key this ledger was started with:"
+              " put the original file back from your backup (a different key would make {loss})")
+_MALFORMED = "{setting} names {path}, which cannot be read as a key file: restore it from backup"
+_KEK = ("LEDGER_KEK_FILE", "every person's data unreadable")
+_KEK_INLINE = ("LEDGER_KEK", "every person's data unreadable")
+_SIGNING = ("LEDGER_SIGNING_KEY_FILE", "every receipt and tree head fail to verify")
+_SIGNING_INLINE = ("LEDGER_SIGNING_KEY", "every receipt and tree head fail to verify")
+
+
+def _refuse(template: str, what: tuple[str, str], path: str) -> KeyFileRefused:
+    setting, loss = what
+    return KeyFileRefused(template.format(setting=setting, path=path, loss=loss))
+
+
+def open_keyring(settings: Settings, store: KeyStore | None = None) -> Keyring:
+    """The KEK keyring. With the key store (a start), the file is created only for a ledger
+    that does not exist yet, and each version is checked against the check value recorded
+    when it was first used. Without it (a worker of a started process), it is only read."""
+    inline = bool(settings.kek_inline)
+    what = _KEK_INLINE if inline else _KEK
+    path = "the environment" if inline else settings.kek_file
+    try:
+        if settings.kek_inline:
+            try:
+                ring = Keyring.from_environment(settings.kek_inline)
+            except ValueError as error:  # its message names the setting, never the value
+                raise KeyFileRefused(str(error)) from None
+        else:
+            create = store is not None and not store.holds_anything("kek:%")
+            ring = Keyring.from_file(settings.kek_file, create=create)
+    except FileNotFoundError:
+        raise _refuse(_MISSING, what, path) from None
+    except KeyFileRefused:
+        raise
+    except ValueError:
+        raise _refuse(_MALFORMED, what, path) from None
+    if store is not None:
+        newest = store.newest_kek_version()
+        # Rotation writes the file before the key store, so a file behind it is an old copy.
+        if newest is not None and newest > max(ring.versions):
+            raise _refuse(_DIFFERENT, what, path)
+        for version in ring.live_versions:
+            if not store.check_key_file(f"kek:{version}", ring.check_value(version)):
+                raise _refuse(_DIFFERENT, what, path)
+    return ring
 
 
 def open_subject_keys(settings: Settings) -> SubjectKeys:
     store = KeyStore(open_database(settings.keystore_url, settings.keystore_schema))
-    return SubjectKeys(store, open_keyring(settings), sync_seconds=settings.key_sync_seconds)
+    try:
+        keyring = open_keyring(settings, store)
+    except BaseException:
+        store.db.close()
+        raise
+    return SubjectKeys(store, keyring, sync_seconds=settings.key_sync_seconds)
 
 
 def events_table(settings: Settings) -> str:
@@ -109,8 +161,35 @@ def open_merkle_log(settings: Settings, signer: LedgerSigner | None = None) -> M
                      events_table(settings), signer=signer)
 
 
-def open_signer(settings: Settings) -> LedgerSigner:
-    """The ledger's Ed25519 key (receipts, tree heads): inline if given, else the key file."""
-    if settings.signing_key_inline:
-        return LedgerSigner.from_environment(settings.signing_key_inline)
-    return LedgerSigner.from_file(settings.signing_key_file)
+def open_signer(settings: Settings, store: KeyStore | None = None) -> LedgerSigner:
+    """The ledger's Ed25519 key (receipts, tree heads): inline if given, else the key file,
+    created only for a ledger that does not exist yet and checked against the public key
+    recorded in the key store (`store`, or the settings' own, opened for the check)."""
+    own = store is None
+    checked = store or KeyStore(open_database(settings.keystore_url, settings.keystore_schema))
+    inline = bool(settings.signing_key_inline)
+    what = _SIGNING_INLINE if inline else _SIGNING
+    path = "the environment" if inline else settings.signing_key_file
+    try:
+        if settings.signing_key_inline:
+            try:
+                signer = LedgerSigner.from_environment(settings.signing_key_inline)
+            except ValueError:
+                raise KeyFileRefused("LEDGER_SIGNING_KEY is malformed: expected base64 of the"
+                                     " raw 32-byte Ed25519 key") from None
+        else:
+            signer = LedgerSigner.from_file(settings.signing_key_file,
+                                            create=not checked.holds_anything("signing"))
+        public = signer.public_key.raw.hex()
+        if not checked.check_key_file("signing", public):
+            raise _refuse(_DIFFERENT, what, path)
+    except FileNotFoundError:
+        raise _refuse(_MISSING, what, path) from None
+    except KeyFileRefused:
+        raise
+    except ValueError:
+        raise _refuse(_MALFORMED, what, path) from None
+    finally:
+        if own:
+            checked.db.close()
+    return signer

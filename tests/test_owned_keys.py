@@ -17,10 +17,11 @@ import pytest
 
 from crypto import Aead, KeyErased, SubjectKeys
 from crypto.aead import new_key
+from crypto.kek import Keyring
 from crypto.keystore import KeyStore, WrappedKey
 from crypto.sql import Cursor
 from ledger.application import Ledger
-from ledger.persistence import open_database, open_keyring, open_subject_keys
+from ledger.persistence import open_database, open_subject_keys
 from ledger.settings import Settings
 from tests.test_leak_scan import haystack
 
@@ -99,10 +100,11 @@ def test_an_owners_erasure_is_one_transaction_with_their_keys(
     sealed = {owner: _sealed(keys, owner), owned: _sealed(keys, owned, owner=owner)}
     real = KeyStore._erase_set
 
-    def failing(store: KeyStore, cur: Cursor, subject_ids: list[UUID]) -> Any:
+    def failing(store: KeyStore, cur: Cursor, subject_ids: list[UUID],
+                owners: dict[UUID, UUID] | None = None) -> Any:
         if owned in subject_ids:
             raise RuntimeError("crash while destroying an owned key")
-        return real(store, cur, subject_ids)
+        return real(store, cur, subject_ids, owners)
 
     monkeypatch.setattr(KeyStore, "_erase_set", failing)
     with pytest.raises(RuntimeError):
@@ -183,7 +185,8 @@ def _old_key_store(settings: Settings) -> tuple[UUID, bytes]:
     blob, serial = (("BYTEA", "BIGSERIAL PRIMARY KEY") if db.backend == "postgres"
                     else ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"))
     subject, key_id, data_key = uuid4(), uuid4(), new_key()
-    version, wrapped = open_keyring(settings).wrap(data_key, subject, key_id)
+    # The old code's first start made the KEK file (open_keyring alone only reads one).
+    version, wrapped = Keyring.from_file(settings.kek_file).wrap(data_key, subject, key_id)
     with db.transaction() as cur:
         for statement in _OLD_DDL:
             cur.execute(statement.format(blob=blob, serial=serial))

@@ -19,7 +19,7 @@ from api.cli import (
     serve,
     tokens,
 )
-from ledger.settings import SettingsError
+from api.cli.errors import explain
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ledger",
         description="The student-records ledger: sealed per person, erasable by key destruction.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on a failure, show the traceback, not just the one-line reason")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serve, demo, bench, tokens, maintenance, lifecycle, proofs, rights, audit,
                    analytics):
@@ -39,9 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except SettingsError as error:  # an operator's setting: said plainly, exit 2 as for usage
-        print(f"ledger: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if args.debug:
+            raise
+        line, code = explain(error)
+        print(f"ledger: {line}", file=sys.stderr)
     return code
 
 
