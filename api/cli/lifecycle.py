@@ -64,7 +64,7 @@ def run_purge(args: argparse.Namespace) -> int:
         print("--limit and --cap must be at least 1", file=sys.stderr)
         return 2
     try:
-        services = Services.open(Settings.from_env())
+        services = Services.open(Settings.from_env().for_a_job())
     except Exception as error:
         if (down := store_down(error)) is None:
             raise
