@@ -138,8 +138,8 @@ class Services:
         roster = Roster(ledger.keys)
         roster_reader = RosterReader(read_models, ledger.keys, roster)
         progress = ProgressView()
-        media = MediaStore(open_database(settings.media_url, settings.schema), ledger.keys,
-                           settings.max_upload_bytes)
+        media = MediaStore(open_database(settings.media_url, settings.schema, settings),
+                           ledger.keys, settings.max_upload_bytes)
         ledger.on_erase("uploads", media.forget_owners)
         ledger.on_erase_rows("api_tokens", TokenStore(read_models).forget_rows)
         projects = ProjectsView(ledger.keys)

@@ -24,7 +24,6 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=FULL",
     # Deleted rows are overwritten with zeros, so a destroyed key leaves no bytes in the file.
     "PRAGMA secure_delete=ON",
-    "PRAGMA busy_timeout=5000",
 )
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -59,10 +58,19 @@ def valid_schema_name(name: str) -> str:
     return name
 
 
+def session_options(statement_timeout_ms: int, lock_timeout_ms: int) -> str:
+    """libpq `options` that bound every statement of a session and its every lock wait: a
+    stalled database (a table locked by another session, say) fails a call in seconds
+    instead of holding it, its connection and its caller for as long as the stall lasts."""
+    return f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"
+
+
 def ensure_schema(url: str, schema: str, timeout: float = 5.0) -> None:
     """Create a PostgreSQL schema if it is missing (neither psycopg's pool nor the library do)."""
+    bound = max(1, int(timeout * 1000))
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
+        with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
+                             options=session_options(bound, bound)) as conn:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {valid_schema_name(schema)}")
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(type(error).__name__) from None
@@ -121,8 +129,9 @@ class SQLiteDatabase:
 
     backend = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int = 5000) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -138,6 +147,8 @@ class SQLiteDatabase:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 for pragma in SQLITE_PRAGMAS:
                     conn.execute(pragma)
+                # A writer waits this long for another's lock, then fails (503), not for ever.
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
                 if self.path != ":memory:":
                     os.chmod(self.path, 0o600)
             except (sqlite3.OperationalError, OSError) as error:
@@ -178,14 +189,18 @@ class SQLiteDatabase:
 
 
 class PostgresDatabase:
-    """A psycopg pool whose connections see only `schema` (created if missing)."""
+    """A psycopg pool whose connections see only `schema` (created if missing). Every
+    statement is bounded by `statement_timeout_ms`, every lock wait by `lock_timeout_ms`, and
+    the wait for a pooled connection by `timeout` seconds."""
 
     backend = "postgres"
 
-    def __init__(self, url: str, schema: str, *, max_size: int = 4, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, schema: str, *, max_size: int = 4, timeout: float = 5.0,
+                 statement_timeout_ms: int = 5000, lock_timeout_ms: int = 2000) -> None:
         self.url = url
         self.schema = valid_schema_name(schema)
         self.timeout = timeout
+        self.options = session_options(statement_timeout_ms, lock_timeout_ms)
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
         self._max_size = max_size
@@ -199,7 +214,8 @@ class PostgresDatabase:
                     min_size=1,
                     max_size=self._max_size,
                     # Autocommit: a read is one round trip; writes open a transaction block.
-                    kwargs={"options": f"-c search_path={self.schema}", "autocommit": True},
+                    kwargs={"options": f"-c search_path={self.schema} {self.options}",
+                            "autocommit": True},
                     open=True,
                     name=f"ledger-{self.schema}",
                 )

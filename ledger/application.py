@@ -21,7 +21,8 @@ from eventsourcing.application import (
     ProcessingEvent,
 )
 from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import Mapper, Recording
+from eventsourcing.persistence import InfrastructureFactory, Mapper, Recording
+from eventsourcing.utils import Environment
 
 from crypto import KeyErased, SubjectKeys
 from crypto.sql import Cursor, Database, SQLiteDatabase, delete_naming
@@ -32,6 +33,7 @@ from ledger.identity import CLAIMED, TAKEN, USERNAME, IdentityIndex
 from ledger.log import LogPage, LogReader, Replay, Topics
 from ledger.people import Person, Student, Teacher
 from ledger.persistence import (
+    bound_library_sessions,
     enforce_append_only,
     eventsourcing_env,
     open_database,
@@ -127,7 +129,7 @@ class Ledger(Application[UUID]):
         self.signer = open_signer(settings, self.keys.store)
         # Blind indexes rest with the read models: rows that go at erasure, never in the log.
         self.read_models = read_models or open_database(settings.read_models_url,
-                                                        settings.schema)
+                                                        settings.schema, settings)
         self.identity = IdentityIndex(self.read_models, self.keys)
         with self.read_models.transaction() as cur:
             cur.execute(_ERASURE_COUNTS_DDL)
@@ -154,6 +156,11 @@ class Ledger(Application[UUID]):
         """The library's save; a command run under an idempotency key (`IdempotencyKeys.once`)
         also writes the key's record here, in the same transaction as its own events."""
         return super().save(*with_pending_record(objs), **kwargs)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        factory = super().construct_factory(env)
+        bound_library_sessions(factory, self.settings)  # before its first connection
+        return factory
 
     def construct_mapper(self) -> Mapper[UUID]:
         return sealed_mapper(self.keys, self.construct_transcoder())

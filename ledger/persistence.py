@@ -3,23 +3,82 @@ the append-only rule (LED-1), and the key store with its keyring."""
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-from eventsourcing.persistence import ApplicationRecorder
+import psycopg
+import psycopg_pool
+from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import get_topic
 
 from crypto import SubjectKeys
 from crypto.errors import KeyFileRefused
 from crypto.kek import Keyring
 from crypto.keystore import KeyStore
 from crypto.signing import LedgerSigner
-from crypto.sql import Database, PostgresDatabase, SQLiteDatabase, ensure_schema
+from crypto.sql import (
+    Database,
+    PostgresDatabase,
+    SQLiteDatabase,
+    ensure_schema,
+    session_options,
+)
 from ledger.merkle_log import MerkleLog
 from ledger.settings import Settings, is_postgres, sqlite_path
 
 APPEND_ONLY_MESSAGE = "the ledger is append-only: events are never updated or deleted"
 REPLACE_MESSAGE = "the ledger is append-only: this event position is already taken"
+
+F = TypeVar("F", bound=Callable[..., Any])
+# Errors of a wait that ran out: trying again would only wait as long again.
+TIMEOUTS = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable,
+            psycopg_pool.PoolTimeout)
+
+
+def _once_more_unless_timed_out(method: F) -> F:
+    """The library retries its recorder's calls 10 times, 0.2 s apart, on any operational
+    error: under a stalled database that is ten statement timeouts in a row. Here a call is
+    tried again once, after a broken connection (a server restart, say), and never after a
+    timeout, so a call on a stalled database fails within one statement timeout."""
+    @wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (InterfaceError, OperationalError) as error:
+            if isinstance(error.__cause__, TIMEOUTS):
+                raise
+        return method(*args, **kwargs)
+    return call  # type: ignore[return-value]
+
+
+def _unretried(name: str) -> Any:
+    """The library's method `name` without its retry decorator (`functools.wraps` keeps it)."""
+    return getattr(PostgresApplicationRecorder, name).__wrapped__
+
+
+class BoundedPostgresRecorder(PostgresApplicationRecorder):
+    """The library's recorder, its retries bounded (`_once_more_unless_timed_out`)."""
+
+    insert_events = _once_more_unless_timed_out(_unretried("insert_events"))
+    select_events = _once_more_unless_timed_out(_unretried("select_events"))
+    select_notifications = _once_more_unless_timed_out(_unretried("select_notifications"))
+    max_notification_id = _once_more_unless_timed_out(_unretried("max_notification_id"))
+
+
+def bound_library_sessions(factory: object, settings: Settings) -> None:
+    """Give the library's PostgreSQL connections the statement and lock timeouts of ours: its
+    pool takes no session options from the environment, so they go into the pool's connection
+    arguments before its first connection is made."""
+    if isinstance(factory, PostgresFactory):
+        options = session_options(settings.statement_timeout_ms, settings.lock_timeout_ms)
+        kwargs = factory.datastore.pool.kwargs
+        assert isinstance(kwargs, dict), "the library gives its pool a dict of arguments"
+        kwargs["options"] = options
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
@@ -27,7 +86,9 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         path = sqlite_path(settings.database_url)
         if ":memory:" not in path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path,
+                # Whole seconds; at least one, since none means the library's default of 5.
+                "SQLITE_LOCK_TIMEOUT": str(max(1, math.ceil(settings.lock_timeout_ms / 1000)))}
     url = urlparse(settings.database_url)
     # The library needs its schema to exist; creating it is ours.
     ensure_schema(settings.database_url, settings.schema)
@@ -39,6 +100,12 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_USER": unquote(url.username or os.environ.get("USER", "postgres")),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
         "POSTGRES_SCHEMA": settings.schema,
+        # The library sets its own lock timeout, in whole seconds, for the table lock of every
+        # insert (0 would wait for ever); the session's statement timeout cuts it shorter.
+        "POSTGRES_LOCK_TIMEOUT": str(max(1, math.ceil(settings.lock_timeout_ms / 1000))),
+        # Its pool's wait for a connection, in whole seconds (its default is 30).
+        "POSTGRES_CONNECT_TIMEOUT": str(max(1, math.ceil(settings.statement_timeout_ms / 1000))),
+        "APPLICATION_RECORDER_TOPIC": get_topic(BoundedPostgresRecorder),
     }
 
 
@@ -82,10 +149,14 @@ def enforce_append_only(recorder: ApplicationRecorder, backend: str) -> None:
             cursor.execute(statement)
 
 
-def open_database(url: str, schema: str) -> Database:
+def open_database(url: str, schema: str, settings: Settings | None = None) -> Database:
+    """One of our stores, its waits bounded by `settings` (or their defaults)."""
+    bounds = settings or Settings.build()
     if is_postgres(url):
-        return PostgresDatabase(url, schema)
-    return SQLiteDatabase(sqlite_path(url))
+        return PostgresDatabase(url, schema, timeout=bounds.statement_timeout_ms / 1000,
+                                statement_timeout_ms=bounds.statement_timeout_ms,
+                                lock_timeout_ms=bounds.lock_timeout_ms)
+    return SQLiteDatabase(sqlite_path(url), busy_timeout_ms=bounds.lock_timeout_ms)
 
 
 # What an operator reads when a key file is missing from a ledger that exists: a new key in
@@ -141,7 +212,7 @@ def open_keyring(settings: Settings, store: KeyStore | None = None) -> Keyring:
 
 
 def open_subject_keys(settings: Settings) -> SubjectKeys:
-    store = KeyStore(open_database(settings.keystore_url, settings.keystore_schema))
+    store = KeyStore(open_database(settings.keystore_url, settings.keystore_schema, settings))
     try:
         keyring = open_keyring(settings, store)
     except BaseException:
@@ -157,7 +228,7 @@ def events_table(settings: Settings) -> str:
 
 def open_merkle_log(settings: Settings, signer: LedgerSigner | None = None) -> MerkleLog:
     """The Merkle log beside the events it covers; no data key is ever needed for it."""
-    return MerkleLog(open_database(settings.database_url, settings.schema),
+    return MerkleLog(open_database(settings.database_url, settings.schema, settings),
                      events_table(settings), signer=signer)
 
 
@@ -166,7 +237,8 @@ def open_signer(settings: Settings, store: KeyStore | None = None) -> LedgerSign
     created only for a ledger that does not exist yet and checked against the public key
     recorded in the key store (`store`, or the settings' own, opened for the check)."""
     own = store is None
-    checked = store or KeyStore(open_database(settings.keystore_url, settings.keystore_schema))
+    checked = store or KeyStore(open_database(settings.keystore_url, settings.keystore_schema,
+                                                        settings))
     inline = bool(settings.signing_key_inline)
     what = _SIGNING_INLINE if inline else _SIGNING
     path = "the environment" if inline else settings.signing_key_file

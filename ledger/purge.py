@@ -7,8 +7,12 @@ Each run:
 
 The work list comes from the lifecycle view, but each subject is checked against their own
 stream before anything is destroyed: a view may lag a recovery. A failure (the key store
-unreachable, say) goes to the review queue with its kind, never its message, and the run goes
-on to the next subject; the subject stays on the list, so the next run tries again. A purge is
+at fault for one subject goes to the review queue with its kind, never its message, and the run
+goes on to the next subject; the subject stays on the list, so the next run tries again. A store
+that cannot be reached (the key store, the event store, the read models) stops the run at the
+first such failure instead: every other subject would wait out the same outage in turn (seconds
+each, hours for a big run), so the rest are not tried, stay due, and the report says which store
+was down (`PurgeReport.stopped`). A purge is
 idempotent at every step, so a run can be stopped at any point and run again: nothing is done
 twice and nothing is left half-erased. A run bigger than the cap is refused unless the operator
 says so: a wrong schedule should not erase a school before anyone notices.
@@ -22,7 +26,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from crypto.sql import Database, delete_naming
+from eventsourcing.persistence import InterfaceError, OperationalError
+
+from crypto import KeyStoreUnavailable
+from crypto.sql import Database, DatabaseUnavailable, delete_naming
 from ledger.application import ErasedPerson
 from ledger.lifecycle import Lifecycle
 from ledger.people import Person
@@ -60,6 +67,29 @@ class PurgeCapExceeded(Exception):
         self.cap = cap
 
 
+class StoreDown(Exception):
+    """A store could not be reached: the run stops (see the module's docstring). The message
+    names the store and the failure's kind, never a value."""
+
+    def __init__(self, store: str, kind: str) -> None:
+        super().__init__(f"{store} unreachable: {kind}")
+        self.store = store
+        self.kind = kind
+
+
+def store_down(error: BaseException) -> StoreDown | None:
+    """The outage `error` is, if it is one: a failure of a whole store, not of a subject."""
+    if isinstance(error, StoreDown):
+        return error
+    if isinstance(error, KeyStoreUnavailable):
+        return StoreDown("key store", type(error).__name__)
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return StoreDown("event store", type(error).__name__)
+    if isinstance(error, DatabaseUnavailable):
+        return StoreDown("database", type(error).__name__)
+    return None
+
+
 @dataclass(frozen=True)
 class Outcome:
     subject_id: UUID
@@ -74,6 +104,7 @@ class PurgeReport:
     soft_deleted_for_inactivity: list[UUID] = field(default_factory=list)
     warned_of_inactivity: list[UUID] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    stopped: StoreDown | None = None  # the outage that ended the run early, if one did
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -122,13 +153,22 @@ class PurgeJob:
 
     def run(self, *, dry_run: bool = False, limit: int | None = None, over_cap: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> PurgeReport:
-        """One run; `on_progress(done, total)` after each subject (a progress bar)."""
-        self.catch_up()
+        """One run; `on_progress(done, total)` after each subject (a progress bar).
+
+        An outage before any subject is tried (the work list unreadable, say) raises
+        `StoreDown`; one during the run ends it with `report.stopped` set."""
+        try:
+            self.catch_up()
+        except Exception as error:
+            raise store_down(error) or error from None
         now = self.lifecycle.clock()
         schedule = self.lifecycle.schedule
         report = PurgeReport(dry_run)
-        inactive = self.worklist.inactive(schedule.inactive_since(now))
-        due = list(self.worklist.pending(requested_by=now - _days(schedule.grace.days)))
+        try:
+            inactive = self.worklist.inactive(schedule.inactive_since(now))
+            due = list(self.worklist.pending(requested_by=now - _days(schedule.grace.days)))
+        except Exception as error:
+            raise store_down(error) or error from None
         due_ids = {d.subject_id for d in due}
         total = len(due) + sum(s not in due_ids for s in inactive)
         if limit is not None:
@@ -136,23 +176,42 @@ class PurgeJob:
                 raise PurgeCapExceeded(limit, self.cap)
         elif total > self.cap and not over_cap:
             raise PurgeCapExceeded(total, self.cap)
-        if not dry_run:
-            report.soft_deleted_for_inactivity = [
-                s for s in inactive if self._soft_delete_inactive(s)]
-            to_warn = self.worklist.inactive(schedule.warn_since(now), kind="teacher",
-                                             unwarned=True)
-            report.warned_of_inactivity = [s for s in to_warn if self._warn(s)]
-        todo = due[:limit] if limit is not None else due
-        for start in range(0, len(todo), self.batch):
-            report.outcomes += self._batch(todo[start:start + self.batch], now, dry_run)
-            if on_progress is not None:
-                on_progress(len(report.outcomes), len(todo))
+        try:
+            if not dry_run:
+                for subject_id in inactive:
+                    if self._soft_delete_inactive(subject_id):
+                        report.soft_deleted_for_inactivity.append(subject_id)
+                to_warn = self.worklist.inactive(schedule.warn_since(now), kind="teacher",
+                                                 unwarned=True)
+                for teacher_id in to_warn:
+                    if self._warn(teacher_id):
+                        report.warned_of_inactivity.append(teacher_id)
+            todo = due[:limit] if limit is not None else due
+            for start in range(0, len(todo), self.batch):
+                self._batch(todo[start:start + self.batch], now, dry_run, report.outcomes)
+                if on_progress is not None:
+                    on_progress(len(report.outcomes), len(todo))
+        except StoreDown as down:
+            report.stopped = down
+        except (KeyStoreUnavailable, OperationalError, InterfaceError,
+                DatabaseUnavailable) as error:  # the work list or a review write
+            report.stopped = store_down(error)
         return report
 
-    def _batch(self, items: Sequence[Due], now: datetime, dry_run: bool) -> list[Outcome]:
+    def _batch(self, items: Sequence[Due], now: datetime, dry_run: bool,
+               into: list[Outcome]) -> None:
         """Check each subject against their own stream, then purge the live ones together;
-        if that fails, each on its own, so that only the one at fault fails."""
+        if that fails, each on its own, so that only the one at fault fails. The outcomes go
+        to `into` in the order of `items`; on an outage, those known so far (`StoreDown`
+        follows)."""
         outcomes: dict[UUID, Outcome] = {}
+        try:
+            self._batch_outcomes(items, now, dry_run, outcomes)
+        finally:
+            into += [outcomes[item.subject_id] for item in items if item.subject_id in outcomes]
+
+    def _batch_outcomes(self, items: Sequence[Due], now: datetime, dry_run: bool,
+                        outcomes: dict[UUID, Outcome]) -> None:
         live: list[tuple[Person, Due]] = []
         for item in items:
             checked = self._check(item, now, dry_run)
@@ -167,7 +226,9 @@ class PurgeJob:
                 receipts = self.lifecycle.purge_many(
                     [(person, _reason(item), item.requested_at) for person, item in live],
                     REQUESTER)
-            except Exception:
+            except Exception as error:
+                if (down := store_down(error)) is not None:
+                    raise down from None
                 for person, item in live:
                     outcomes[item.subject_id] = self._one(item, person, now, dry_run=False)
             else:
@@ -176,7 +237,6 @@ class PurgeJob:
                     outcomes[item.subject_id] = Outcome(
                         item.subject_id, "purged" if done else "held", _reason(item))
                 self.review.succeeded(*(s for s, r in receipts.items() if r is not None))
-        return [outcomes[item.subject_id] for item in items]
 
     def _check(self, item: Due, now: datetime, dry_run: bool
                ) -> Outcome | Person | ErasedPerson:
@@ -198,6 +258,8 @@ class PurgeJob:
         try:
             return self.lifecycle.mark_inactive(subject_id)
         except Exception as error:
+            if (down := store_down(error)) is not None:
+                raise down from None
             self.review.failed(subject_id, self.lifecycle.clock(), type(error).__name__)
             return False
 
@@ -205,6 +267,8 @@ class PurgeJob:
         try:
             return self.lifecycle.warn_inactive(teacher_id)
         except Exception as error:  # a mail that fails is retried by the next run
+            if (down := store_down(error)) is not None:
+                raise down from None
             self.review.failed(teacher_id, self.lifecycle.clock(), type(error).__name__)
             return False
 
@@ -226,7 +290,11 @@ class PurgeJob:
         return Outcome(subject_id, "purged", reason)
 
     def _failed(self, item: Due, now: datetime, dry_run: bool, error: Exception) -> Outcome:
-        """To the review queue, with the failure's kind only (a message may carry values)."""
+        """To the review queue, with the failure's kind only (a message may carry values).
+        An outage is no fault of the subject's: it stops the run instead (`StoreDown`), and
+        the subject, still due, is tried by the next."""
+        if (down := store_down(error)) is not None:
+            raise down from None
         if not dry_run:
             self.review.failed(item.subject_id, now, type(error).__name__)
         return Outcome(item.subject_id, "failed", _reason(item), type(error).__name__)

@@ -24,12 +24,19 @@ LEDGER_READY_MAX_LAG    events a read model may be behind the log before /readyz
                         (default 1000)
 LEDGER_VAR_DIR          where the embedded files live (default: ./var)
 LEDGER_KEY_SYNC_SECONDS bound on how long another process may still open an erased key (1.0)
+LEDGER_STATEMENT_TIMEOUT_MS  the longest one SQL statement of a request may run, and the longest
+                        it waits for a pooled connection (default 5000; PostgreSQL)
+LEDGER_LOCK_TIMEOUT_MS  the longest a statement waits for a lock (default 2000; SQLite's busy
+                        timeout as well)
+LEDGER_JOB_STATEMENT_TIMEOUT_MS  the statement timeout of `ledger rebuild` and `ledger purge`
+                        (default 60000: a page or a batch is one big statement)
 LEDGER_TRUSTED_PROXIES  addresses or CIDRs, comma-separated, of the proxies in front whose
                         X-Forwarded-For is believed (default: none; then the peer is the client)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -74,6 +81,10 @@ class Settings:
     analytics_min_cell: int = 10  # ANA-2: smaller counts are withheld
     trusted_proxies: tuple[str, ...] = ()  # networks, as CIDRs
     ready_max_lag: int = 1000  # events behind the log; more: not ready (/readyz)
+    # Bounded waits (issue 18): a stalled database answers 503 in seconds, not never.
+    statement_timeout_ms: int = 5000
+    lock_timeout_ms: int = 2000
+    job_statement_timeout_ms: int = 60_000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -105,6 +116,10 @@ class Settings:
             trusted_proxies=tuple(part for part in env.get("LEDGER_TRUSTED_PROXIES", "").split(",")
                                   if part.strip()),
             ready_max_lag=_number(env, "LEDGER_READY_MAX_LAG", "1000", int),
+            statement_timeout_ms=_number(env, "LEDGER_STATEMENT_TIMEOUT_MS", "5000", int),
+            lock_timeout_ms=_number(env, "LEDGER_LOCK_TIMEOUT_MS", "2000", int),
+            job_statement_timeout_ms=_number(env, "LEDGER_JOB_STATEMENT_TIMEOUT_MS", "60000",
+                                             int),
         )
 
     @classmethod
@@ -118,7 +133,9 @@ class Settings:
               keep_residue: bool = True, purge_every_hours: float = 24.0,
               seal_every_seconds: float = 1.0, tree_head_every_minutes: float = 60.0,
               analytics_min_cell: int = 10,
-              trusted_proxies: tuple[str, ...] = (), ready_max_lag: int = 1000) -> Settings:
+              trusted_proxies: tuple[str, ...] = (), ready_max_lag: int = 1000,
+              statement_timeout_ms: int = 5000, lock_timeout_ms: int = 2000,
+              job_statement_timeout_ms: int = 60_000) -> Settings:
         """Fill in the defaults that depend on other settings."""
         database_url = database_url or f"sqlite:///{os.path.join(var_dir, 'ledger.sqlite3')}"
         if not keystore_url:
@@ -153,6 +170,12 @@ class Settings:
             raise SettingsError("LEDGER_READY_MAX_LAG must be a count of events, 0 or more")
         if not 2 <= analytics_min_cell <= 1000:
             raise SettingsError("LEDGER_ANALYTICS_MIN_CELL must be a count from 2 to 1000")
+        for name, value in (("LEDGER_STATEMENT_TIMEOUT_MS", statement_timeout_ms),
+                            ("LEDGER_LOCK_TIMEOUT_MS", lock_timeout_ms),
+                            ("LEDGER_JOB_STATEMENT_TIMEOUT_MS", job_statement_timeout_ms)):
+            # 0 would mean "wait for ever" to PostgreSQL: exactly what these settings prevent.
+            if not 1 <= value <= 3_600_000:
+                raise SettingsError(f"{name} must be a number of milliseconds, 1 to 3600000")
         return cls(
             database_url=database_url,
             media_url=media_url,
@@ -177,7 +200,16 @@ class Settings:
             analytics_min_cell=analytics_min_cell,
             trusted_proxies=tuple(_network(part) for part in trusted_proxies),
             ready_max_lag=ready_max_lag,
+            statement_timeout_ms=statement_timeout_ms,
+            lock_timeout_ms=lock_timeout_ms,
+            job_statement_timeout_ms=job_statement_timeout_ms,
         )
+
+    def for_a_job(self) -> Settings:
+        """The settings of a long job (a rebuild, a purge): its own connections may run one
+        statement for longer than a request may; its lock waits stay as short."""
+        return dataclasses.replace(self, statement_timeout_ms=max(
+            self.statement_timeout_ms, self.job_statement_timeout_ms))
 
     @property
     def backend(self) -> str:

@@ -17,15 +17,26 @@ which a terminal sends to its whole process group: the rebuilding process stops 
 alone, then stops them. A worker that dies, or any error in one (a keyring that will not open,
 a row that fails to open), fails the rebuild with that error, and it can be resumed like any
 stopped rebuild.
+
+A worker dies with the process that started it, whatever ends that process (`kill -9`
+included): each holds the KEK in memory, and one left behind would hold it for ever. On Linux
+the kernel sends it SIGKILL when its parent goes (`prctl(PR_SET_PDEATHSIG)`); elsewhere a thread
+in it watches its parent's pid. The kernel's signal follows the *thread* that started the
+worker, so all of them are started at once by the thread that opens the pool (and closes it),
+never later by the read-ahead thread, which comes and goes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -50,6 +61,8 @@ PAGES_AHEAD = 2 * WORKERS
 # Keys a worker keeps unwrapped: a subject's events sit close together in the log, so a page's
 # subjects and some before suffice (each costs 2 KB); a miss costs one unwrap, not a round trip.
 WORKER_OPENERS = 1_024
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_SECONDS = 0.5  # where the kernel cannot be asked: how soon an orphan notices
 
 
 @dataclass(frozen=True)
@@ -105,7 +118,11 @@ class FoldingReplay:
         self._keys = RebuildWrappedKeys(keys)
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(settings, projection))
+            initializer=_start_worker, initargs=(settings, projection, os.getpid()))
+        # Every worker now, from this thread (see the module's docstring): a submit from the
+        # read-ahead thread would otherwise start them there.
+        for _ in range(workers):
+            self._pool._adjust_process_count()
         self._ahead: _ReadAhead | None = None
         # What this process holds now outlives the rebuild: out of the cyclic collector's way
         # until the rebuild ends (garbage collected first, so none is kept), or every full
@@ -252,8 +269,32 @@ class _Worker:
 _worker: _Worker | Exception | None = None
 
 
-def _start_worker(settings: Settings, projection: FoldingProjection) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this process when `parent` ends, however it ends (see the module's docstring)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            # The parent may have died before the signal was asked for: then none will come.
+            if os.getppid() != parent:
+                os._exit(1)
+            return
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:  # an orphan is adopted by another process: its ppid changes
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _start_worker(settings: Settings, projection: FoldingProjection, parent: int) -> None:
     global _worker
+    _die_with_parent(parent)
     # A Ctrl-C reaches every process of the terminal's group: the rebuilding process alone
     # stops (its batch rolled back, where it stopped said) and then shuts the workers down.
     # SIGTERM is left to kill: it is how a broken pool ends the workers it has left.

@@ -24,6 +24,8 @@ from api.cli.seed import (
     usernames,
 )
 from api.services import Services
+from crypto import KeyStoreUnavailable
+from crypto.keystore import KeyStore
 from ledger.application import ErasedPerson
 from ledger.attempts import Attempts
 from ledger.people import Student, Teacher
@@ -31,6 +33,7 @@ from ledger.policy import CURRENT_POLICY_VERSION
 from ledger.progress import Progress, progress_id_for
 from ledger.settings import Settings
 from projections.runner import ProjectionRunner
+from tests.conftest import BACKENDS, drop_schemas, make_settings, point_the_command_line_at
 
 
 def test_demo_narrates_an_erasure(capsys: pytest.CaptureFixture[str]) -> None:
@@ -356,3 +359,39 @@ def test_a_setting_that_cannot_be_used_is_named_plainly_and_changes_nothing(
     err = capsys.readouterr().err
     assert err.startswith(f"ledger: {name}") and "Traceback" not in err
     assert not list(var_dir.iterdir())  # refused before any store was opened
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_purge_during_a_key_store_outage_says_so_in_one_line(
+        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18, finding 6: one clear line and exit code 1, not a traceback; nothing purged."""
+    settings = make_settings(backend, str(tmp_path))
+    point_the_command_line_at(settings, monkeypatch)
+    try:
+        due = _deleted_long_ago(tmp_path, 3)
+        capsys.readouterr()
+        calls: list[str] = []
+
+        def down(*_: object, **__: object) -> None:
+            calls.append("call")
+            raise KeyStoreUnavailable("key store unreachable")
+
+        with monkeypatch.context() as patch:
+            for name in ("load", "load_many", "tombstone", "tombstones_for", "erase_subjects"):
+                patch.setattr(KeyStore, name, down)
+            assert main(["purge"]) == 1
+        out, err = capsys.readouterr()
+        assert len(calls) == 1
+        assert out == ""
+        assert err.strip().splitlines()[-1] == (
+            "key store unreachable: KeyStoreUnavailable; nothing more was purged;"
+            " run again when it is back")
+        assert "Traceback" not in err
+
+        assert main(["purge"]) == 0
+        purged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert sorted(o["subject_id"] for o in purged) == due
+    finally:
+        if backend == "postgres":
+            drop_schemas(settings.schema, settings.keystore_schema)

@@ -11,10 +11,15 @@ import gc
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
@@ -22,6 +27,7 @@ from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
 from api.services import Services
 from crypto.sql import Cursor
 from ledger.progress import Attempt
+from ledger.settings import Settings
 from projections import folding
 from projections import runner as runner_module
 from projections.runner import FoldingProjection, ProjectionRunner
@@ -249,3 +255,71 @@ def test_where_no_worker_can_start_the_rebuild_runs_in_one_process(
     in_workers(svc, svc.progress).rebuild()
     assert tables(svc, svc.progress) == live
     assert gc.get_freeze_count() == 0
+
+
+# A rebuild that folds in workers, which stalls once its first page is folded: the parent is
+# then killed while the workers are alive.
+KILLED_REBUILD = """
+import sys, time
+from projections import folding, runner
+runner.FOLD_IN_WORKER_FROM = 1
+folded = folding.FoldingReplay.page
+def page_then_stall(self, after):
+    folded(self, after)
+    time.sleep(600)
+folding.FoldingReplay.page = page_then_stall
+from api.cli.main import main
+sys.exit(main(["rebuild", "progress"]))
+"""
+
+
+def processes_marked(mark: bytes) -> list[int]:
+    """The pids of the live processes whose environment holds `mark` (inherited by the workers
+    and by multiprocessing's helper from the process that started them)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if mark in environ.read().split(b"\0"):
+                    with open(f"/proc/{entry}/stat", "rb") as stat:
+                        if stat.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                            found.append(int(entry))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_workers_of_a_rebuild_die_with_it_when_it_is_killed(var_dir: Path) -> None:
+    """Issue 18, finding 5: before, the workers (each holding the KEK) and multiprocessing's
+    helper were still alive minutes after a `kill -9` of `ledger rebuild`."""
+    services = Services.open(Settings.from_env())
+    try:
+        history_with_erasures(services)
+    finally:
+        services.close()
+    mark = f"LEDGER_TEST_REBUILD_MARK={uuid4().hex}"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", KILLED_REBUILD],
+        env={**os.environ, mark.split("=")[0]: mark.split("=")[1]},
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(processes_marked(mark.encode()) ) < 1 + folding.WORKERS:  # parent + workers
+            assert parent.poll() is None, "the rebuild ended before its workers were seen"
+            assert time.monotonic() < deadline, "no workers started"
+            time.sleep(0.1)
+        time.sleep(1)  # the workers past their initializer, folding or waiting for pages
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while left := processes_marked(mark.encode()):
+        if time.monotonic() > deadline:
+            for pid in left:  # not to leave them to the next test either
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"{len(left)} processes of the killed rebuild are still alive")
+        time.sleep(0.1)

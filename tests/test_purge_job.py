@@ -221,8 +221,10 @@ def at_rest(svc: Services) -> dict[str, Any]:
 # -- 1. the key store unreachable (CRY-4, DEL-9) ----------------------------------------------
 
 
-def test_a_run_during_a_key_store_outage_fails_each_subject_and_the_next_run_purges_them(
+def test_a_run_during_a_key_store_outage_stops_at_once_and_the_next_run_purges_them(
         svc: Services, clock: Clock, tmp_path: Path) -> None:
+    """Issue 18, finding 6: the first failure on an unreachable key store ends the run; the
+    rest are not tried (each would wait out the same outage), all stay due."""
     first, second = deleted_students(svc, clock, 2)
     clock.advance(29)
     keys = svc.ledger.keys
@@ -232,10 +234,10 @@ def test_a_run_during_a_key_store_outage_fails_each_subject_and_the_next_run_pur
         keys.forget_cached_keys()  # a fresh process: every read needs the store
         report = svc.purge_job.run()
 
-    assert [(o.subject_id, o.status, o.error) for o in report.outcomes] == [
-        (first, "failed", "KeyStoreUnavailable"), (second, "failed", "KeyStoreUnavailable")]
-    assert [(s, e, n) for s, _, e, n in svc.purge_job.review.items()] == [
-        (first, "KeyStoreUnavailable", 1), (second, "KeyStoreUnavailable", 1)]
+    assert report.outcomes == []
+    assert report.stopped is not None and report.stopped.store == "key store"
+    assert str(report.stopped) == "key store unreachable: KeyStoreUnavailable"
+    assert svc.purge_job.review.items() == []  # an outage is no subject's fault
     # An outage is never an erasure, and makes no key.
     assert keys.store.count_live() == live
     assert svc.ledger.recorder.max_notification_id() == position
@@ -245,17 +247,65 @@ def test_a_run_during_a_key_store_outage_fails_each_subject_and_the_next_run_pur
         assert isinstance(person, Person) and person.deleted
 
     again = svc.purge_job.run()
+    assert again.stopped is None
     assert statuses(again) == [(first, "purged"), (second, "purged")]
     assert svc.purge_job.review.items() == []
     for subject in (first, second):
         assert_fully_erased(svc, subject, "expired_window")
 
 
+def key_store_down(svc: Services, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call to the key store raises `KeyStoreUnavailable`; the names of the calls made."""
+    calls: list[str] = []
+    store = svc.ledger.keys.store
+    svc.ledger.keys.forget_cached_keys()
+
+    def down(name: str) -> Callable[..., Any]:
+        def call(*_: object, **__: object) -> Any:
+            calls.append(name)
+            raise KeyStoreUnavailable("key store unreachable")
+        return call
+
+    for name in ("load", "load_many", "create", "create_fresh", "tombstone", "tombstones_for",
+                 "tombstones_after", "erase", "erase_many", "erase_subjects", "owner_of",
+                 "count_live"):
+        monkeypatch.setattr(store, name, down(name))
+    return calls
+
+
+def test_the_purge_stops_after_the_first_key_store_failure_and_makes_no_receipt(
+        svc: Services, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18, finding 6: before, each of the due subjects was tried in turn (seconds each
+    on a real outage); now one failure stops the run and the rest stay due."""
+    due = deleted_students(svc, clock, 5)
+    clock.advance(29)
+    svc.purge_job.batch = 2  # the outage must stop the batches after the first as well
+    position = svc.ledger.recorder.max_notification_id()
+
+    with monkeypatch.context() as patch:
+        calls = key_store_down(svc, patch)
+        report = svc.purge_job.run()
+
+    assert len(calls) == 1
+    assert report.stopped is not None and report.stopped.store == "key store"
+    assert report.count("purged") == 0
+    assert svc.ledger.recorder.max_notification_id() == position  # no receipt, no event
+    for subject in due:
+        assert svc.ledger.receipt_of(subject) is None
+    again = svc.purge_job.run()
+    assert again.stopped is None and sorted(s for s, _ in statuses(again)) == sorted(due)
+
+
+class SubjectFault(Exception):
+    """A failure of one subject's rows, not of a store."""
+
+
 @pytest.mark.parametrize("fails_at", ["read", "key_destruction"])
-def test_one_subject_failing_on_the_key_store_never_stops_the_batch(
+def test_one_subject_failing_in_the_key_store_never_stops_the_batch(
         svc: Services, clock: Clock, monkeypatch: pytest.MonkeyPatch, fails_at: str) -> None:
-    """The first due subject's key store calls fail (reading their key, or destroying it); the
-    second is purged in the same run; the next run, with the store back, purges the first."""
+    """The first due subject's key store calls fail (reading their key, or destroying it) with
+    a fault of theirs, not an outage; the second is purged in the same run; the next run, with
+    the fault gone, purges the first."""
     first, second = deleted_students(svc, clock, 2)
     clock.advance(29)
     keys = svc.ledger.keys
@@ -266,7 +316,7 @@ def test_one_subject_failing_on_the_key_store_never_stops_the_batch(
     def unavailable_for_first(real: Callable[..., Any]) -> Callable[..., Any]:
         def call(subject_id: UUID, *args: Any) -> Any:
             if subject_id == first:
-                raise KeyStoreUnavailable("key store unreachable")
+                raise SubjectFault("one row")
             return real(subject_id, *args)
         return call
 
@@ -280,16 +330,16 @@ def test_one_subject_failing_on_the_key_store_never_stops_the_batch(
 
             def erase_unless_first(subject_ids: list[UUID]) -> Any:
                 if first in subject_ids:
-                    raise KeyStoreUnavailable("key store unreachable")
+                    raise SubjectFault("one row")
                 return real_erase(subject_ids)
 
             patch.setattr(store, "erase_subjects", erase_unless_first)
         report = svc.purge_job.run()
 
     assert [(o.subject_id, o.status, o.error) for o in report.outcomes] == [
-        (first, "failed", "KeyStoreUnavailable"), (second, "purged", None)]
+        (first, "failed", "SubjectFault"), (second, "purged", None)]
     assert [(s, e) for s, _, e, _ in svc.purge_job.review.items()] == [
-        (first, "KeyStoreUnavailable")]
+        (first, "SubjectFault")]
     assert keys.erasure_of(first) is None and svc.ledger.receipt_of(first) is None
     assert keys.store.load(first) == first_key  # the same key: none made, none destroyed
     assert keys.store.count_live() == live - 1  # only the second's key went
@@ -474,8 +524,9 @@ def test_a_held_subject_waits_for_the_hold_to_be_lifted(svc: Services, clock: Cl
     assert_fully_erased(svc, other, "expired_window")
 
 
-def unavailable(*_: object) -> Any:
-    raise KeyStoreUnavailable("key store unreachable")
+def refused(*_: object) -> Any:
+    """A key destruction that fails for the subjects, not an outage (which stops the run)."""
+    raise SubjectFault("refused")
 
 
 def test_the_dry_run_changes_nothing_at_all(svc: Services, clock: Clock,
@@ -487,7 +538,7 @@ def test_the_dry_run_changes_nothing_at_all(svc: Services, clock: Clock,
     clock.advance(43 * 31)  # every window is over, and every account's activity is old
     # A real run whose key destructions all fail: the review queue has work in it.
     with monkeypatch.context() as patch:
-        patch.setattr(svc.ledger.keys.store, "erase_subjects", unavailable)
+        patch.setattr(svc.ledger.keys.store, "erase_subjects", refused)
         failed = svc.purge_job.run()
     assert sorted(statuses(failed)) == sorted([(lived, "failed"), (held, "held"),
                                                (plain, "failed")])

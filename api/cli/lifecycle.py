@@ -4,7 +4,9 @@
 `ledger purge [--dry-run] [--limit N] [--over-cap]` runs the purge job once (DEL-9): the dry run
 lists what it would destroy and changes nothing; a run larger than the cap is refused unless
 `--over-cap`; a progress bar goes to a terminal. Output is JSON lines of ids and statuses, never
-a personal value, so it can go to a log. `ledger receipts` prints every erasure receipt with
+a personal value, so it can go to a log. A store that cannot be reached stops the run at its
+first failure: one line on stderr names it, exit code 1, and the rest stay due for the next
+run. `ledger receipts` prints every erasure receipt with
 whether it verifies under the ledger's public key (DEL-8).
 """
 
@@ -16,7 +18,7 @@ import sys
 from typing import Any, TextIO
 
 from api.services import Services
-from ledger.purge import DEFAULT_CAP, PurgeCapExceeded
+from ledger.purge import DEFAULT_CAP, PurgeCapExceeded, StoreDown, store_down
 from ledger.settings import Settings
 
 
@@ -61,7 +63,12 @@ def run_purge(args: argparse.Namespace) -> int:
     if (args.limit is not None and args.limit < 1) or args.cap < 1:
         print("--limit and --cap must be at least 1", file=sys.stderr)
         return 2
-    services = Services.open(Settings.from_env())
+    try:
+        services = Services.open(Settings.from_env().for_a_job())
+    except Exception as error:
+        if (down := store_down(error)) is None:
+            raise
+        return _stopped(down)
     try:
         services.purge_job.cap = args.cap
         try:
@@ -71,6 +78,8 @@ def run_purge(args: argparse.Namespace) -> int:
         except PurgeCapExceeded as refused:
             print(str(refused), file=sys.stderr)
             return 3
+        except StoreDown as down:
+            return _stopped(down)
         for subject_id in report.soft_deleted_for_inactivity:
             print(json.dumps({"subject_id": str(subject_id), "status": "soft_deleted",
                               "reason": "inactivity"}))
@@ -82,9 +91,17 @@ def run_purge(args: argparse.Namespace) -> int:
         print(json.dumps({"dry_run": report.dry_run, **counts,
                           "soft_deleted_for_inactivity": len(
                               report.soft_deleted_for_inactivity)}), file=sys.stderr)
+        if report.stopped is not None:
+            return _stopped(report.stopped)
         return 1 if report.count("failed") else 0
     finally:
         services.close()
+
+
+def _stopped(down: StoreDown) -> int:
+    """One line for the operator, not a traceback: what was down, and what to do."""
+    print(f"{down}; nothing more was purged; run again when it is back", file=sys.stderr)
+    return 1
 
 
 def run_receipts(args: argparse.Namespace) -> int:

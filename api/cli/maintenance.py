@@ -78,7 +78,7 @@ class RebuildBar:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
-    services = Services.open(Settings.from_env())
+    services = Services.open(Settings.from_env().for_a_job())
     # SIGTERM stops it as Ctrl-C does: the batch under way rolls back, the rest is kept.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

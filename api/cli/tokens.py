@@ -75,7 +75,7 @@ def register(commands: Any) -> None:
 
 def _store() -> TokenStore:
     settings = Settings.from_env()
-    return TokenStore(open_database(settings.read_models_url, settings.schema))
+    return TokenStore(open_database(settings.read_models_url, settings.schema, settings))
 
 
 # The scope option each scoped role needs; no other role takes one.

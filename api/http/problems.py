@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -301,7 +302,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(KeyStoreUnavailable, _on_key_store_unavailable)
     app.add_exception_handler(AccessNotRecorded, _on_access_not_recorded)
     app.add_exception_handler(IdempotencyKeyReused, _on_key_reused)
-    for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError):
+    # psycopg's own: a statement or lock timeout, or a pool wait that ran out, where a caller
+    # reached the database without one of the wrappers above.
+    for unavailable in (DatabaseUnavailable, OperationalError, InterfaceError,
+                        psycopg.OperationalError):
         app.add_exception_handler(unavailable, _on_unavailable)
     for conflict in (RecordConflictError, IntegrityError):
         app.add_exception_handler(conflict, _on_conflict)
