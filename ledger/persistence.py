@@ -238,7 +238,7 @@ def open_signer(settings: Settings, store: KeyStore | None = None) -> LedgerSign
     recorded in the key store (`store`, or the settings' own, opened for the check)."""
     own = store is None
     checked = store or KeyStore(open_database(settings.keystore_url, settings.keystore_schema,
-                                                        settings))
+                                              settings))
     inline = bool(settings.signing_key_inline)
     what = _SIGNING_INLINE if inline else _SIGNING
     path = "the environment" if inline else settings.signing_key_file
