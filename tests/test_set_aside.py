@@ -264,3 +264,64 @@ def test_the_purge_fails_a_corrupt_subject_and_goes_on_to_the_others(
         assert [s.error for s in svc.lifecycle_view.set_aside()] == ["MapperDeserialisationError"]
     finally:
         svc.close()
+
+
+def test_the_commands_show_retry_and_skip_a_set_aside_event(
+        corrupt: tuple[Settings, UUID, int], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings, victim, position = corrupt
+    point_the_command_line_at(settings, monkeypatch)
+    services = Services.open(settings)
+    try:
+        services.catch_up()
+    finally:
+        services.close()
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert main(["projections", "status"]) == 0
+    status = {s["projection"]: s for s in lines()}
+    assert [a["position"] for a in status["student_directory"]["needs_attention"]] == [position]
+    assert status["student_directory"]["lag"] == 0
+    assert main(["projections", "retry", "student_directory"]) == 1  # still does not open
+    assert lines() == [{"projection": "student_directory", "position": position,
+                        "applied": False, "error": "MapperDeserialisationError"}]
+    assert main(["projections", "skip", "nonesuch", "--position", "1"]) == 2
+    assert main(["projections", "skip", "student_directory", "--position", "1"]) == 1
+    assert "nothing set aside" in capsys.readouterr().err
+    assert main(["projections", "skip", "student_directory", "--position", str(position)]) == 0
+    capsys.readouterr()
+    assert main(["projections", "status"]) == 0
+    directory = next(s for s in lines() if s["projection"] == "student_directory")
+    assert directory["needs_attention"] == []
+    assert [s["position"] for s in directory["skipped"]] == [position]
+    assert str(victim) not in json.dumps(directory)
+
+
+def test_the_operator_sees_and_skips_over_http(corrupt: tuple[Settings, UUID, int]) -> None:
+    settings, _, position = corrupt
+    with serving(Services.open(settings)) as api:
+        api.svc.catch_up()
+        operator = api.staff("operator")
+        assert api.call("GET", "/operations/projections", api.staff("registrar")).status_code \
+            == 403
+        items = api.call("GET", "/operations/projections", operator).json()["items"]
+        directory = next(i for i in items if i["projection"] == "student_directory")
+        assert [a["position"] for a in directory["needs_attention"]] == [position]
+        missing = api.call("POST", "/operations/projections/nonesuch/skip", operator,
+                           {"position": position})
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        bad = api.call("POST", "/operations/projections/student_directory/skip", operator,
+                       {"position": "x"})
+        assert bad.status_code == 422
+        retried = api.call("POST", "/operations/projections/student_directory/retry", operator,
+                           {"position": position})
+        assert retried.json()["outcomes"][0]["applied"] is False
+        skipped = api.call("POST", "/operations/projections/student_directory/skip", operator,
+                           {"position": position})
+        assert skipped.status_code == 200, skipped.text
+        again = api.call("POST", "/operations/projections/student_directory/skip", operator,
+                         {"position": position + 1000})
+        assert again.status_code == 404

@@ -14,6 +14,7 @@ from api.cli import (
     demo,
     lifecycle,
     maintenance,
+    projections,
     proofs,
     rights,
     serve,
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serve, demo, bench, tokens, maintenance, lifecycle, proofs, rights, audit,
-                   analytics):
+                   analytics, projections):
         module.register(commands)
     return parser
 
