@@ -43,7 +43,7 @@ from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
 from ledger.log import LogPage, Openers, Replay, Topics, wanted_rows
 from ledger.people import Person
-from projections.folding import FoldedPage, FoldingReplay
+from projections.folding import FoldedPage, FoldingReplay, worker_did_not_start
 
 log = logging.getLogger("ledger.projections")
 
@@ -295,6 +295,8 @@ class ProjectionRunner:
         except NOT_THE_EVENTS:
             raise
         except Exception as error:
+            if worker_did_not_start(error):
+                raise
             # The page rolled back whole: again event by event, so that only the events that
             # fail are set aside. Rare, so the page stays the fast path.
             log.warning("projection %s: a page failed (%s), applying it event by event",
@@ -557,6 +559,8 @@ class ProjectionRunner:
                 except NOT_THE_EVENTS:
                     raise
                 except Exception as error:  # only the events that fail are set aside
+                    if worker_did_not_start(error):
+                        raise
                     log.warning("projection %s: a page failed (%s), applying it event by event",
                                 self.projection.name, type(error).__name__)
                     last_id, read = self._apply_one_by_one(
