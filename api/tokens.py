@@ -75,6 +75,7 @@ class Permission(StrEnum):
     TREE_HEADS_SIGN = "ledger:sign"  # sign a tree head now, off the schedule (LED-2)
     ANALYTICS_READ = "analytics:read"  # de-identified, suppressed counts only (ANA, ACC-3)
     SUPPORT_SESSIONS = "support:sessions"  # act as a user, with a stated purpose (AUD-5)
+    PROJECTIONS_MANAGE = "projections:manage"  # read models' set-aside events (issue 18)
 
 
 ROLES: tuple[Role, ...] = tuple(Role)

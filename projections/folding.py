@@ -268,6 +268,14 @@ class _Worker:
 
 _worker: _Worker | Exception | None = None
 
+# Noted on a worker's start-up error (it crosses to this process with the exception): no
+# event's fault, so the runner raises it rather than setting the page's events aside.
+WORKER_DID_NOT_START = "a worker of the rebuild did not start"
+
+
+def worker_did_not_start(error: BaseException) -> bool:
+    return WORKER_DID_NOT_START in getattr(error, "__notes__", ())
+
 
 def _die_with_parent(parent: int) -> None:
     """End this process when `parent` ends, however it ends (see the module's docstring)."""
@@ -302,7 +310,8 @@ def _start_worker(settings: Settings, projection: FoldingProjection, parent: int
     try:
         _worker = _Worker(settings, projection)
     except Exception as error:  # raised with the first page: an initializer's error would
-        _worker = error  # break the pool, and the rebuild would say only that a worker died
+        error.add_note(WORKER_DID_NOT_START)  # break the pool, and the rebuild would say only
+        _worker = error  # that a worker died; the note keeps it from being taken for the page's
     gc.freeze()  # what the worker imported and opened lives as long as it: never garbage
 
 

@@ -12,26 +12,38 @@ ALTER: a runner whose live generation lacks a table or column its projection dec
 
 Both backends poll (SQLite has no subscriptions); PostgreSQL's table lock on insert makes commit
 order equal id order, so paging by `> last id` never misses a late commit.
+
+Set aside, never stuck: an event a projection cannot open or apply is recorded in
+`projection_set_aside` (position, error class, digest of the stored bytes: never a value) in the
+same transaction as the position moving past it, and the projection goes on; an operator
+retries or skips it (`ledger projections ...`). A page that fails as a whole is applied again
+event by event, each in a savepoint, so that only the bad event is set aside.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+import psycopg
+
 from crypto import KeyStoreUnavailable
 from crypto.sql import Cursor, Database, DatabaseUnavailable, delete_naming
 from ledger.application import Ledger
-from ledger.log import LogPage, Replay, Topics
+from ledger.log import LogPage, Openers, Replay, Topics, wanted_rows
 from ledger.people import Person
-from projections.folding import FoldedPage, FoldingReplay
+from projections.folding import FoldedPage, FoldingReplay, worker_did_not_start
 
 log = logging.getLogger("ledger.projections")
 
@@ -41,7 +53,68 @@ REGISTRY_DDL = [
     "CREATE TABLE IF NOT EXISTS projection_tracking ("
     " projection TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL,"
     " PRIMARY KEY (projection, generation))",
+    # Events a projection could not open or apply. Never a value: an error's message may quote
+    # one, so only its class is kept, and the stored bytes only as a digest (to tell whether a
+    # position still holds the event that failed, as an acknowledgement is carried over).
+    "CREATE TABLE IF NOT EXISTS projection_set_aside ("
+    " projection TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL,"
+    " error TEXT NOT NULL, digest TEXT NOT NULL, status TEXT NOT NULL, set_aside_at TEXT NOT NULL,"
+    " PRIMARY KEY (projection, generation, position))",
 ]
+
+PENDING, SKIPPED = "pending", "skipped"
+
+
+class RunnerRaced(RuntimeError):
+    """Another runner moved the position under this one: its batch was rolled back."""
+
+
+class NotSetAside(LookupError):
+    """No event is set aside at that position of the projection's live generation."""
+
+
+# Failures of the surroundings, not of one event: waited out or raised as they are, never a
+# reason to set an event aside (a key store down would otherwise set aside everything).
+NOT_THE_EVENTS: tuple[type[BaseException], ...] = (
+    KeyStoreUnavailable, DatabaseUnavailable, RunnerRaced, BrokenProcessPool,
+    psycopg.OperationalError, sqlite3.OperationalError)
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An event a projection could not open or apply: where, and the class of the error."""
+
+    projection: str
+    generation: int
+    position: int
+    error: str
+    digest: str  # SHA-256 of the stored (sealed) bytes, hex
+    status: str  # PENDING (needs attention) or SKIPPED (acknowledged)
+    set_aside_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "generation": self.generation, "error": self.error,
+                "digest": self.digest, "status": self.status, "set_aside_at": self.set_aside_at}
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    position: int
+    applied: bool
+    error: str | None  # the class of the error if it failed again
+
+
+@contextlib.contextmanager
+def savepoint(cur: Cursor) -> Iterator[None]:
+    """What the block wrote is undone if it raises; the transaction goes on (both backends)."""
+    cur.execute("SAVEPOINT one_event")
+    try:
+        yield
+    except BaseException:
+        cur.execute("ROLLBACK TO SAVEPOINT one_event")
+        cur.execute("RELEASE SAVEPOINT one_event")
+        raise
+    cur.execute("RELEASE SAVEPOINT one_event")
 
 
 class RebuildProgress(Protocol):
@@ -185,6 +258,7 @@ class ProjectionRunner:
         self.rebuild_batch_size = rebuild_batch_size
         self.fold_in_workers = fold_in_workers  # None: when the rebuild is long enough
         self.wanted = Topics(projection.consumes) if projection.consumes else None
+        self._thread: threading.Thread | None = None  # the one following the log, if any
         with db.transaction() as cur:
             for statement in REGISTRY_DDL:
                 cur.execute(statement)
@@ -214,27 +288,176 @@ class ProjectionRunner:
     def run_once(self, generation: int | None = None,
                  replay: Replay | FoldingReplay | None = None) -> int:
         """Apply the next batch to `generation` (default: the live one). Returns the log
-        positions passed (events read, applied or not wanted). A rebuild passes its `replay`,
-        which reads the pages."""
+        positions passed (events read, applied, set aside or not wanted). A rebuild passes its
+        `replay`, which reads the pages."""
+        try:
+            return self._run_page(generation, replay)
+        except NOT_THE_EVENTS:
+            raise
+        except Exception as error:
+            if worker_did_not_start(error):
+                raise
+            # The page rolled back whole: again event by event, so that only the events that
+            # fail are set aside. Rare, so the page stays the fast path.
+            log.warning("projection %s: a page failed (%s), applying it event by event",
+                        self.projection.name, type(error).__name__)
+            return self._run_one_by_one(generation, replay)
+
+    def _run_page(self, generation: int | None,
+                  replay: Replay | FoldingReplay | None) -> int:
         with self.db.transaction() as cur:
-            if self.db.backend == "postgres":
-                cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
-                            "FOR SHARE", (self.projection.name,))
-            gen = generation or self._live(cur)
-            position = self._position(cur, gen, lock=True)
+            gen, position = self._lock_position(cur, generation)
             page = (replay.page(position) if replay is not None
                     else self.ledger.read_log(position, self.batch_size, self.wanted))
             if not page.read:
                 return 0
             self._apply(cur, gen, page)
-            cur.execute(
-                "UPDATE projection_tracking SET position = ?"
-                " WHERE projection = ? AND generation = ? AND position = ?",
-                (page.last_id, self.projection.name, gen, position),
-            )
-            if cur.rowcount != 1:
-                raise RuntimeError("another runner moved this projection: batch rolled back")
+            self._move(cur, gen, position, page.last_id)
             return page.read
+
+    def _run_one_by_one(self, generation: int | None,
+                        replay: Replay | FoldingReplay | None) -> int:
+        limit = replay.limit if replay is not None else self.batch_size
+        openers = replay.openers.of if isinstance(replay, Replay) else None
+        with self.db.transaction() as cur:
+            gen, position = self._lock_position(cur, generation)
+            last_id, read = self._apply_one_by_one(cur, gen, position, limit, openers)
+            if read:
+                self._move(cur, gen, position, last_id)
+            return read
+
+    def _lock_position(self, cur: Cursor, generation: int | None) -> tuple[int, int]:
+        if self.db.backend == "postgres":
+            cur.execute("SELECT live FROM projection_generations WHERE projection = ? "
+                        "FOR SHARE", (self.projection.name,))
+        gen = generation or self._live(cur)
+        return gen, self._position(cur, gen, lock=True)
+
+    def _move(self, cur: Cursor, generation: int, position: int, to: int) -> None:
+        cur.execute(
+            "UPDATE projection_tracking SET position = ?"
+            " WHERE projection = ? AND generation = ? AND position = ?",
+            (to, self.projection.name, generation, position),
+        )
+        if cur.rowcount != 1:
+            raise RunnerRaced("another runner moved this projection: batch rolled back")
+
+    def _apply_one_by_one(self, cur: Cursor, generation: int, position: int, limit: int,
+                          openers: Openers | None) -> tuple[int, int]:
+        """The rows after `position`, each opened and applied in a savepoint; one that fails is
+        set aside. (last id read, rows read)."""
+        reader = self.ledger.log_reader
+        rows = reader.rows(position, limit)
+        if not rows:
+            return position, 0
+        table = table_name(self.projection, generation)
+        for row in wanted_rows(rows, self.wanted):
+            try:
+                with savepoint(cur):
+                    self._open_and_process(cur, table, row, openers)
+            except NOT_THE_EVENTS:
+                raise
+            except Exception as error:
+                self._set_aside(cur, generation, row, error)
+        return int(rows[-1][0]), len(rows)
+
+    def _open_and_process(self, cur: Cursor, table: str, row: Any,
+                          openers: Openers | None) -> None:
+        (event,) = self.ledger.log_reader.open_rows([row], int(row[0]) - 1, openers).events
+        self.projection.process(cur, table, event)
+
+    def _set_aside(self, cur: Cursor, generation: int, row: Any, error: Exception) -> None:
+        position, digest = int(row[0]), hashlib.sha256(bytes(row[4])).hexdigest()
+        # An event acknowledged in an earlier generation stays acknowledged when a rebuild
+        # meets it again, if the position still holds the same bytes.
+        cur.execute("SELECT 1 FROM projection_set_aside WHERE projection = ? AND position = ?"
+                    " AND digest = ? AND status = ?",
+                    (self.projection.name, position, digest, SKIPPED))
+        status = SKIPPED if cur.fetchone() is not None else PENDING
+        cur.execute(
+            "INSERT INTO projection_set_aside (projection, generation, position, error, digest,"
+            " status, set_aside_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (projection, generation, position) DO UPDATE SET"
+            " error = excluded.error, digest = excluded.digest, status = excluded.status",
+            (self.projection.name, generation, position, type(error).__name__, digest, status,
+             time_text(datetime.now(UTC))))
+        # The class only: a message may quote a value of the event.
+        log.error("projection %s: event at position %d set aside (%s)", self.projection.name,
+                  position, type(error).__name__)
+
+    # -- set aside: what an operator sees and does -------------------------------------------
+    def set_aside(self, generation: int | None = None,
+                  status: str | None = None) -> list[SetAside]:
+        """The events set aside in `generation` (default: the live one), by position."""
+        with self.db.transaction(write=False) as cur:
+            gen = generation or self._live(cur)
+            cur.execute("SELECT projection, generation, position, error, digest, status,"
+                        " set_aside_at FROM projection_set_aside WHERE projection = ?"
+                        " AND generation = ? ORDER BY position", (self.projection.name, gen))
+            found = [SetAside(str(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4]), str(r[5]),
+                              str(r[6])) for r in cur.fetchall()]
+        return [s for s in found if status is None or s.status == status]
+
+    def status(self) -> dict[str, Any]:
+        """Where the projection stands: position, the log's head, the lag (in notification
+        ids, which may have gaps: an upper bound), the events set aside, whether its thread is
+        alive (None when this process does not follow the log)."""
+        with self.db.transaction(write=False) as cur:
+            generation = self._live(cur)
+            position = self._position(cur, generation)
+        head = self.ledger.recorder.max_notification_id() or 0
+        set_aside = self.set_aside(generation)
+        thread = self._thread
+        return {"projection": self.projection.name, "generation": generation,
+                "position": position, "head": head, "lag": max(head - position, 0),
+                "needs_attention": [s.as_dict() for s in set_aside if s.status == PENDING],
+                "skipped": [s.as_dict() for s in set_aside if s.status == SKIPPED],
+                "thread_alive": None if thread is None else thread.is_alive()}
+
+    def retry(self, position: int | None = None) -> list[RetryOutcome]:
+        """Apply set-aside events of the live generation again: the one at `position` (pending
+        or skipped), else every pending one. Those that apply now leave the table. Applied out
+        of order, after the events that came later: for a projection whose rows the later
+        events already changed, a rebuild is the exact remedy."""
+        if position is not None:
+            positions = [s.position for s in self.set_aside() if s.position == position]
+            if not positions:
+                raise NotSetAside(position)
+        else:
+            positions = [s.position for s in self.set_aside(status=PENDING)]
+        return [self._retry_one(at) for at in positions]
+
+    def _retry_one(self, position: int) -> RetryOutcome:
+        with self.db.transaction() as cur:
+            # The tracking row's lock keeps the background runner out while this applies.
+            generation, _ = self._lock_position(cur, None)
+            rows = self.ledger.log_reader.rows(position - 1, 1)
+            if not rows or int(rows[0][0]) != position:
+                raise NotSetAside(position)
+            try:
+                with savepoint(cur):
+                    self._open_and_process(cur, table_name(self.projection, generation),
+                                           rows[0], None)
+            except NOT_THE_EVENTS:
+                raise
+            except Exception as error:
+                self._set_aside(cur, generation, rows[0], error)
+                return RetryOutcome(position, False, type(error).__name__)
+            cur.execute("DELETE FROM projection_set_aside WHERE projection = ? AND generation = ?"
+                        " AND position = ?", (self.projection.name, generation, position))
+            log.info("projection %s: set-aside event at position %d applied",
+                     self.projection.name, position)
+            return RetryOutcome(position, True, None)
+
+    def skip(self, position: int) -> None:
+        """Acknowledge a set-aside event: it stays unapplied, recorded as skipped, and leaves
+        the list of those that need attention."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE projection_set_aside SET status = ? WHERE projection = ?"
+                        " AND generation = ? AND position = ?",
+                        (SKIPPED, self.projection.name, self._live(cur), position))
+            if cur.rowcount != 1:
+                raise NotSetAside(position)
 
     def catch_up(self, generation: int | None = None) -> int:
         total = 0
@@ -243,7 +466,10 @@ class ProjectionRunner:
         return total
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
-        """Follow the log until `stop` is set. A key store or database outage is waited out."""
+        """Follow the log until `stop` is set. A key store or database outage is waited out;
+        an event that cannot be applied is set aside (`run_once`), and anything else is logged
+        and tried again later: the thread never ends before `stop`."""
+        self._thread = threading.current_thread()
         delay = poll_seconds
         while not stop.is_set():
             try:
@@ -251,6 +477,10 @@ class ProjectionRunner:
                 delay = poll_seconds
             except (KeyStoreUnavailable, DatabaseUnavailable) as error:
                 log.warning("projection %s waiting: %s", self.projection.name, type(error).__name__)
+                applied, delay = 0, min(delay * 2, 5.0)
+            except Exception as error:  # the class only: a message may quote a value
+                log.error("projection %s failed (%s), trying again", self.projection.name,
+                          type(error).__name__)
                 applied, delay = 0, min(delay * 2, 5.0)
             if not applied:
                 stop.wait(delay)
@@ -320,9 +550,25 @@ class ProjectionRunner:
             if old == new:  # a racing rebuild of the same generation switched first
                 return new
             position = self._position(cur, new, lock=True)
-            while (page := replay.page(position)).read:
-                self._apply(cur, new, page)
-                position = page.last_id
+            while True:
+                try:
+                    with savepoint(cur):
+                        page = replay.page(position)
+                        self._apply(cur, new, page)
+                    last_id, read = page.last_id, page.read
+                except NOT_THE_EVENTS:
+                    raise
+                except Exception as error:  # only the events that fail are set aside
+                    if worker_did_not_start(error):
+                        raise
+                    log.warning("projection %s: a page failed (%s), applying it event by event",
+                                self.projection.name, type(error).__name__)
+                    last_id, read = self._apply_one_by_one(
+                        cur, new, position, replay.limit,
+                        replay.openers.of if isinstance(replay, Replay) else None)
+                if not read:
+                    break
+                position = last_id
             cur.execute("UPDATE projection_tracking SET position = ? WHERE projection = ?"
                         " AND generation = ?", (position, self.projection.name, new))
             cur.execute("UPDATE projection_generations SET live = ? WHERE projection = ?",
@@ -330,6 +576,8 @@ class ProjectionRunner:
             self.projection.drop_tables(cur, table_name(self.projection, old))
             cur.execute("DELETE FROM projection_tracking WHERE projection = ? AND generation = ?",
                         (self.projection.name, old))
+            cur.execute("DELETE FROM projection_set_aside WHERE projection = ?"
+                        " AND generation = ?", (self.projection.name, old))
         return new
 
     def unfinished_generation(self) -> int | None:
@@ -389,6 +637,8 @@ class ProjectionRunner:
         self.projection.create_tables(cur, table, "BYTEA" if self.db.backend == "postgres"
                                       else "BLOB")
         cur.execute("DELETE FROM projection_tracking WHERE projection = ? AND generation = ?",
+                    (self.projection.name, generation))
+        cur.execute("DELETE FROM projection_set_aside WHERE projection = ? AND generation = ?",
                     (self.projection.name, generation))
         cur.execute("INSERT INTO projection_tracking (projection, generation, position)"
                     " VALUES (?, ?, 0)", (self.projection.name, generation))

@@ -44,6 +44,7 @@ from api.services import Services
 from api.tokens import TokenStore
 from crypto import passwords
 from ledger.identity import PARENT_EMAIL
+from projections.runner import live_generation
 from tests.conftest import BACKENDS, drop_schemas, make_settings
 
 PASSWORD = "correct horse battery"
@@ -291,6 +292,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ledger/tree-heads"): Rule(PUBLIC, 200),
     ("GET", "/ledger/tree-heads/latest"): Rule(PUBLIC, 200),
     ("POST", "/ledger/tree-heads"): Rule(PRIVACY_OFFICER, 201),
+    # the read models' set-aside events (issue 18): the operator only
+    ("GET", "/operations/projections"): Rule(PRIVACY_OFFICER, 200),
+    ("POST", "/operations/projections/{name}/retry"): Rule(PRIVACY_OFFICER, 200),
+    ("POST", "/operations/projections/{name}/skip"): Rule(PRIVACY_OFFICER, 200),
     ("GET", "/ledger/proofs/consistency"): Rule(PUBLIC, 200),
     ("GET", "/ledger/proofs/inclusion/{notification_id}"): Rule(
         frozenset({"operator", "auditor"}), 200),
@@ -543,7 +548,22 @@ def _rights_request(w: World, refused: bool = False) -> str:
     return f"/students/{student}/rights-requests/{request}"
 
 
+def _set_aside(w: World) -> int:
+    """An event of the log set aside by the directory, as a runner records one it cannot
+    apply; its position."""
+    runner = w.svc.directory
+    position = w.svc.ledger.recorder.max_notification_id() or 0
+    (row,) = w.svc.ledger.log_reader.rows(position - 1, 1)
+    with runner.db.transaction() as cur:
+        runner._set_aside(cur, live_generation(cur, runner.projection), row, ValueError())
+    return position
+
+
 BUILDERS: dict[tuple[str, str], Build] = {
+    ("POST", "/operations/projections/{name}/retry"): lambda w, c: (
+        "/operations/projections/student_directory/retry", {}),
+    ("POST", "/operations/projections/{name}/skip"): lambda w, c: (
+        "/operations/projections/student_directory/skip", {"position": _set_aside(w)}),
     ("GET", "/analytics/tables/{measure}"): lambda w, c: (
         "/analytics/tables/students?by=age_band&by=gender", None),
     ("GET", "/ledger/tree-heads/latest"): lambda w, c: (
@@ -818,7 +838,7 @@ FOREIGN: dict[str, Callable[[World, str], UUID]] = {
     "request_id": lambda w, path: w.ids["RQ"],
 }
 # Parameters that are not a record's id: a fixed vocabulary, or a position in the public log.
-NOT_A_RECORD = frozenset({"provider", "partner", "table", "measure", "notification_id"})
+NOT_A_RECORD = frozenset({"provider", "partner", "table", "measure", "notification_id", "name"})
 # Roles that stand in a relation to everyone: the privacy officer, support (with a purpose
 # where reading), auditors (the trail only).
 EVERYONES = frozenset({"operator", "support", "auditor"})

@@ -130,7 +130,7 @@ def test_project_and_rebuild(var_dir: Path, capsys: pytest.CaptureFixture[str]) 
     assert set(positions.values()) == {1}
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "read_model": "student_directory", "generation": 2, "position": 1}
+        "read_model": "student_directory", "generation": 2, "position": 1, "set_aside": 0}
     assert main(["rebuild", "no_such_model"]) == 2
 
 
@@ -344,7 +344,7 @@ def test_a_stopped_rebuild_says_where_and_resumes(
     assert err.startswith(said) and "Traceback" not in err
     assert main(["rebuild", "student_directory"]) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "read_model": "student_directory", "generation": 2, "position": 1}
+        "read_model": "student_directory", "generation": 2, "position": 1, "set_aside": 0}
 
 
 @pytest.mark.parametrize(("name", "value"), [

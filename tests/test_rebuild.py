@@ -23,8 +23,9 @@ from projections.runner import Projection, ProjectionRunner, table_name
 from tests.test_attempts import attempt
 
 
-class Stopped(Exception):
-    """Stands for a Ctrl-C, a SIGTERM or a crash in the middle of a batch."""
+class Stopped(BaseException):
+    """Stands for a Ctrl-C, a SIGTERM or a crash in the middle of a batch: a BaseException, as
+    KeyboardInterrupt is, since an Exception from a projection sets its event aside."""
 
 
 class Wrapping:

@@ -14,6 +14,7 @@ from api.cli import (
     demo,
     lifecycle,
     maintenance,
+    projections,
     proofs,
     rights,
     serve,
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on a failure, show the traceback, not just the one-line reason")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serve, demo, bench, tokens, maintenance, lifecycle, proofs, rights, audit,
-                   analytics):
+                   analytics, projections):
         module.register(commands)
     return parser
 

@@ -95,8 +95,11 @@ def run_rebuild(args: argparse.Namespace) -> int:
         except BrokenProcessPool:  # a worker killed (out of memory, say): resumable as well
             _say_where_it_stopped(runner, args.name, "a worker of the rebuild died")
             return 1
+        # Events the projection could not open or apply were set aside, not a failure:
+        # said here so the operator looks at them (`ledger projections status`).
         print(json.dumps({"read_model": args.name, "generation": generation,
-                          "position": runner.position()}))
+                          "position": runner.position(),
+                          "set_aside": len(runner.set_aside(generation))}))
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ from api.http import (
     deletion,
     health,
     me,
+    operations,
     people,
     problems,
     progress,
@@ -46,7 +47,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.tokens = TokenStore(services.read_models)
     problems.install(app)
     for module in (health, sessions, me, sections, schools, people, deletion, progress,
-                   projects, coursework, tree_heads, rights, audit, analytics):
+                   projects, coursework, tree_heads, rights, audit, analytics, operations):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, settings=services.settings)
     # Added last, so outermost: its headers go on every response, the body limit's 413 too.
