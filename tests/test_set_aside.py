@@ -309,6 +309,9 @@ def test_the_operator_sees_and_skips_over_http(corrupt: tuple[Settings, UUID, in
         items = api.call("GET", "/operations/projections", operator).json()["items"]
         directory = next(i for i in items if i["projection"] == "student_directory")
         assert [a["position"] for a in directory["needs_attention"]] == [position]
+        # ... and so does a metrics scraper, by count only.
+        metrics = api.call("GET", "/metrics", operator).text
+        assert 'ledger_projection_set_aside_events{projection="student_directory"} 1' in metrics
         missing = api.call("POST", "/operations/projections/nonesuch/skip", operator,
                            {"position": position})
         assert missing.status_code == 404
@@ -322,6 +325,8 @@ def test_the_operator_sees_and_skips_over_http(corrupt: tuple[Settings, UUID, in
         skipped = api.call("POST", "/operations/projections/student_directory/skip", operator,
                            {"position": position})
         assert skipped.status_code == 200, skipped.text
+        metrics = api.call("GET", "/metrics", operator).text
+        assert 'ledger_projection_set_aside_events{projection="student_directory"} 0' in metrics
         again = api.call("POST", "/operations/projections/student_directory/skip", operator,
                          {"position": position + 1000})
         assert again.status_code == 404

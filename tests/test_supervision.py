@@ -287,7 +287,8 @@ def test_metrics_in_prometheus_text_without_personal_values(
     samples = parse(text)
     for name in ("ledger_http_request_duration_seconds_bucket",
                  "ledger_http_request_duration_seconds_count",
-                 "ledger_projection_lag_events", "ledger_background_loop_state",
+                 "ledger_projection_lag_events", "ledger_projection_set_aside_events",
+                 "ledger_background_loop_state",
                  "ledger_background_loop_restarts_total", "ledger_erasures",
                  "ledger_purge_runs_total", "ledger_sealer_lag_events",
                  "ledger_key_cache_lookups_total", "ledger_up"):

@@ -32,6 +32,7 @@ from api.services import Services
 from api.supervision import Loop
 from api.tokens import Permission, Principal
 from crypto.sql import Database
+from projections.runner import PENDING
 
 log = logging.getLogger("api.http")
 router = APIRouter(tags=["health"])
@@ -173,6 +174,11 @@ def metrics(request: Request, principal: MetricsReader) -> PlainTextResponse:
                 for r in svc.runners]
         lines += family("ledger_projection_lag_events", "gauge",
                         "Events of the log a read model has not yet applied.", lags)
+        set_aside = [({"projection": r.projection.name},
+                      len(r.set_aside(status=PENDING))) for r in svc.runners]
+        lines += family("ledger_projection_set_aside_events", "gauge",
+                        "Events a read model could not apply and set aside, not yet retried"
+                        " or skipped (`ledger projections status`).", set_aside)
         up["read_models"] = 1
     except Exception as error:
         log.warning("metrics: a store unreachable (%s)", type(error).__name__)
