@@ -140,7 +140,7 @@ class Services:
         progress = ProgressView()
         media = MediaStore(open_database(settings.media_url, settings.schema, settings),
                            ledger.keys, settings.max_upload_bytes)
-        ledger.on_erase("uploads", media.forget_owners)
+        ledger.on_erase("uploads", media.forget_owners, media.count_owners)
         ledger.on_erase_rows("api_tokens", TokenStore(read_models).forget_rows)
         projects = ProjectsView(ledger.keys)
 

@@ -259,14 +259,26 @@ def delete_naming(cur: Cursor, table: str, columns: Sequence[str], ids: Sequence
     """Delete every row of `table` where any of `columns` holds one of `ids`; how many rows
     went for each id (a row counts for the first of its columns that names one). A few
     statements whatever the number of ids, on either backend (SQLite caps parameters)."""
+    return _naming(cur, f"DELETE FROM {table} WHERE {{where}} RETURNING {', '.join(columns)}",
+                   columns, ids, chunk)
+
+
+def count_naming(cur: Cursor, table: str, columns: Sequence[str], ids: Sequence[str],
+                 chunk: int = 200) -> Counter[str]:
+    """How many rows `delete_naming` would delete for each id, deleting nothing."""
+    return _naming(cur, f"SELECT {', '.join(columns)} FROM {table} WHERE {{where}}", columns,
+                   ids, chunk)
+
+
+def _naming(cur: Cursor, statement: str, columns: Sequence[str], ids: Sequence[str],
+            chunk: int) -> Counter[str]:
     counts: Counter[str] = Counter()
     for start in range(0, len(ids), chunk):
         part = list(ids[start:start + chunk])
         wanted = set(part)
         marks = ", ".join("?" * len(part))
         where = " OR ".join(f"{column} IN ({marks})" for column in columns)
-        cur.execute(f"DELETE FROM {table} WHERE {where} RETURNING {', '.join(columns)}",
-                    part * len(columns))
+        cur.execute(statement.format(where=where), part * len(columns))
         for row in cur.fetchall():
             counts[next(str(value) for value in row if str(value) in wanted)] += 1
     return counts

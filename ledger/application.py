@@ -58,9 +58,8 @@ _ERASURE_COUNTS_DDL = (f"CREATE TABLE IF NOT EXISTS {ERASURE_COUNTS} (subject_id
                        " PRIMARY KEY (subject_id, store))")
 
 
-def _add_counts(cur: Cursor, store: str, subject_ids: Sequence[UUID],
-                counts: Mapping[UUID, int]) -> dict[UUID, int]:
-    """Add this run's counts of `store` to those recorded; the totals, per subject."""
+def _recorded_counts(cur: Cursor, store: str, subject_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The counts of `store` recorded so far, per subject (0 where none is)."""
     ids = [str(s) for s in dict.fromkeys(subject_ids)]
     before: dict[str, int] = {}
     for part in range(0, len(ids), 500):
@@ -68,10 +67,21 @@ def _add_counts(cur: Cursor, store: str, subject_ids: Sequence[UUID],
         cur.execute(f"SELECT subject_id, deleted FROM {ERASURE_COUNTS} WHERE store = ?"
                     f" AND subject_id IN ({','.join('?' * len(chunk))})", [store, *chunk])
         before.update({row[0]: int(row[1]) for row in cur.fetchall()})
-    totals = {UUID(s): before.get(s, 0) + counts[UUID(s)] for s in ids}
+    return {UUID(s): before.get(s, 0) for s in ids}
+
+
+def _record_counts(cur: Cursor, store: str, counts: Mapping[UUID, int]) -> None:
     cur.executemany(f"INSERT INTO {ERASURE_COUNTS} (subject_id, store, deleted) VALUES (?, ?, ?)"
                     " ON CONFLICT (subject_id, store) DO UPDATE SET deleted = excluded.deleted",
-                    [(str(s), store, n) for s, n in totals.items()])
+                    [(str(s), store, n) for s, n in counts.items()])
+
+
+def _add_counts(cur: Cursor, store: str, subject_ids: Sequence[UUID],
+                counts: Mapping[UUID, int]) -> dict[UUID, int]:
+    """Add this run's counts of `store` to those recorded; the totals, per subject."""
+    before = _recorded_counts(cur, store, subject_ids)
+    totals = {s: n + counts.get(s, 0) for s, n in before.items()}
+    _record_counts(cur, store, totals)
     return totals
 
 
@@ -138,6 +148,8 @@ class Ledger(Application[UUID]):
         self._erasure_hooks: dict[str, Callable[..., Any]] = {
             "identity_index": self.identity.forget}
         self._in_read_models: set[str] = {"identity_index"}
+        # The others: name -> count(...) -> rows it would delete (`_forget_elsewhere`).
+        self._counters: dict[str, Callable[[Sequence[UUID]], Mapping[UUID, int]]] = {}
         super().__init__(env={**eventsourcing_env(settings), **(env or {})})
         enforce_append_only(self.recorder, settings.backend)
         if settings.backend == "sqlite" and ":memory:" not in self.env["SQLITE_DBNAME"]:
@@ -395,12 +407,15 @@ class Ledger(Application[UUID]):
         record = self.aggregate(ErasureRecord.id_for(subject_id), ErasureRecord)
         return SignedReceipt.from_dict(record.receipt) if record is not None else None
 
-    def on_erase(self, name: str,
-                 forget: Callable[[Sequence[UUID]], Mapping[UUID, int]]) -> None:
+    def on_erase(self, name: str, forget: Callable[[Sequence[UUID]], Mapping[UUID, int]],
+                 count: Callable[[Sequence[UUID]], Mapping[UUID, int]]) -> None:
         """Call `forget(subject_ids)` at each erasure (or batch of them), after the keys are
         destroyed: for a store beside the log that holds things of a person (uploads). It
-        says how many went for each subject, for the receipts, and must be idempotent."""
+        says how many went for each subject, for the receipts, and must be idempotent;
+        `count(subject_ids)` says how many it would delete, deleting nothing (a store of its
+        own cannot share the transaction that records the counts: see `_forget_elsewhere`)."""
         self._erasure_hooks[name] = forget
+        self._counters[name] = count
 
     def on_erase_rows(self, name: str,
                       forget: Callable[[Cursor, Sequence[UUID]], Mapping[UUID, int]]) -> None:
@@ -416,12 +431,31 @@ class Ledger(Application[UUID]):
         deleted = self._forget_read_models(subject_ids)
         for name, forget in self._erasure_hooks.items():
             if name not in self._in_read_models:
-                counts = forget(subject_ids)
-                with self.read_models.transaction() as cur:
-                    totals = _add_counts(cur, name, subject_ids, counts)
+                totals = self._forget_elsewhere(name, forget, subject_ids)
                 for rows, subject_id in zip(deleted, subject_ids, strict=True):
                     rows[name] = totals[subject_id]
         return [{name: rows[name] for name in self._erasure_hooks} for rows in deleted]
+
+    def _forget_elsewhere(self, name: str,
+                          forget: Callable[[Sequence[UUID]], Mapping[UUID, int]],
+                          subject_ids: list[UUID]) -> dict[UUID, int]:
+        """A hook on a store of its own (uploads), whose deletes cannot share a transaction
+        with the record of their counts. So what is about to go is recorded first (pending),
+        deleted, then folded into the total: a run that crashed after its delete and before
+        the fold left a pending count with nothing left to delete, and the next run adds the
+        difference. The rows of an erased subject only ever go, so it is exact."""
+        pending = f"{name}:pending"
+        present = self._counters[name](subject_ids)
+        with self.read_models.transaction() as cur:
+            recorded = _recorded_counts(cur, pending, subject_ids)
+            gone = {s: max(recorded[s] - present.get(s, 0), 0) for s in recorded}
+            _add_counts(cur, name, subject_ids, gone)
+            _record_counts(cur, pending, {s: present.get(s, 0) for s in recorded})
+        counts = forget(subject_ids)
+        with self.read_models.transaction() as cur:
+            totals = _add_counts(cur, name, subject_ids, counts)
+            _record_counts(cur, pending, dict.fromkeys(totals, 0))
+        return totals
 
     def _forget_read_models(self, subject_ids: list[UUID]) -> list[dict[str, int]]:
         """The hooks on rows in the read-models database, in one transaction with the record

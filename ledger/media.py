@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from crypto import Aead, KeyErased, SubjectKeys
-from crypto.sql import Cursor, Database, SQLiteDatabase, delete_naming
+from crypto.sql import Cursor, Database, SQLiteDatabase, count_naming, delete_naming
 from ledger.people import InvalidRecord
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -170,6 +170,13 @@ class MediaStore:
         if count:
             self._scrub()
         return count
+
+    def count_owners(self, subject_ids: Sequence[UUID]) -> Counter[UUID]:
+        """How many objects `forget_owners` would delete for each subject, deleting nothing."""
+        with self.db.transaction(write=False) as cur:
+            counts = count_naming(cur, "media_objects", ("owner_id", "project_id"),
+                                  [str(s) for s in subject_ids])
+        return Counter({s: counts[str(s)] for s in subject_ids})
 
     def forget_owners(self, subject_ids: Sequence[UUID]) -> Counter[UUID]:
         """At erasures: every object of the subjects, as their owner or as their project.

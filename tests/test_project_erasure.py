@@ -160,7 +160,7 @@ def test_an_id_that_is_neither_a_person_nor_an_owned_key_is_not_erased(ledger: L
 def projects(ledger: Ledger) -> Iterator[Projects]:
     media = MediaStore(open_database(ledger.settings.media_url, ledger.settings.schema),
                        ledger.keys)
-    ledger.on_erase("uploads", media.forget_owners)
+    ledger.on_erase("uploads", media.forget_owners, media.count_owners)
     yield Projects(ledger, media, lambda s: True)
     media.db.close()
 

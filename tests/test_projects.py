@@ -32,7 +32,7 @@ class Studio:
 def studio(ledger: Ledger) -> Iterator[Studio]:
     media = MediaStore(open_database(ledger.settings.media_url, ledger.settings.schema),
                        ledger.keys, max_bytes=1024)
-    ledger.on_erase("uploads", media.forget_owners)
+    ledger.on_erase("uploads", media.forget_owners, media.count_owners)
     enrolled: set[UUID] = set()
     yield Studio(ledger, Projects(ledger, media, lambda s: s in enrolled), enrolled)
     media.db.close()
