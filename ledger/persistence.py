@@ -86,7 +86,10 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         path = sqlite_path(settings.database_url)
         if ":memory:" not in path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # An empty recorder topic: the SQLite default, whatever the process environment says
+        # (the library reads it too, and a PostgreSQL ledger's topic there would break this).
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path,
+                "APPLICATION_RECORDER_TOPIC": "",
                 # Whole seconds; at least one, since none means the library's default of 5.
                 "SQLITE_LOCK_TIMEOUT": str(max(1, math.ceil(settings.lock_timeout_ms / 1000)))}
     url = urlparse(settings.database_url)

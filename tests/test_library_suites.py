@@ -161,8 +161,10 @@ class WithLedgerInfrastructure(TestCase):
         self.keys: SubjectKeys = open_subject_keys(self.settings)
         mapper_topic = f"tests.peer_suites:SealedMapper_{uuid4().hex}"
         register_topic(mapper_topic, SealedMapper.bound_to(self.keys))
-        self._saved_env = {k: os.environ.get(k) for k in self._env_keys}
-        os.environ.update(eventsourcing_env(self.settings))
+        library_env = eventsourcing_env(self.settings)
+        # Every key set here is put back after: one left behind would steer the next ledger.
+        self._saved_env = {k: os.environ.get(k) for k in (*self._env_keys, *library_env)}
+        os.environ.update(library_env)
         os.environ["CREATE_TABLE"] = "y"
         os.environ["MAPPER_TOPIC"] = mapper_topic
         os.environ["TRANSCODER_TOPIC"] = get_topic(BankAccountsTranscoder)
