@@ -569,7 +569,7 @@ def test_no_body_any_route_gives_a_500_or_echoes_a_value(api: Client) -> None:
            "school_id": str(uuid4()), "provider": "google", "partner": "code-club",
            "project_id": str(uuid4()), "media_id": str(uuid4()), "hold_id": str(uuid4()),
            "subject_id": str(student), "table": "profile", "notification_id": "1",
-           "measure": "students",
+           "measure": "students", "name": "student_directory",
            "actor_id": str(uuid4()),
            "request_id": str(api.svc.rights.file(student, "rectify", "operator", "test",
                                                  "display_name", "Mia Other"))}
