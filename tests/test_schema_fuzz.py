@@ -16,7 +16,9 @@ must answer its documented 401, or serve the public). Every case also carries an
 which support-only reads need.
 
 This file runs on SQLite only: the PostgreSQL backend is covered by the other suites, and the
-fuzz is about the HTTP contract, not the store. Bounded in time (under a minute here): 20
+fuzz is about the HTTP contract, not the store. The fuzz itself is in the slow suite (CI runs
+it; `make test-slow` here), the defects it found are pinned in the default run. Bounded in
+time (about a minute here): 20
 examples per operation and mode, derandomized (the same cases every run), no deadline.
 `LEDGER_FUZZ_EXAMPLES=200 LEDGER_FUZZ_SEED=7` runs deeper, other cases, by hand.
 """
@@ -178,6 +180,7 @@ def fuzz(schema: Any, token: Callable[[str | None, str], str | None],
     return failures
 
 
+@pytest.mark.slow  # a minute: with the slow suites, which CI runs (`make test-slow`)
 def test_every_operation_by_every_kind_of_caller(world: tuple[Any, World, Any]) -> None:
     app, seeded, tokens = world
     services: Services = app.state.services
