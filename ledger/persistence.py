@@ -3,9 +3,10 @@ the append-only rule (LED-1), and the key store with its keyring."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -181,6 +182,20 @@ def _refuse(template: str, what: tuple[str, str], path: str) -> KeyFileRefused:
     return KeyFileRefused(template.format(setting=setting, path=path, loss=loss))
 
 
+@contextlib.contextmanager
+def _reading_key_file(what: tuple[str, str], path: str) -> Iterator[None]:
+    """A key file that cannot be read, as the one line an operator reads: missing, or not a
+    key file (a `KeyFileRefused` raised inside already is that line)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise _refuse(_MISSING, what, path) from None
+    except KeyFileRefused:
+        raise
+    except ValueError:
+        raise _refuse(_MALFORMED, what, path) from None
+
+
 def open_keyring(settings: Settings, store: KeyStore | None = None) -> Keyring:
     """The KEK keyring. With the key store (a start), the file is created only for a ledger
     that does not exist yet, and each version is checked against the check value recorded
@@ -188,7 +203,7 @@ def open_keyring(settings: Settings, store: KeyStore | None = None) -> Keyring:
     inline = bool(settings.kek_inline)
     what = _KEK_INLINE if inline else _KEK
     path = "the environment" if inline else settings.kek_file
-    try:
+    with _reading_key_file(what, path):
         if settings.kek_inline:
             try:
                 ring = Keyring.from_environment(settings.kek_inline)
@@ -197,12 +212,6 @@ def open_keyring(settings: Settings, store: KeyStore | None = None) -> Keyring:
         else:
             create = store is not None and not store.holds_anything("kek:%")
             ring = Keyring.from_file(settings.kek_file, create=create)
-    except FileNotFoundError:
-        raise _refuse(_MISSING, what, path) from None
-    except KeyFileRefused:
-        raise
-    except ValueError:
-        raise _refuse(_MALFORMED, what, path) from None
     if store is not None:
         newest = store.newest_kek_version()
         # Rotation writes the file before the key store, so a file behind it is an old copy.
@@ -246,24 +255,18 @@ def open_signer(settings: Settings, store: KeyStore | None = None) -> LedgerSign
     what = _SIGNING_INLINE if inline else _SIGNING
     path = "the environment" if inline else settings.signing_key_file
     try:
-        if settings.signing_key_inline:
-            try:
-                signer = LedgerSigner.from_environment(settings.signing_key_inline)
-            except ValueError:
-                raise KeyFileRefused("LEDGER_SIGNING_KEY is malformed: expected base64 of the"
-                                     " raw 32-byte Ed25519 key") from None
-        else:
-            signer = LedgerSigner.from_file(settings.signing_key_file,
-                                            create=not checked.holds_anything("signing"))
-        public = signer.public_key.raw.hex()
-        if not checked.check_key_file("signing", public):
-            raise _refuse(_DIFFERENT, what, path)
-    except FileNotFoundError:
-        raise _refuse(_MISSING, what, path) from None
-    except KeyFileRefused:
-        raise
-    except ValueError:
-        raise _refuse(_MALFORMED, what, path) from None
+        with _reading_key_file(what, path):
+            if settings.signing_key_inline:
+                try:
+                    signer = LedgerSigner.from_environment(settings.signing_key_inline)
+                except ValueError:
+                    raise KeyFileRefused("LEDGER_SIGNING_KEY is malformed: expected base64 of"
+                                         " the raw 32-byte Ed25519 key") from None
+            else:
+                signer = LedgerSigner.from_file(settings.signing_key_file,
+                                                create=not checked.holds_anything("signing"))
+            if not checked.check_key_file("signing", signer.public_key.raw.hex()):
+                raise _refuse(_DIFFERENT, what, path)
     finally:
         if own:
             checked.db.close()
